@@ -1,0 +1,86 @@
+"""The bot's one error tree.
+
+    BotError                 anything the bot reports to a person on purpose
+    ├── ConfigError          a setting or policy file is missing or invalid (start-up stops, exit 2)
+    ├── UserInputError       what a person typed cannot be used; the message says why
+    │   ├── CommandError     the slash-command text does not parse
+    │   └── TargetError      a host-list field holds entries that are not hosts, groups or nodes
+    ├── BkError              BK-JOB did not do what was asked
+    │   ├── BkApiError       BK-JOB answered `result: false` (carries its code and message)
+    │   ├── BkUnavailable    BK-JOB could not be reached, or answered something that is not its envelope
+    │   └── BkTimeout        BK-JOB did not answer in time
+    └── SlackError           Slack refused a call the bot needed (e.g. not in the channel)
+
+Foreign failures (aiohttp, slack_sdk, sqlite) are wrapped at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BkApiError",
+    "BkError",
+    "BkTimeout",
+    "BkUnavailable",
+    "BotError",
+    "CommandError",
+    "ConfigError",
+    "SlackError",
+    "TargetError",
+    "UserInputError",
+]
+
+
+class BotError(Exception):
+    """Base of every error the bot raises on purpose."""
+
+
+class ConfigError(BotError):
+    """A setting or the policy file is missing or invalid."""
+
+
+class UserInputError(BotError):
+    """Input from a person that cannot be used; ``str(err)`` is the message to show them."""
+
+
+class CommandError(UserInputError):
+    """The slash-command text does not parse."""
+
+
+class TargetError(UserInputError):
+    """A host-list value holds entries that are not IPs, dynamic groups or topology nodes."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class BkError(BotError):
+    """BK-JOB did not do what was asked."""
+
+
+class BkApiError(BkError):
+    """BK-JOB answered with ``result: false``."""
+
+    def __init__(self, api: str, code: int | None, message: str, request_id: str | None = None) -> None:
+        self.api = api
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        super().__init__(f"BK-JOB {api} failed: [{code}] {message}")
+
+
+class BkUnavailable(BkError):
+    """BK-JOB could not be reached or did not answer with its JSON envelope."""
+
+
+class BkTimeout(BkError):
+    """BK-JOB did not answer within the time-out."""
+
+
+class SlackError(BotError):
+    """Slack refused a call the bot needed."""
+
+    def __init__(self, method: str, error: str) -> None:
+        self.method = method
+        self.error = error
+        super().__init__(f"Slack {method} failed: {error}")
