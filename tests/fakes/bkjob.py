@@ -1,0 +1,827 @@
+"""A fake BK-JOB behind the ESB v2 (`/api/c/compapi/v2/job/<api>/`) on a loopback port, callbacks included."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+__all__ = ["BkRequest", "CallbackAttempt", "FakeBkJob", "Instance", "StepInstance"]
+
+JsonDict = dict[str, Any]
+
+# RunStatusEnum.FINISHED_STATUS_SET (reference §3.5).
+FINISHED_STATUSES = frozenset({3, 4, 5, 6, 8, 9, 11, 13, 14})
+# JobListener.finishJob runs (and so the callback fires) only for these (reference §4.1).
+CALLBACK_STATUSES = frozenset({3, 4, 9, 11, 14})
+JSON_CONTENT_TYPE = "application/json"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_GET_APIS = frozenset({"get_job_detail", "get_job_instance_status"})
+
+# (zh, en) texts of JOB's message_*.properties for the codes the fake produces (reference §2.3, §3).
+_MESSAGES: dict[str, tuple[str, str]] = {
+    "bad_request": ("错误的请求", "Bad Request"),
+    "bad_biz": ("非法的业务 ID", "Invalid bk_biz_id"),
+    "bad_scope_type": ("非法的资源范围类型", "Invalid bk_scope_type"),
+    "bad_callback": (
+        "回调地址不合法或不在允许列表中，请联系平台管理员添加",
+        "Callback url is invalid or not in the allowed list, please contact the platform administrator to add it",
+    ),
+    "no_biz": ("业务/业务集不存在或已被归档", "Business/Business Set not exist or archived"),
+    "invalid_param": ("请求参数[{0}]不合法", "Invalid request parameter [{0}]"),
+    "missing_param": ("请求参数[{0}]缺失或不合法", "Invalid request parameter [{0}]"),
+    "no_plan": ("执行方案不存在", "Job plan does not exist"),
+    "no_instance": ("作业实例不存在", "Task instance does not exist"),
+    "no_permission": (
+        "用户({0})权限不足，请前往权限中心确认并申请补充后重试",
+        "User ({0}) permission not allowed, please confirm and apply permission in IAM and try again",
+    ),
+}
+
+
+def _fmt_time(epoch: float | None) -> str | None:
+    """JOB v2 times: `yyyy-MM-dd HH:mm:ss` in the server's zone, no offset."""
+    return None if epoch is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _total_time(start: float | None, end: float | None) -> float | None:
+    if start is None:
+        return None
+    return round(((end if end is not None else time.time()) - start), 3)
+
+
+def _hex() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class BkRequest:
+    """One HTTP request to the ESB as received, before any auth or validation."""
+
+    api: str
+    method: str
+    headers: Mapping[str, str]
+    body: JsonDict
+
+
+@dataclass(frozen=True)
+class CallbackAttempt:
+    """One POST the fake made to a `bk_callback_url`; `status` is None when the transport failed."""
+
+    job_instance_id: int
+    url: str
+    content_type: str
+    body: bytes
+    status: int | None
+    error: str | None = None
+
+
+@dataclass
+class StepInstance:
+    step_instance_id: int
+    step_id: int
+    name: str
+    type: int
+    status: int
+    hosts: list[JsonDict]
+    execute_count: int = 0
+    create_time: float = field(default_factory=time.time)
+    start_time: float | None = None
+    end_time: float | None = None
+
+
+@dataclass
+class Instance:
+    """A job instance started by execute_job; tests inspect and drive it."""
+
+    job_instance_id: int
+    bk_biz_id: int
+    bk_job_id: int
+    name: str
+    operator: str
+    request: JsonDict
+    headers: Mapping[str, str]
+    status: int
+    steps: list[StepInstance]
+    callback_url: str | None
+    # Plan variable name -> final value: a string for value variables, a target dict
+    # `{ip_list, dynamic_group_id_list, topo_node_list}` (or None) for host variables.
+    resolved_vars: dict[str, Any]
+    create_time: float = field(default_factory=time.time)
+    start_time: float | None = None
+    end_time: float | None = None
+    callbacks: list[CallbackAttempt] = field(default_factory=list)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def callback_body(self) -> JsonDict:
+        """The JobCallbackDTO body: every step, run or not (reference §4.2)."""
+        return {
+            "job_instance_id": self.job_instance_id,
+            "status": self.status,
+            "step_instances": [{"step_instance_id": s.step_instance_id, "status": s.status} for s in self.steps],
+        }
+
+
+@dataclass
+class _Plan:
+    bk_biz_id: int
+    bk_job_id: int
+    name: str
+    global_vars: list[JsonDict]
+    steps: list[JsonDict]
+    creator: str = "admin"
+    create_time: float = field(default_factory=time.time)
+
+
+@dataclass
+class _Injection:
+    times: int
+    kind: str  # "fail" | "http_error" | "garbage" | "delay"
+    code: int = 0
+    message: str = ""
+    status: int = 200
+    body: bytes = b""
+    seconds: float = 0.0
+
+
+class _JobError(Exception):
+    """A JOB business error; rendered as an HTTP 200 `result:false` envelope in the caller's language."""
+
+    def __init__(self, code: int, key: str, *args: object, permission: JsonDict | None = None) -> None:
+        super().__init__(code, key)
+        self.code = code
+        self.key = key
+        self.args_ = args
+        self.permission = permission
+
+    def message(self, english: bool) -> str:
+        return _MESSAGES[self.key][1 if english else 0].format(*self.args_)
+
+
+def _as_int(value: Any) -> int | None:
+    """Jackson's coercion to long: ints and digit strings; anything else is a bad request."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise _JobError(1240003, "bad_request")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise _JobError(1240003, "bad_request")
+
+
+def _valid_callback_url(url: str) -> bool:
+    """@ValidCallbackUrl with the whitelist off: http(s), a host, no userinfo."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
+
+
+class FakeBkJob:
+    """execute_job, get_job_detail and get_job_instance_status as the ESB + JOB answer them.
+
+    Instances only move when a test says so (`finish`), which then delivers the completion callback with
+    JOB's exact retry rule, so the bot's callback route and its status polling can both be exercised.
+    """
+
+    def __init__(self, *, app_code: str = "bkjob-bot", app_secret: str = "s3cret") -> None:
+        self.app_code = app_code
+        self.app_secret = app_secret
+        self.businesses: set[int] = set()
+        self.plans: dict[tuple[int, int], _Plan] = {}
+        self.instances: dict[int, Instance] = {}
+        self.callbacks: list[CallbackAttempt] = []
+        self.denied_users: set[str] = set()
+        self._requests: list[BkRequest] = []
+        self._injections: dict[str, list[_Injection]] = defaultdict(list)
+        self._delays: dict[str, list[_Injection]] = defaultdict(list)
+        self._instance_ids = itertools.count(10000)
+        self._step_instance_ids = itertools.count(50000)
+        self._ids = itertools.count(1000)
+        self._changed = asyncio.Condition()
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/c/compapi/v2/job/{api}/", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host="127.0.0.1", port=0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        # JOB's HttpConPoolUtil: 15 s connect and read time-outs, no automatic retries.
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(connect=15, sock_read=15))
+
+    async def close(self) -> None:
+        self._closing.set()  # wakes handlers parked in delay_next so shutdown does not wait on them
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("FakeBkJob is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    def url(self, api: str) -> str:
+        return f"{self.base_url}/api/c/compapi/v2/job/{api}/"
+
+    # -- data setup --------------------------------------------------------------------------------------
+
+    def add_business(self, bk_biz_id: int) -> None:
+        self.businesses.add(bk_biz_id)
+
+    def add_plan(
+        self,
+        bk_biz_id: int,
+        bk_job_id: int,
+        name: str,
+        global_vars: Sequence[Mapping[str, Any]] = (),
+        steps: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Register a plan (and its business); variables and steps are in get_job_detail's v2 shape.
+
+        Missing keys get JOB's defaults. A step may carry `execute_type` (1 script, 2 file, 3 confirm) for
+        get_job_instance_status, because get_job_detail's `type` of a script step is its script source.
+        """
+        self.businesses.add(bk_biz_id)
+        if steps is None:
+            steps = [{"name": "step 1"}, {"name": "step 2"}]
+        self.plans[(bk_biz_id, bk_job_id)] = _Plan(
+            bk_biz_id=bk_biz_id,
+            bk_job_id=bk_job_id,
+            name=name,
+            global_vars=[self._normalise_var(v) for v in global_vars],
+            steps=[self._normalise_step(i, s) for i, s in enumerate(steps, start=1)],
+        )
+
+    def deny_user(self, username: str) -> None:
+        """`username` lacks IAM `launch_job_plan`: execute_job answers 9900403."""
+        self.denied_users.add(username)
+
+    def _normalise_var(self, var: Mapping[str, Any]) -> JsonDict:
+        out: JsonDict = {
+            "id": next(self._ids),
+            "name": "",
+            "category": 1,
+            "value": "",
+            "description": "",
+            "ip_list": None,
+            "custom_query_id": None,
+            **var,
+        }
+        if out["category"] == 3:
+            out["ip_list"] = [{"bk_host_id": None, "bk_cloud_id": 0, **ip} for ip in (out["ip_list"] or [])]
+            out["custom_query_id"] = list(out["custom_query_id"] or [])
+        else:
+            out["ip_list"] = out["custom_query_id"] = None
+        return out
+
+    def _normalise_step(self, index: int, step: Mapping[str, Any]) -> JsonDict:
+        return {
+            "step_id": next(self._ids),
+            "name": f"step {index}",
+            "type": 1,
+            "script_id": None,
+            "script_content": "echo hello",
+            "script_param": "",
+            "script_timeout": 1000,
+            "is_param_sensitive": 0,
+            "account": "root",
+            "account_id": 1,
+            "ip_list": [{"bk_host_id": 101, "bk_cloud_id": 0, "ip": "10.0.0.1"}],
+            "custom_query_id": None,
+            "file_source": None,
+            "file_target_path": None,
+            "confirm_message": None,
+            **step,
+        }
+
+    # -- failure injection -------------------------------------------------------------------------------
+
+    def fail_next(self, api: str, code: int, message: str, times: int = 1) -> None:
+        self._injections[api].append(_Injection(times=times, kind="fail", code=code, message=message))
+
+    def delay_next(self, api: str, seconds: float, times: int = 1) -> None:
+        """Hold the answer for `seconds` (then answer normally) to drive the bot's client time-outs."""
+        self._delays[api].append(_Injection(times=times, kind="delay", seconds=seconds))
+
+    def http_error_next(self, api: str, status: int = 502, body: str = "Bad Gateway", times: int = 1) -> None:
+        self._injections[api].append(_Injection(times=times, kind="http_error", status=status, body=body.encode()))
+
+    def garbage_next(self, api: str, body: bytes = b"<html>oops</html>", times: int = 1) -> None:
+        """HTTP 200 with a body that is not JSON, as a misbehaving proxy would send."""
+        self._injections[api].append(_Injection(times=times, kind="garbage", body=body))
+
+    # -- recording and waiting ---------------------------------------------------------------------------
+
+    def requests(self, api: str | None = None) -> list[BkRequest]:
+        return [r for r in self._requests if api is None or r.api == api]
+
+    async def wait_for_request(
+        self,
+        api: str,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
+        predicate: Callable[[BkRequest], bool] | None = None,
+    ) -> list[BkRequest]:
+        """Wait until `count` requests to `api` match `predicate`; returns all matching so far."""
+
+        def matching() -> list[BkRequest]:
+            return [r for r in self.requests(api) if predicate is None or predicate(r)]
+
+        async with self._changed:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: len(matching()) >= count)
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {count} {api!r} request(s); seen: {self._requests!r}"
+                ) from None
+            return matching()
+
+    # -- driving instances -------------------------------------------------------------------------------
+
+    async def finish(
+        self,
+        instance_id: int,
+        status: int = 3,
+        step_statuses: Sequence[int] | None = None,
+        callback: bool = True,
+    ) -> list[int]:
+        """End an instance and deliver its callback like JOB; returns the HTTP statuses of the attempts.
+
+        Default step statuses: all 3 for success; otherwise earlier steps 3, the running step `status`,
+        later steps 1 (never run). The callback goes out only for statuses that run JOB's finishJob.
+        An empty list means no callback was sent or its first attempt failed in transport (see `callbacks`).
+        """
+        inst = self.instances[instance_id]
+        if step_statuses is None:
+            step_statuses = self._default_step_statuses(inst, status)
+        if len(step_statuses) != len(inst.steps):
+            raise ValueError(f"instance {instance_id} has {len(inst.steps)} steps, got {len(step_statuses)}")
+        now = time.time()
+        for step, step_status in zip(inst.steps, step_statuses, strict=True):
+            if step_status != 1 and step.start_time is None:
+                step.start_time = now
+            step.status = step_status
+            if step_status in FINISHED_STATUSES and step.end_time is None:
+                step.end_time = now
+        inst.status = status
+        if status in FINISHED_STATUSES:
+            inst.end_time = now
+        if callback and inst.callback_url and status in CALLBACK_STATUSES:
+            return await self._deliver_callback(inst)
+        return []
+
+    async def send_callback(
+        self,
+        instance_id: int,
+        body: bytes | Mapping[str, Any] | None = None,
+        content_type: str = JSON_CONTENT_TYPE,
+    ) -> int:
+        """One raw POST to the instance's callback URL (default body: its current callback), no retry.
+
+        For duplicates and malformed bodies; transport errors propagate.
+        """
+        inst = self.instances[instance_id]
+        if not inst.callback_url:
+            raise ValueError(f"instance {instance_id} has no bk_callback_url")
+        if body is None:
+            body = inst.callback_body()
+        raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        attempt = await self._post_callback(inst, raw, content_type)
+        if attempt.status is None:
+            raise aiohttp.ClientError(attempt.error)
+        return attempt.status
+
+    def _default_step_statuses(self, inst: Instance, status: int) -> list[int]:
+        if status == 3:
+            return [3] * len(inst.steps)
+        # The running step (else the first never-run one) ends with `status`; later steps never ran.
+        current = next((i for i, s in enumerate(inst.steps) if s.status not in FINISHED_STATUSES | {1}), None)
+        if current is None:
+            current = next((i for i, s in enumerate(inst.steps) if s.status == 1), len(inst.steps) - 1)
+        done = [s.status if s.status in FINISHED_STATUSES else 3 for s in inst.steps[:current]]
+        return done + [status] + [1] * (len(inst.steps) - current - 1)
+
+    async def _deliver_callback(self, inst: Instance) -> list[int]:
+        """CallbackListener since v3.12.1: JSON once; on a non-200, the same bytes as form once; no retry
+        after a transport error."""
+        raw = json.dumps(inst.callback_body(), separators=(",", ":")).encode()
+        statuses: list[int] = []
+        for content_type in (JSON_CONTENT_TYPE, FORM_CONTENT_TYPE):
+            attempt = await self._post_callback(inst, raw, content_type)
+            if attempt.status is None:
+                break
+            statuses.append(attempt.status)
+            if attempt.status == 200:
+                break
+        return statuses
+
+    async def _post_callback(self, inst: Instance, raw: bytes, content_type: str) -> CallbackAttempt:
+        if self._session is None:
+            raise RuntimeError("FakeBkJob is not started")
+        assert inst.callback_url is not None
+        status: int | None = None
+        error: str | None = None
+        try:
+            async with self._session.post(
+                inst.callback_url, data=raw, headers={"Content-Type": content_type}, allow_redirects=False
+            ) as resp:
+                await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        attempt = CallbackAttempt(inst.job_instance_id, inst.callback_url, content_type, raw, status, error)
+        inst.callbacks.append(attempt)
+        self.callbacks.append(attempt)
+        return attempt
+
+    # -- HTTP --------------------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        api = request.match_info["api"]
+        handler = self._apis.get(api)
+        if handler is None:
+            return web.Response(status=404, text=f"component {api} not found")
+        if request.method != "POST" and not (request.method == "GET" and api in _GET_APIS):
+            return web.Response(status=405, text="method not allowed")
+
+        params: JsonDict = {}
+        malformed = False
+        if request.method == "GET":
+            params = dict(request.query)
+        else:
+            raw = await request.read()
+            try:
+                parsed = json.loads(raw) if raw else {}
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                parsed = None
+            if isinstance(parsed, dict):
+                params = parsed
+            else:
+                malformed = True
+        headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(request.headers))
+        record = BkRequest(api=api, method=request.method, headers=headers, body=params)
+        async with self._changed:
+            self._requests.append(record)
+            self._changed.notify_all()
+
+        delay = _take(self._delays, api)
+        if delay is not None:
+            try:
+                async with asyncio.timeout(delay.seconds):
+                    await self._closing.wait()
+                return web.Response(status=503, text="shutting down")
+            except TimeoutError:
+                pass
+        injected = _take(self._injections, api)
+        if injected is not None and injected.kind == "http_error":
+            return web.Response(status=injected.status, body=injected.body, content_type="text/html")
+        if injected is not None and injected.kind == "garbage":
+            return web.Response(status=200, body=injected.body, content_type="text/html")
+
+        auth_error, operator = self._authenticate(request, params)
+        if auth_error is not None:
+            return web.json_response(
+                {"result": False, "code": 1306000, "data": None, "message": auth_error, "request_id": _hex()}
+            )
+        if injected is not None:  # kind == "fail"
+            return _job_response({"code": injected.code, "result": False, "message": injected.message})
+
+        english = request.headers.get("Blueking-Language", "").lower().startswith("en")
+        try:
+            if malformed:
+                raise _JobError(1240003, "bad_request")
+            data = handler(self, params, operator, headers)
+        except _JobError as exc:
+            body: JsonDict = {"code": exc.code, "result": False, "message": exc.message(english)}
+            if exc.permission is not None:
+                body["permission"] = exc.permission
+            return _job_response(body)
+        return _job_response({"code": 0, "result": True, "data": data, "message": ""})
+
+    def _authenticate(self, request: web.Request, params: Mapping[str, Any]) -> tuple[str | None, str]:
+        """The ESB's app and user checks: header X-Bkapi-Authorization first, else the request params."""
+        header = request.headers.get("X-Bkapi-Authorization")
+        auth: Mapping[str, Any] = params
+        if header is not None:
+            try:
+                decoded = json.loads(header)
+            except json.JSONDecodeError:
+                decoded = None
+            if not isinstance(decoded, dict):
+                return "request header X-Bkapi-Authorization is not a valid JSON format string", ""
+            auth = decoded
+        app_code = auth.get("bk_app_code") or auth.get("app_code")
+        app_secret = auth.get("bk_app_secret") or auth.get("app_secret")
+        if not app_code:
+            return "APP Code [bk_app_code] cannot be empty", ""
+        if not app_secret:
+            return "APP Secret [bk_app_secret] cannot be empty", ""
+        if app_code != self.app_code:
+            return (
+                f"Invalid APP Code [bk_app_code={app_code}], please confirm if the APP Code has been registered",
+                "",
+            )
+        if app_secret != self.app_secret:
+            return (
+                "APP Secret verification failed, pelase confirm if the APP Secret and APP Code "
+                f"[bk_app_code={app_code}] match",
+                "",
+            )
+        username = auth.get("bk_username") or auth.get("username")
+        if not (username or auth.get("bk_token")):
+            return (
+                "User authentication failed, please provide a valid user identity, such as bk_token, bk_username",
+                "",
+            )
+        return None, str(username or "admin")
+
+    # -- APIs: params, operator, headers -> data, or raise _JobError ------------------------------------
+
+    def _biz_id(self, params: Mapping[str, Any]) -> int:
+        """EsbAppScopeReq bean validation: bk_biz_id >= 1, or a scope type and ID."""
+        biz = _as_int(params.get("bk_biz_id"))
+        if biz is None and params.get("bk_scope_id") is not None:
+            if params.get("bk_scope_type") not in ("biz", "biz_set"):
+                raise _JobError(1240003, "bad_scope_type")
+            biz = _as_int(params["bk_scope_id"])
+        if biz is None or biz < 1:
+            raise _JobError(1240003, "bad_biz")
+        return biz
+
+    def _check_biz(self, biz: int) -> None:
+        if biz not in self.businesses:
+            raise _JobError(1243049, "no_biz")
+
+    def _execute_job(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        biz = self._biz_id(params)
+        callback_url = params.get("bk_callback_url") or None
+        if callback_url is not None and not (isinstance(callback_url, str) and _valid_callback_url(callback_url)):
+            raise _JobError(1240003, "bad_callback")
+        self._check_biz(biz)
+        job_id = _as_int(params.get("bk_job_id"))
+        if job_id is None or job_id < 1:
+            raise _JobError(1241005, "invalid_param", "bk_job_id")
+        plan = self.plans.get((biz, job_id))
+        if plan is None:
+            raise _JobError(1244012, "no_plan")
+        passed = params.get("global_vars") or []
+        if not isinstance(passed, list) or not all(isinstance(v, dict) for v in passed):
+            raise _JobError(1240003, "bad_request")
+        for item in passed:
+            if item.get("id") is None and not str(item.get("name") or "").strip():
+                raise _JobError(1241005, "invalid_param", "global_vars.id|global_vars.name")
+        if operator in self.denied_users:
+            raise _JobError(9900403, "no_permission", operator, permission=_permission(plan))
+
+        now = time.time()
+        steps = [
+            StepInstance(
+                step_instance_id=next(self._step_instance_ids),
+                step_id=step["step_id"],
+                name=step["name"],
+                type=step.get("execute_type", 1),
+                status=2 if i == 0 else 1,
+                hosts=[{"ip": h["ip"], "bk_cloud_id": h.get("bk_cloud_id", 0)} for h in step["ip_list"] or []],
+                start_time=now if i == 0 else None,
+            )
+            for i, step in enumerate(plan.steps)
+        ]
+        inst = Instance(
+            job_instance_id=next(self._instance_ids),
+            bk_biz_id=biz,
+            bk_job_id=job_id,
+            name=plan.name,
+            operator=operator,
+            request=params,
+            headers=headers,
+            status=2,
+            steps=steps,
+            callback_url=callback_url,
+            resolved_vars=_resolve_vars(plan.global_vars, passed),
+            start_time=now,
+        )
+        self.instances[inst.job_instance_id] = inst
+        return {"job_instance_id": inst.job_instance_id, "job_instance_name": inst.name}
+
+    def _get_job_detail(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        biz = self._biz_id(params)
+        self._check_biz(biz)
+        job_id = _as_int(params.get("bk_job_id"))
+        if job_id is None or job_id < 1:
+            raise _JobError(1241007, "missing_param", "bk_job_id")
+        plan = self.plans.get((biz, job_id))
+        if plan is None:
+            raise _JobError(1243009, "no_plan")
+        return {
+            "bk_biz_id": biz,
+            "bk_scope_type": "biz",
+            "bk_scope_id": str(biz),
+            "bk_job_id": job_id,
+            "template_id": job_id,
+            "name": plan.name,
+            "creator": plan.creator,
+            "last_modify_user": plan.creator,
+            "create_time": _fmt_time(plan.create_time),
+            "last_modify_time": _fmt_time(plan.create_time),
+            "steps": [{k: v for k, v in s.items() if k != "execute_type"} for s in plan.steps],
+            "global_vars": [dict(v) for v in plan.global_vars],
+        }
+
+    def _get_job_instance_status(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        biz = self._biz_id(params)
+        self._check_biz(biz)
+        instance_id = _as_int(params.get("job_instance_id"))
+        if instance_id is None or instance_id < 1:
+            raise _JobError(1241007, "missing_param", "job_instance_id")
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.bk_biz_id != biz:
+            raise _JobError(1244006, "no_instance")
+        current = next((s for s in inst.steps if s.status == 2), None) or next(
+            (s for s in reversed(inst.steps) if s.status != 1), inst.steps[0]
+        )
+        return {
+            "is_finished": inst.is_finished,
+            "job_instance": {
+                "bk_biz_id": inst.bk_biz_id,
+                "bk_scope_type": "biz",
+                "bk_scope_id": str(inst.bk_biz_id),
+                "job_instance_id": inst.job_instance_id,
+                "bk_job_id": inst.bk_job_id,
+                "status": inst.status,
+                "name": inst.name,
+                "operator": inst.operator,
+                "create_time": _fmt_time(inst.create_time),
+                "start_time": _fmt_time(inst.start_time),
+                "end_time": _fmt_time(inst.end_time),
+                "total_time": _total_time(inst.start_time, inst.end_time),
+                "start_way": 2,
+                "current_step_instance_id": current.step_instance_id,
+            },
+            "blocks": [{"step_instances": [_step_status(s, inst.operator)]} for s in inst.steps],
+        }
+
+    _apis: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
+        "execute_job": _execute_job,
+        "get_job_detail": _get_job_detail,
+        "get_job_instance_status": _get_job_instance_status,
+    }
+
+
+def _take(queues: dict[str, list[_Injection]], api: str) -> _Injection | None:
+    queue = queues.get(api)
+    if not queue:
+        return None
+    injected = queue[0]
+    injected.times -= 1
+    if injected.times <= 0:
+        queue.pop(0)
+    return injected
+
+
+def _job_response(body: JsonDict) -> web.Response:
+    """JOB's EsbResp (NON_NULL) plus what the ESB adds: `request_id`, and `message` defaulting to ""."""
+    envelope: JsonDict = {"code": body["code"], "result": body["result"], "job_request_id": _hex()}
+    envelope.update({k: v for k, v in body.items() if k not in envelope})
+    envelope["request_id"] = _hex()
+    return web.json_response(envelope)
+
+
+def _host_target(item: Mapping[str, Any]) -> JsonDict:
+    server = item.get("target_server")
+    if server is not None:
+        return {
+            "ip_list": list(server.get("ip_list") or []),
+            "dynamic_group_id_list": list(server.get("dynamic_group_id_list") or []),
+            "topo_node_list": list(server.get("topo_node_list") or []),
+        }
+    return {  # deprecated fields, read only without target_server
+        "ip_list": list(item.get("ip_list") or []),
+        "dynamic_group_id_list": list(item.get("custom_query_id") or []),
+        "topo_node_list": [],
+    }
+
+
+def _resolve_vars(plan_vars: Iterable[JsonDict], passed: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """buildFinalTaskVariableValues: match by id if given (even 0), else by name; unmatched are ignored;
+    a host target is used only when `value` is empty, and a host variable given a string has no target."""
+    plan_vars = list(plan_vars)
+    resolved: dict[str, Any] = {v["name"]: _host_target(v) if v["category"] == 3 else v["value"] for v in plan_vars}
+    by_id = {v["id"]: v for v in plan_vars}
+    by_name = {v["name"]: v for v in plan_vars}
+    for item in passed:
+        var = by_id.get(_as_int(item["id"])) if item.get("id") is not None else by_name.get(item.get("name"))
+        if var is None:
+            continue
+        has_target = any(item.get(k) is not None for k in ("ip_list", "custom_query_id", "target_server"))
+        use_target = has_target and not item.get("value")
+        if var["category"] == 3:
+            resolved[var["name"]] = _host_target(item) if use_target else None
+        else:
+            resolved[var["name"]] = item.get("value")
+    return resolved
+
+
+def _permission(plan: _Plan) -> JsonDict:
+    """The IAM apply-for-permission payload EsbResp.buildAuthFailResult attaches to 9900403."""
+    return {
+        "system_id": "bk_job",
+        "system_name": "作业平台",
+        "actions": [
+            {
+                "id": "launch_job_plan",
+                "name": "执行方案运行",
+                "related_resource_types": [
+                    {
+                        "system_id": "bk_job",
+                        "system_name": "作业平台",
+                        "type": "job_plan",
+                        "type_name": "执行方案",
+                        "instances": [
+                            [
+                                {
+                                    "id": str(plan.bk_biz_id),
+                                    "type": "business",
+                                    "type_name": "业务",
+                                    "name": "",
+                                },
+                                {
+                                    "id": str(plan.bk_job_id),
+                                    "type": "job_plan",
+                                    "type_name": "执行方案",
+                                    "name": plan.name,
+                                },
+                            ]
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+# Per-host status for a step status: waiting, running, success, script exit code != 0, terminate ok.
+_HOST_STATUS = {1: 5, 2: 7, 3: 9, 4: 104, 5: 5, 6: 104, 8: 403, 11: 403}
+
+
+def _step_status(step: StepInstance, operator: str) -> JsonDict:
+    return {
+        "step_instance_id": step.step_instance_id,
+        "step_id": step.step_id,
+        "name": step.name,
+        "type": step.type,
+        "operator": operator,
+        "status": step.status,
+        "execute_count": step.execute_count,
+        "start_time": _fmt_time(step.start_time),
+        "end_time": _fmt_time(step.end_time),
+        "total_time": _total_time(step.start_time, step.end_time),
+        "create_time": _fmt_time(step.create_time),
+        "pause": None,
+        "step_ip_status": [
+            {"ip": h["ip"], "bk_cloud_id": h["bk_cloud_id"], "status": _HOST_STATUS.get(step.status, 0)}
+            for h in step.hosts
+        ],
+    }

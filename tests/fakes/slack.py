@@ -1,0 +1,466 @@
+"""A fake Slack Web API on a loopback port: records calls, keeps messages and modals, fails on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+__all__ = ["FakeSlack", "ResponseUrlPost", "SlackCall"]
+
+JsonDict = dict[str, Any]
+
+# slack_sdk form-encodes some methods; these fields then arrive as JSON strings.
+_JSON_FIELDS = ("blocks", "view", "attachments")
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One Web API call as the fake received it (failed and retried attempts included)."""
+
+    method: str
+    args: JsonDict
+    token: str | None
+
+
+@dataclass(frozen=True)
+class ResponseUrlPost:
+    """One POST to a `response_url` handed out by `FakeSlack.response_url()`."""
+
+    url: str
+    body: JsonDict
+
+
+@dataclass
+class _Injection:
+    """A canned failure for the next `times` calls of one method."""
+
+    times: int
+    kind: str  # "fail" | "ratelimit" | "server_error"
+    error: str = ""
+    retry_after: int = 1
+    status: int = 500
+
+
+class FakeSlack:
+    """The subset of Slack's Web API bkjob-bot uses, served over real HTTP on 127.0.0.1:0.
+
+    Stateful where tests need to look back (messages per channel, modals by view ID), and every call is
+    recorded so tests can wait for it instead of sleeping.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-test",
+        users: Mapping[str, Mapping[str, Any]] | None = None,
+        usergroups: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.token = token
+        self.users: dict[str, JsonDict] = {uid: dict(info) for uid, info in (users or {}).items()}
+        self.usergroups: dict[str, list[str]] = {gid: list(m) for gid, m in (usergroups or {}).items()}
+        self._calls: list[SlackCall] = []
+        self._responses: list[ResponseUrlPost] = []
+        self._messages: dict[str, list[JsonDict]] = defaultdict(list)
+        self._views: dict[str, JsonDict] = {}
+        self._used_triggers: set[str] = set()
+        self._not_in_channel: set[str] = set()
+        self._response_ids: set[str] = set()
+        self._injections: dict[str, list[_Injection]] = defaultdict(list)
+        self._ts = itertools.count(100)
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/response/{rid}", self._handle_response_url)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host="127.0.0.1", port=0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def origin(self) -> str:
+        if self._port is None:
+            raise RuntimeError("FakeSlack is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        """What `AsyncWebClient(base_url=...)` wants: note the trailing slash."""
+        return f"{self.origin}/api/"
+
+    # -- test setup and failure injection ----------------------------------------------------------------
+
+    def not_in_channel(self, channel_id: str) -> None:
+        """Posting into `channel_id` now fails as if the bot had not been invited."""
+        self._not_in_channel.add(channel_id)
+
+    def join_channel(self, channel_id: str) -> None:
+        self._not_in_channel.discard(channel_id)
+
+    def fail_next(self, method: str, error: str = "internal_error", times: int = 1) -> None:
+        self._injections[method].append(_Injection(times=times, kind="fail", error=error))
+
+    def rate_limit_next(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        self._injections[method].append(_Injection(times=times, kind="ratelimit", retry_after=retry_after))
+
+    def server_error_next(self, method: str, times: int = 1, status: int = 500) -> None:
+        self._injections[method].append(_Injection(times=times, kind="server_error", status=status))
+
+    def response_url(self) -> str:
+        """A fresh response URL, as Slack puts in slash-command and interaction payloads."""
+        rid = f"R{next(self._ids):06d}"
+        self._response_ids.add(rid)
+        return f"{self.origin}/response/{rid}"
+
+    def new_trigger_id(self) -> str:
+        """A unique trigger_id; any unused string works too, this just avoids collisions."""
+        return f"{next(self._ids)}.1234.abcdef"
+
+    # -- queries -----------------------------------------------------------------------------------------
+
+    def calls(self, method: str | None = None) -> list[SlackCall]:
+        return [c for c in self._calls if method is None or c.method == method]
+
+    def messages(self, channel: str) -> list[JsonDict]:
+        """Every message posted to `channel`, top-level and replies, in posting order (live dicts)."""
+        return list(self._messages.get(channel, []))
+
+    def message(self, channel: str, ts: str) -> JsonDict | None:
+        return next((m for m in self._messages.get(channel, []) if m["ts"] == ts), None)
+
+    def thread(self, channel: str, ts: str) -> list[JsonDict]:
+        """Replies in the thread under `ts` (not the parent itself)."""
+        return [m for m in self._messages.get(channel, []) if m.get("thread_ts") == ts and m["ts"] != ts]
+
+    def view(self, view_id: str) -> JsonDict | None:
+        return self._views.get(view_id)
+
+    def responses(self) -> list[ResponseUrlPost]:
+        return list(self._responses)
+
+    # -- waiting -----------------------------------------------------------------------------------------
+
+    async def wait_for_call(
+        self,
+        method: str,
+        predicate: Callable[[SlackCall], bool] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
+        count: int = 1,
+    ) -> list[SlackCall]:
+        """Wait until `count` calls of `method` match `predicate`; returns all matching calls so far."""
+
+        def matching() -> list[SlackCall]:
+            return [c for c in self.calls(method) if predicate is None or predicate(c)]
+
+        async with self._changed:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: len(matching()) >= count)
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {count} matching {method!r} call(s); "
+                    f"calls seen: {self._calls!r}"
+                ) from None
+            return matching()
+
+    async def wait_for_response(
+        self,
+        predicate: Callable[[ResponseUrlPost], bool] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
+        count: int = 1,
+    ) -> list[ResponseUrlPost]:
+        """Wait until `count` response_url POSTs match `predicate`; returns all matching so far."""
+
+        def matching() -> list[ResponseUrlPost]:
+            return [r for r in self._responses if predicate is None or predicate(r)]
+
+        async with self._changed:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: len(matching()) >= count)
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {count} response_url POST(s); seen: {self._responses!r}"
+                ) from None
+            return matching()
+
+    # -- HTTP --------------------------------------------------------------------------------------------
+
+    async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        args: JsonDict = dict(request.query)
+        if request.content_type == "application/json":
+            raw = await request.read()
+            try:
+                body = json.loads(raw) if raw else {}
+            except json.JSONDecodeError:
+                return web.json_response({"ok": False, "error": "invalid_json"})
+            if isinstance(body, dict):
+                args.update(body)
+        elif request.method == "POST":
+            args.update(await request.post())
+        for key in _JSON_FIELDS:
+            if isinstance(args.get(key), str):
+                try:
+                    args[key] = json.loads(args[key])
+                except json.JSONDecodeError:
+                    pass
+
+        token = args.pop("token", None)
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth.removeprefix("Bearer ").strip()
+
+        call = SlackCall(method=method, args=args, token=token)
+        await self._record(lambda: self._calls.append(call))
+
+        injected = self._take_injection(method)
+        if injected is not None:
+            if injected.kind == "ratelimit":
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(injected.retry_after)},
+                )
+            if injected.kind == "server_error":
+                return web.Response(status=injected.status, text="<html>server error</html>", content_type="text/html")
+        if token != self.token:
+            return _error("invalid_auth")
+        if injected is not None:  # kind == "fail"
+            return _error(injected.error)
+
+        handler = self._methods.get(method)
+        if handler is None:
+            return _error("unknown_method")
+        return web.json_response(handler(self, request, args))
+
+    async def _handle_response_url(self, request: web.Request) -> web.StreamResponse:
+        rid = request.match_info["rid"]
+        if rid not in self._response_ids:
+            return web.Response(status=404, text="no_active_hooks")
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        post = ResponseUrlPost(url=str(request.url), body=body if isinstance(body, dict) else {"_raw": body})
+        await self._record(lambda: self._responses.append(post))
+        return web.Response(text="ok")
+
+    async def _record(self, append: Callable[[], None]) -> None:
+        async with self._changed:
+            append()
+            self._changed.notify_all()
+
+    def _take_injection(self, method: str) -> _Injection | None:
+        queue = self._injections.get(method)
+        if not queue:
+            return None
+        injected = queue[0]
+        injected.times -= 1
+        if injected.times <= 0:
+            queue.pop(0)
+        return injected
+
+    def _next_ts(self) -> str:
+        n = next(self._ts)
+        return f"{1700000000 + n // 1_000_000}.{n % 1_000_000:06d}"
+
+    # -- methods: each takes the merged args and returns the JSON body ---------------------------------
+
+    def _auth_test(self, request: web.Request, args: JsonDict) -> JsonDict:
+        return {
+            "ok": True,
+            "url": "https://fake.slack.com/",
+            "team": "T",
+            "user": "bkjob",
+            "team_id": "T0TEAM",
+            "user_id": "U0BOT",
+            "bot_id": "B0BOT",
+        }
+
+    def _chat_post_message(self, request: web.Request, args: JsonDict) -> JsonDict:
+        channel = args.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self._not_in_channel:
+            return {"ok": False, "error": "not_in_channel"}
+        if not (args.get("text") or args.get("blocks") or args.get("attachments")):
+            return {"ok": False, "error": "no_text"}
+        message: JsonDict = {
+            "type": "message",
+            "user": "U0BOT",
+            "bot_id": "B0BOT",
+            "ts": self._next_ts(),
+            "text": args.get("text", ""),
+        }
+        for key in ("blocks", "attachments", "thread_ts", "metadata"):
+            if args.get(key) is not None:
+                message[key] = args[key]
+        self._messages[channel].append(message)
+        return {"ok": True, "channel": channel, "ts": message["ts"], "message": dict(message)}
+
+    def _chat_update(self, request: web.Request, args: JsonDict) -> JsonDict:
+        channel, ts = args.get("channel", ""), args.get("ts", "")
+        message = self.message(channel, ts)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        for key in ("text", "blocks", "attachments", "metadata"):
+            if key in args:
+                message[key] = args[key]
+        message["edited"] = {"user": "U0BOT", "ts": self._next_ts()}
+        return {"ok": True, "channel": channel, "ts": ts, "text": message.get("text", ""), "message": message}
+
+    def _chat_post_ephemeral(self, request: web.Request, args: JsonDict) -> JsonDict:
+        channel = args.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self._not_in_channel:
+            return {"ok": False, "error": "not_in_channel"}
+        if not args.get("user"):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _open_or_push(self, args: JsonDict, previous_view_id: str | None) -> JsonDict:
+        trigger_id = args.get("trigger_id")
+        if not trigger_id:
+            return {"ok": False, "error": "invalid_arguments"}
+        if trigger_id in self._used_triggers:
+            return {"ok": False, "error": "expired_trigger_id"}
+        if not isinstance(args.get("view"), dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        self._used_triggers.add(trigger_id)
+        view_id = f"V{next(self._ids):08d}"
+        stored = self._store_view(view_id, args["view"], root_view_id=view_id)
+        stored["previous_view_id"] = previous_view_id
+        return {"ok": True, "view": stored}
+
+    def _views_open(self, request: web.Request, args: JsonDict) -> JsonDict:
+        return self._open_or_push(args, previous_view_id=None)
+
+    def _views_push(self, request: web.Request, args: JsonDict) -> JsonDict:
+        return self._open_or_push(args, previous_view_id=args.get("view_id"))
+
+    def _views_update(self, request: web.Request, args: JsonDict) -> JsonDict:
+        view_id = args.get("view_id")
+        if not view_id and args.get("external_id"):
+            view_id = next((v["id"] for v in self._views.values() if v.get("external_id") == args["external_id"]), None)
+        current = self._views.get(view_id or "")
+        if current is None:
+            return {"ok": False, "error": "not_found"}
+        if args.get("hash") and args["hash"] != current["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        if not isinstance(args.get("view"), dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        stored = self._store_view(current["id"], args["view"], root_view_id=current["root_view_id"])
+        stored["previous_view_id"] = current.get("previous_view_id")
+        return {"ok": True, "view": stored}
+
+    def _store_view(self, view_id: str, view: JsonDict, *, root_view_id: str) -> JsonDict:
+        stored: JsonDict = {
+            "id": view_id,
+            "team_id": "T0TEAM",
+            "app_id": "A0APP",
+            "bot_id": "B0BOT",
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            "state": {"values": {}},
+            **view,
+            "hash": f"{1700000000 + next(self._ids)}.{next(self._ids):08x}",
+            "root_view_id": root_view_id,
+        }
+        self._views[view_id] = stored
+        return stored
+
+    def _users_info(self, request: web.Request, args: JsonDict) -> JsonDict:
+        user_id = args.get("user", "")
+        info = self.users.get(user_id)
+        if info is None:
+            return {"ok": False, "error": "user_not_found"}
+        real_name = info.get("real_name", user_id)
+        profile = {
+            "email": info.get("email"),
+            "real_name": real_name,
+            "display_name": info.get("display_name", real_name),
+        }
+        user = {
+            "id": user_id,
+            "team_id": "T0TEAM",
+            "name": info.get("name", user_id.lower()),
+            "real_name": real_name,
+            "deleted": info.get("deleted", False),
+            "is_bot": info.get("is_bot", False),
+            "tz": info.get("tz", "Asia/Shanghai"),
+            "profile": profile,
+        }
+        return {"ok": True, "user": user}
+
+    def _usergroups_users_list(self, request: web.Request, args: JsonDict) -> JsonDict:
+        members = self.usergroups.get(args.get("usergroup", ""))
+        if members is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(members)}
+
+    def _conversations_info(self, request: web.Request, args: JsonDict) -> JsonDict:
+        channel = args.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        return {
+            "ok": True,
+            "channel": {
+                "id": channel,
+                "name": channel.lower(),
+                "is_channel": channel.startswith("C"),
+                "is_private": channel.startswith("G"),
+                "is_im": channel.startswith("D"),
+                "is_member": channel not in self._not_in_channel,
+                "is_archived": False,
+            },
+        }
+
+    _methods: dict[str, Callable[[FakeSlack, web.Request, JsonDict], JsonDict]] = {
+        "auth.test": _auth_test,
+        "chat.postMessage": _chat_post_message,
+        "chat.update": _chat_update,
+        "chat.postEphemeral": _chat_post_ephemeral,
+        "views.open": _views_open,
+        "views.push": _views_push,
+        "views.update": _views_update,
+        "users.info": _users_info,
+        "usergroups.users.list": _usergroups_users_list,
+        "conversations.info": _conversations_info,
+    }
+
+
+def _error(error: str) -> web.Response:
+    return web.json_response({"ok": False, "error": error})

@@ -1,0 +1,327 @@
+"""Tests of the Slack and BK-JOB fakes themselves, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from tests.fakes import FakeBkJob, FakeSlack
+
+AUTH = {"bk_app_code": "bkjob-bot", "bk_app_secret": "s3cret", "bk_username": "alice"}
+
+# -- fixtures ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(users={"U1": {"email": "alice@example.com", "real_name": "Alice"}}) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def client(slack: FakeSlack) -> AsyncIterator[AsyncWebClient]:
+    web_client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url)
+    yield web_client
+    if web_client.session is not None:
+        await web_client.session.close()
+
+
+@pytest.fixture
+async def bk() -> AsyncIterator[FakeBkJob]:
+    fake = FakeBkJob()
+    await fake.start()
+    fake.add_business(2)
+    fake.add_plan(
+        2,
+        100,
+        "deploy",
+        [
+            {"id": 11, "name": "version", "value": "1.0"},
+            {"id": 12, "name": "password", "category": 4, "value": "hunter2"},
+            {"id": 13, "name": "hosts", "category": 3, "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.0.9"}]},
+        ],
+    )
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class Receiver:
+    """A stand-in for the bot's callback route: answers each POST with the next queued status."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.received: list[tuple[str, bytes]] = []
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((request.headers["Content-Type"], await request.read()))
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/cb", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/cb"
+
+    async def close(self) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+async def esb(
+    http: aiohttp.ClientSession,
+    bk: FakeBkJob,
+    api: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    async with http.post(bk.url(api), json=body, headers=headers) as resp:
+        assert resp.status == 200
+        result: dict[str, Any] = await resp.json()
+        return result
+
+
+async def start_job(http: aiohttp.ClientSession, bk: FakeBkJob, **extra: Any) -> int:
+    reply = await esb(http, bk, "execute_job", {**AUTH, "bk_biz_id": 2, "bk_job_id": 100, **extra})
+    assert reply["result"] is True, reply
+    job_id: int = reply["data"]["job_instance_id"]
+    return job_id
+
+
+# -- FakeSlack ---------------------------------------------------------------------------------------------
+
+
+async def test_slack_messages_threads_and_updates(slack: FakeSlack, client: AsyncWebClient) -> None:
+    assert (await client.auth_test())["user_id"] == "U0BOT"
+    parent = await client.chat_postMessage(channel="C1", text="launching", blocks=[{"type": "divider"}])
+    reply = await client.chat_postMessage(channel="C1", text="done", thread_ts=parent["ts"])
+    assert float(reply["ts"]) > float(parent["ts"])
+    await client.chat_update(channel="C1", ts=parent["ts"], text="launched")
+
+    assert [m["text"] for m in slack.messages("C1")] == ["launched", "done"]
+    assert [m["ts"] for m in slack.thread("C1", parent["ts"])] == [reply["ts"]]
+    assert slack.calls("chat.postMessage")[0].args["blocks"] == [{"type": "divider"}]
+    with pytest.raises(SlackApiError, match="message_not_found"):
+        await client.chat_update(channel="C1", ts="1.2", text="x")
+
+    # Form-encoded, token in the body: JSON fields are decoded.
+    form = {"token": "xoxb-test", "channel": "C1", "user": "U1", "blocks": '[{"type": "divider"}]'}
+    await AsyncWebClient(base_url=slack.base_url).api_call("chat.postEphemeral", data=form)
+    (call,) = slack.calls("chat.postEphemeral")
+    assert (call.token, call.args["blocks"]) == ("xoxb-test", [{"type": "divider"}])
+
+
+async def test_slack_auth_membership_users_and_injected_errors(slack: FakeSlack, client: AsyncWebClient) -> None:
+    with pytest.raises(SlackApiError, match="invalid_auth"):
+        await AsyncWebClient(token="xoxb-wrong", base_url=slack.base_url).auth_test()
+    slack.not_in_channel("C2")
+    with pytest.raises(SlackApiError, match="not_in_channel"):
+        await client.chat_postEphemeral(channel="C2", user="U1", text="hi")
+    assert (await client.users_info(user="U1"))["user"]["profile"]["email"] == "alice@example.com"
+    with pytest.raises(SlackApiError, match="user_not_found"):
+        await client.users_info(user="U404")
+    slack.fail_next("chat.postMessage", "channel_not_found")
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        await client.chat_postMessage(channel="C1", text="x")
+    slack.server_error_next("chat.postMessage", status=503)
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_postMessage(channel="C1", text="x")
+    assert err.value.response.status_code == 503
+    with pytest.raises(SlackApiError, match="unknown_method"):
+        await client.api_call("no.such")
+    assert (await client.chat_postMessage(channel="C1", text="ok"))["ok"]
+
+
+async def test_slack_rate_limit_is_retried_by_sdk_handler(slack: FakeSlack) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
+    slack.rate_limit_next("chat.postMessage", retry_after=0)
+    try:
+        assert (await client.chat_postMessage(channel="C1", text="hi"))["ok"]
+    finally:
+        if client.session is not None:
+            await client.session.close()
+    assert len(slack.calls("chat.postMessage")) == 2
+    assert len(slack.messages("C1")) == 1
+
+
+async def test_slack_views_trigger_once_and_hash(slack: FakeSlack, client: AsyncWebClient) -> None:
+    view = {"type": "modal", "title": {"type": "plain_text", "text": "Launch"}, "blocks": []}
+    opened = (await client.views_open(trigger_id="t1", view=view))["view"]
+    with pytest.raises(SlackApiError, match="expired_trigger_id"):
+        await client.views_open(trigger_id="t1", view=view)
+    updated = (await client.views_update(view_id=opened["id"], hash=opened["hash"], view=view))["view"]
+    assert updated["hash"] != opened["hash"]
+    with pytest.raises(SlackApiError, match="hash_conflict"):
+        await client.views_update(view_id=opened["id"], hash=opened["hash"], view=view)
+
+
+async def test_slack_waits_and_response_urls(slack: FakeSlack, client: AsyncWebClient) -> None:
+    waiter = asyncio.create_task(slack.wait_for_call("chat.postMessage", lambda c: c.args["channel"] == "C9"))
+    await client.chat_postMessage(channel="C1", text="a")
+    await client.chat_postMessage(channel="C9", text="b")
+    assert [c.args["text"] for c in await waiter] == ["b"]
+
+    url = slack.response_url()
+    hook = AsyncWebhookClient(url)  # what Bolt's respond() uses
+    assert (await hook.send(text="queued", response_type="ephemeral")).status_code == 200
+    (post,) = await slack.wait_for_response()
+    assert (post.url, post.body["text"]) == (url, "queued")
+    with pytest.raises(AssertionError, match="views.open"):
+        await slack.wait_for_call("views.open", timeout=0.05)
+
+
+# -- FakeBkJob ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        ({**AUTH, "bk_app_code": "x"}, None, "Invalid APP Code [bk_app_code=x]"),
+        ({**AUTH, "bk_app_secret": "x"}, None, "APP Secret verification failed, pelase confirm"),
+        ({"bk_app_code": "bkjob-bot", "bk_app_secret": "s3cret"}, None, "User authentication failed"),
+        (AUTH, {"X-Bkapi-Authorization": "{nope"}, "not a valid JSON format string"),
+        ({}, {"X-Bkapi-Authorization": json.dumps(AUTH)}, None),
+    ],
+)
+async def test_bk_esb_auth(
+    bk: FakeBkJob,
+    http: aiohttp.ClientSession,
+    body: dict[str, Any],
+    headers: dict[str, str] | None,
+    message: str | None,
+) -> None:
+    reply = await esb(http, bk, "get_job_detail", {**body, "bk_biz_id": 2, "bk_job_id": 100}, headers)
+    if message is None:
+        assert reply["result"] is True
+    else:
+        assert (reply["result"], reply["code"], reply["data"]) == (False, 1306000, None)
+        assert message in reply["message"] and len(reply["request_id"]) == 32
+
+
+async def test_bk_job_detail(bk: FakeBkJob, http: aiohttp.ClientSession) -> None:
+    async with http.get(bk.url("get_job_detail"), params={**AUTH, "bk_biz_id": "2", "bk_job_id": "100"}) as r:
+        data = (await r.json())["data"]
+    assert [s["name"] for s in data["steps"]] == ["step 1", "step 2"]
+    version, password, hosts = data["global_vars"]
+    assert (version["ip_list"], password["value"]) == (None, "hunter2")
+    assert hosts["ip_list"][0]["ip"] == "10.0.0.9" and hosts["custom_query_id"] == []
+    reply = await esb(http, bk, "get_job_detail", {**AUTH, "bk_biz_id": 2, "bk_job_id": 7})
+    assert (reply["code"], reply["message"], "data" in reply) == (1243009, "执行方案不存在", False)
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "en_message"),
+    [
+        ({"bk_biz_id": 0}, 1240003, "Invalid bk_biz_id"),
+        ({"bk_biz_id": 3}, 1243049, "Business/Business Set not exist or archived"),
+        ({"bk_job_id": None}, 1241005, "Invalid request parameter [bk_job_id]"),
+        ({"bk_job_id": 101}, 1244012, "Job plan does not exist"),
+        (
+            {"global_vars": [{"value": "x"}]},
+            1241005,
+            "Invalid request parameter [global_vars.id|global_vars.name]",
+        ),
+        ({"bk_username": "mallory"}, 9900403, "User (mallory) permission not allowed"),
+        ({"bk_callback_url": "ftp://x/"}, 1240003, "Callback url is invalid"),
+    ],
+)
+async def test_bk_execute_job_errors(
+    bk: FakeBkJob, http: aiohttp.ClientSession, extra: dict[str, Any], code: int, en_message: str
+) -> None:
+    bk.deny_user("mallory")
+    body = {**AUTH, "bk_biz_id": 2, "bk_job_id": 100, **extra}
+    reply = await esb(http, bk, "execute_job", body, {"Blueking-Language": "en"})
+    assert (reply["result"], reply["code"]) == (False, code)
+    assert reply["message"].startswith(en_message)
+    assert ("permission" in reply) == (code == 9900403)
+    assert not bk.instances
+
+
+async def test_bk_execute_resolves_vars_and_reports_status(bk: FakeBkJob, http: aiohttp.ClientSession) -> None:
+    passed = [
+        {"id": 11, "name": "password", "value": "2.0"},  # id wins over name
+        {"name": "password", "value": "pw"},
+        {"name": "nope", "value": "ignored"},
+        {"id": 13, "target_server": {"ip_list": [{"bk_cloud_id": 0, "ip": "10.0.0.1"}]}},
+    ]
+    job_id = await start_job(http, bk, global_vars=passed)
+    inst = bk.instances[job_id]
+    assert job_id == 10000 and inst.request["global_vars"] == passed
+    assert inst.resolved_vars["version"] == "2.0" and inst.resolved_vars["password"] == "pw"
+    assert inst.resolved_vars["hosts"]["ip_list"] == [{"bk_cloud_id": 0, "ip": "10.0.0.1"}]
+
+    query = {**AUTH, "bk_biz_id": 2, "job_instance_id": job_id}
+    data = (await esb(http, bk, "get_job_instance_status", query))["data"]
+    assert data["is_finished"] is False and data["job_instance"]["end_time"] is None
+    assert [b["step_instances"][0]["status"] for b in data["blocks"]] == [2, 1]
+    await bk.finish(job_id, status=4)
+    data = (await esb(http, bk, "get_job_instance_status", query))["data"]
+    assert data["is_finished"] is True and data["job_instance"]["status"] == 4
+    assert [b["step_instances"][0]["status"] for b in data["blocks"]] == [4, 1]
+    other_biz = await esb(http, bk, "get_job_instance_status", {**query, "bk_biz_id": 2, "job_instance_id": 9})
+    assert other_biz["code"] == 1244006
+
+
+async def test_bk_callback_delivery_and_resend(bk: FakeBkJob, http: aiohttp.ClientSession) -> None:
+    receiver = Receiver([500, 200, 200])
+    await receiver.start()
+    try:
+        job_id = await start_job(http, bk, bk_callback_url=receiver.url)
+        assert await bk.finish(job_id) == [500, 200]
+        (ct1, body1), (ct2, body2) = receiver.received
+        assert (ct1, ct2) == ("application/json", "application/x-www-form-urlencoded")
+        assert body1 == body2
+        assert json.loads(body1) == {
+            "job_instance_id": job_id,
+            "status": 3,
+            "step_instances": [
+                {"step_instance_id": s.step_instance_id, "status": 3} for s in bk.instances[job_id].steps
+            ],
+        }
+        assert await bk.send_callback(job_id) == 200  # a duplicate, as JOB sends after a retried FAIL
+        assert receiver.received[-1][1] == body1
+    finally:
+        await receiver.close()
+    # Nobody listens now: a transport error gets no second attempt.
+    job_id = await start_job(http, bk, bk_callback_url=receiver.url)
+    assert await bk.finish(job_id) == []
+    assert len(bk.instances[job_id].callbacks) == 1 and bk.instances[job_id].callbacks[0].error
+
+
+async def test_bk_injected_failures_and_delay(http: aiohttp.ClientSession) -> None:
+    async with FakeBkJob() as bk:
+        bk.add_plan(2, 100, "deploy", [])
+        bk.fail_next("execute_job", 1244032, "quota")
+        assert (await esb(http, bk, "execute_job", {**AUTH, "bk_biz_id": 2, "bk_job_id": 100}))["code"] == 1244032
+        bk.http_error_next("execute_job")
+        async with http.post(bk.url("execute_job"), json=AUTH) as resp:
+            assert (resp.status, await resp.text()) == (502, "Bad Gateway")
+        bk.garbage_next("execute_job")
+        async with http.post(bk.url("execute_job"), json=AUTH) as resp:
+            assert resp.status == 200 and await resp.read() == b"<html>oops</html>"
+        bk.delay_next("get_job_detail", 60)
+        with pytest.raises(TimeoutError):
+            async with http.post(bk.url("get_job_detail"), json=AUTH, timeout=aiohttp.ClientTimeout(total=0.1)):
+                pass
+        assert len(await bk.wait_for_request("execute_job", count=3)) == 3
+    # Leaving the block did not wait out the 60 s delay.
