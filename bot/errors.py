@@ -70,7 +70,14 @@ class BkApiError(BkError):
 
 
 class BkUnavailable(BkError):
-    """BK-JOB could not be reached or did not answer with its JSON envelope."""
+    """BK-JOB could not be reached or did not answer with its JSON envelope.
+
+    `request_sent` is False only when the connection itself failed, i.e. BK-JOB surely did nothing.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        self.request_sent = request_sent
+        super().__init__(message)
 
 
 class BkTimeout(BkError):

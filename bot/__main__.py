@@ -1,0 +1,33 @@
+"""`python -m bot`: read the settings, then serve Slack and BK-JOB's callbacks until stopped."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from bot.app import create_app
+from bot.config import load_settings
+from bot.errors import ConfigError
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"bkjob-bot: {line}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Heroku sends SIGTERM and waits 30 s: in-flight work gets most of that (see Background.close).
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=25, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""`create_app(settings)`: the composition root that builds every client and wires the HTTP surface."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.background import Background
+from bot.bk import BkClient
+from bot.callback import CallbackRoute
+from bot.config import Settings
+from bot.identity import Identities
+from bot.launches import Launches
+from bot.listeners import Listeners
+from bot.notifier import Notifier
+from bot.results import Results
+from bot.store import Store, open_store
+from bot.tokens import Signer
+
+__all__ = ["BACKGROUND", "STORE", "create_app"]
+
+log = logging.getLogger(__name__)
+
+STORE = web.AppKey("store", Store)
+BACKGROUND = web.AppKey("background", Background)
+_BOLT = web.AppKey("bolt", AsyncApp)
+_CALLBACK = web.AppKey("callback", CallbackRoute)
+
+MAX_SLACK_BODY = 1024 * 1024
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=MAX_SLACK_BODY)
+    app.cleanup_ctx.append(lambda a: _resources(a, settings))
+    app.router.add_post("/slack/events", _slack_events)
+    app.router.add_post("/bkjob/callback/{token}", _callback)
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+async def _resources(app: web.Application, settings: Settings) -> AsyncIterator[None]:
+    """Every resource is opened here and closed here, in reverse order."""
+    store = open_store(settings.database_url)
+    await store.open()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    background = Background()
+    slack = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_base(),
+        session=session,
+        timeout=15,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=3),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncServerErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+    bk = BkClient(
+        session=session,
+        api_root=settings.bk_api_root(),
+        app_code=settings.bk_app_code,
+        app_secret=settings.bk_app_secret.get_secret_value(),
+        timeout=settings.bk_timeout,
+        plan_cache_ttl=settings.bk_plan_cache_ttl,
+    )
+    notifier = Notifier(client=slack)
+    launches = Launches(
+        store=store,
+        bk=bk,
+        notifier=notifier,
+        identities=Identities(fallback=settings.bk_username),
+        public_root=settings.public_root(),
+        web_root=settings.job_web_root(),
+    )
+    results = Results(
+        store=store, bk=bk, notifier=notifier, launches=launches, web_root=settings.job_web_root()
+    )
+    bolt = AsyncApp(
+        client=slack,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        logger=logging.getLogger("slack_bolt"),
+    )
+    Listeners(
+        store=store,
+        launches=launches,
+        notifier=notifier,
+        signer=Signer(secret=settings.slack_signing_secret.get_secret_value()),
+        default_biz=settings.bk_biz_id,
+    ).register(bolt)
+    app[STORE] = store
+    app[BACKGROUND] = background
+    app[_BOLT] = bolt
+    app[_CALLBACK] = CallbackRoute(store=store, results=results, background=background)
+    background.spawn(results.resume(), name="resume-results")
+    try:
+        yield
+    finally:
+        await background.close()
+        await session.close()
+        await store.close()
+
+
+async def _slack_events(request: web.Request) -> web.StreamResponse:
+    """Bolt checks the signature and timestamp (401 otherwise) and acks within Slack's 3 seconds."""
+    bolt = request.app[_BOLT]
+    return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+
+async def _callback(request: web.Request) -> web.StreamResponse:
+    return await request.app[_CALLBACK].handle(request)
+
+
+async def _healthz(request: web.Request) -> web.StreamResponse:
+    ok = await request.app[STORE].ping()
+    return web.json_response({"ok": ok, "store": "up" if ok else "down"}, status=200 if ok else 503)

@@ -1,0 +1,83 @@
+"""Settings: the only reader of the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Everything the bot needs to run, validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    slack_bot_token: SecretStr
+    slack_signing_secret: SecretStr
+    slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
+
+    bk_api_url: AnyHttpUrl
+    bk_app_code: str = Field(min_length=1, max_length=32)
+    bk_app_secret: SecretStr
+    bk_username: str | None = None
+    bk_biz_id: int | None = Field(default=None, ge=1)
+    bk_job_web_url: AnyHttpUrl | None = None
+    bk_timeout: float = Field(default=10.0, gt=0, le=120)
+    bk_plan_cache_ttl: float = Field(default=60.0, ge=0)
+
+    public_url: AnyHttpUrl
+    database_url: str = "sqlite:///bkjob-bot.sqlite3"
+    host: str = "0.0.0.0"
+    port: int = Field(default=3000, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    @field_validator("bk_username", "bk_job_web_url", "bk_biz_id", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """An empty `VAR=` line in .env means "not set", as a person writing it expects."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    def slack_api_base(self) -> str:
+        """slack_sdk joins method names onto the base, so it must end with a slash."""
+        url = str(self.slack_api_url)
+        return url if url.endswith("/") else url + "/"
+
+    def bk_api_root(self) -> str:
+        return str(self.bk_api_url).rstrip("/")
+
+    def public_root(self) -> str:
+        return str(self.public_url).rstrip("/")
+
+    def job_web_root(self) -> str | None:
+        return str(self.bk_job_web_url).rstrip("/") if self.bk_job_web_url else None
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, env_file: str | None = ".env") -> Settings:
+    """Build settings from the environment, turning pydantic's report into one line per bad setting."""
+    try:
+        if environ is None:
+            return Settings(_env_file=env_file)
+        # model_validate does not read the process environment: the mapping is the whole truth.
+        return Settings.model_validate({k.lower(): v for k, v in environ.items()})
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(err) for err in exc.errors())) from exc
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    name = str(err["loc"][0]).upper() if err.get("loc") else "settings"
+    if err.get("type") == "missing":
+        return f"{name}: required setting is not set"
+    return f"{name}: {err.get('msg', 'invalid value')}"

@@ -1,0 +1,39 @@
+"""What to tell a person when their request failed: precise, with BK-JOB's own code and message."""
+
+from __future__ import annotations
+
+from bot.errors import BkApiError, BkTimeout, BkUnavailable, BotError, SlackError, UserInputError
+from bot.launches import LaunchFailed
+from bot.store import LaunchState
+
+__all__ = ["explain"]
+
+_SLACK_HINTS = {
+    "not_in_channel": "I am not in this channel: invite me with `/invite @bkjob` and try again.",
+    "channel_not_found": "I cannot see this channel: invite me with `/invite @bkjob` and try again.",
+    "is_archived": "This channel is archived.",
+    "expired_trigger_id": "Slack's form expired before it could open: please run the command again.",
+}
+
+
+def explain(exc: BaseException) -> str:
+    if isinstance(exc, LaunchFailed) and exc.launch.state is LaunchState.UNKNOWN:
+        return (
+            f":grey_question: Unknown: check BK-JOB. {exc.cause}, so plan {exc.launch.bk_job_id} may or may not"
+            " be running. I will not retry, since that could run it twice."
+        )
+    if isinstance(exc, LaunchFailed):
+        return explain(exc.cause)
+    if isinstance(exc, BkApiError):
+        return f":x: BK-JOB refused ({exc.api}): [{exc.code}] {exc.message}"
+    if isinstance(exc, BkTimeout):
+        return f":hourglass: {exc}. Try again later."
+    if isinstance(exc, BkUnavailable):
+        return f":electric_plug: {exc}. Nothing was launched; try again later."
+    if isinstance(exc, SlackError):
+        return ":warning: " + _SLACK_HINTS.get(exc.error, f"Slack refused `{exc.method}`: {exc.error}.")
+    if isinstance(exc, UserInputError):
+        return f":warning: {exc}"
+    if isinstance(exc, BotError):
+        return f":warning: {exc}"
+    return ":boom: Something went wrong on my side; it has been logged. Nothing was launched twice."

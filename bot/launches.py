@@ -1,0 +1,184 @@
+"""The launch workflow: read the plan, check the overrides, record, announce, execute_job, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bot.bk import BkClient
+from bot.bk_models import ExecuteJobRequest, JobDetail
+from bot.blocks import launch_message
+from bot.errors import BkApiError, BkError, BkTimeout, BkUnavailable, SlackError
+from bot.identity import Identities
+from bot.notifier import Notifier
+from bot.store import LaunchRecord, LaunchState, Store
+from bot.tokens import hash_token, new_callback_token
+from bot.variables import build_overrides, check_names
+
+__all__ = ["LaunchFailed", "LaunchRequest", "Launches"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """A person's request to run a plan with some variables changed."""
+
+    requester: str
+    channel: str
+    bk_biz_id: int
+    bk_job_id: int
+    values: Mapping[str, str]
+
+
+class LaunchFailed(BkError):
+    """The launch message is posted, but BK-JOB refused or its answer was lost; `launch` says which."""
+
+    def __init__(self, launch: LaunchRecord, cause: BkError) -> None:
+        self.launch = launch
+        self.cause = cause
+        super().__init__(str(cause))
+
+
+class Launches:
+    """Records every launch before execute_job, so a crash or lost answer leaves a record, never a silent run."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bk: BkClient,
+        notifier: Notifier,
+        identities: Identities,
+        public_root: str,
+        web_root: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._bk = bk
+        self._notifier = notifier
+        self._identities = identities
+        self._public_root = public_root
+        self._web_root = web_root
+        self._clock = clock
+
+    async def plan(self, *, requester: str, bk_biz_id: int, bk_job_id: int, names: list[str]) -> JobDetail:
+        """The plan a modal is built from, after checking the names given on the command line."""
+        bk_username = await self._identities.bk_username(requester)
+        plan = await self._bk.get_job_detail(
+            bk_biz_id=bk_biz_id, bk_job_id=bk_job_id, bk_username=bk_username
+        )
+        check_names(plan, names)
+        return plan
+
+    async def launch(self, request: LaunchRequest) -> LaunchRecord:
+        bk_username = await self._identities.bk_username(request.requester)
+        plan = await self._bk.get_job_detail(
+            bk_biz_id=request.bk_biz_id, bk_job_id=request.bk_job_id, bk_username=bk_username
+        )
+        overrides = build_overrides(plan, request.values)
+        token = new_callback_token()
+        now = self._clock()
+        record = LaunchRecord(
+            id=uuid.uuid4().hex,
+            created_at=now,
+            updated_at=now,
+            requester=request.requester,
+            channel=request.channel,
+            bk_biz_id=request.bk_biz_id,
+            bk_job_id=request.bk_job_id,
+            plan_name=plan.name,
+            bk_username=bk_username,
+            variables=overrides.shown,
+            callback_token_hash=hash_token(token),
+        )
+        await self._store.create_launch(record)
+        record = await self._announce(record)
+        body = ExecuteJobRequest(
+            bk_biz_id=request.bk_biz_id,
+            bk_job_id=request.bk_job_id,
+            global_vars=overrides.global_vars,
+            bk_callback_url=f"{self._public_root}/bkjob/callback/{token}",
+        )
+        try:
+            data = await self._bk.execute_job(body, bk_username=bk_username)
+        except BkError as exc:
+            record = await self._settle_failure(record, exc)
+            raise LaunchFailed(record, exc) from exc
+        log.info(
+            "launched plan %s in biz %s as instance %s (launch %s, requester %s)",
+            request.bk_job_id,
+            request.bk_biz_id,
+            data.job_instance_id,
+            record.id,
+            request.requester,
+        )
+        return await self._settle(
+            record,
+            LaunchState.RUNNING,
+            job_instance_id=data.job_instance_id,
+            job_instance_name=data.job_instance_name,
+        )
+
+    async def _announce(self, record: LaunchRecord) -> LaunchRecord:
+        """The launch message comes first: it is the thread the result will be posted in."""
+        try:
+            ts = await self._notifier.post(record.channel, launch_message(record, web_root=self._web_root))
+        except SlackError as exc:
+            await self._store.set_outcome(
+                record.id, LaunchState.NOT_STARTED, now=self._clock(), error=f"Slack: {exc.error}"
+            )
+            raise
+        await self._store.set_message(record.id, ts, now=self._clock())
+        return record.model_copy(update={"message_ts": ts})
+
+    async def _settle_failure(self, record: LaunchRecord, exc: BkError) -> LaunchRecord:
+        if isinstance(exc, BkApiError):
+            return await self._settle(record, LaunchState.NOT_STARTED, error=f"[{exc.code}] {exc.message}")
+        if isinstance(exc, BkUnavailable) and not exc.request_sent:
+            return await self._settle(record, LaunchState.NOT_STARTED, error=str(exc))
+        # A time-out or a broken answer: BK-JOB may have started the job. Never retried: it could run twice.
+        kind = "did not answer in time" if isinstance(exc, BkTimeout) else "answer was lost"
+        log.warning("execute_job outcome unknown for launch %s: %s", record.id, exc)
+        return await self._settle(
+            record, LaunchState.UNKNOWN, error=f"BK-JOB {kind}; it may or may not be running"
+        )
+
+    async def _settle(
+        self,
+        record: LaunchRecord,
+        state: LaunchState,
+        *,
+        job_instance_id: int | None = None,
+        job_instance_name: str | None = None,
+        error: str | None = None,
+    ) -> LaunchRecord:
+        now = self._clock()
+        await self._store.set_outcome(
+            record.id,
+            state,
+            now=now,
+            job_instance_id=job_instance_id,
+            job_instance_name=job_instance_name,
+            error=error,
+        )
+        # Read back rather than patch the copy: a callback may have finished the launch meanwhile.
+        settled = await self._store.get_launch(record.id) or record
+        await self.refresh_message(settled)
+        return settled
+
+    async def refresh_message(self, record: LaunchRecord) -> None:
+        """Bring the launch message's status line up to date; a failure here must not hide the outcome."""
+        if record.message_ts is None:
+            return
+        try:
+            await self._notifier.update(
+                record.channel, record.message_ts, launch_message(record, web_root=self._web_root)
+            )
+        except SlackError as exc:
+            log.warning(
+                "could not update launch message %s in %s: %s", record.message_ts, record.channel, exc
+            )

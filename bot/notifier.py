@@ -1,0 +1,67 @@
+"""The only poster to Slack outside a request's own response: channel messages, thread replies, edits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import Message
+from bot.errors import SlackError
+
+__all__ = ["Notifier"]
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """Turns slack_sdk failures into SlackError; 429s, 5xx and resets are retried by the client's handlers."""
+
+    def __init__(self, *, client: AsyncWebClient) -> None:
+        self._client = client
+
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> str:
+        """Post to a channel (or a thread) and return the new message's ts."""
+        response = await self._call(
+            "chat.postMessage",
+            channel=channel,
+            text=message.text,
+            blocks=message.blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(response["ts"])
+
+    async def update(self, channel: str, ts: str, message: Message) -> None:
+        await self._call("chat.update", channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+
+    async def tell(self, channel: str, user: str, text: str) -> None:
+        """Say something only `user` sees; a DM from the app when the bot cannot post in the channel."""
+        try:
+            await self._call("chat.postEphemeral", channel=channel, user=user, text=text)
+        except SlackError as exc:
+            log.info(
+                "ephemeral message in %s failed (%s); sending a direct message instead", channel, exc.error
+            )
+            await self._call("chat.postMessage", channel=user, text=text)
+
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> tuple[str, str]:
+        """Open a modal; returns its (view_id, hash) for the update that follows."""
+        response = await self._call("views.open", trigger_id=trigger_id, view=view)
+        return str(response["view"]["id"]), str(response["view"]["hash"])
+
+    async def update_view(self, view_id: str, view: dict[str, Any], *, view_hash: str | None = None) -> None:
+        await self._call("views.update", view_id=view_id, view=view, hash=view_hash)
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        args = {k: v for k, v in kwargs.items() if v is not None}
+        try:
+            return await self._client.api_call(method, json=args)
+        except SlackApiError as exc:
+            raise SlackError(method, str(exc.response.get("error", "unknown_error"))) from exc
+        except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise SlackError(method, type(exc).__name__) from exc

@@ -1,0 +1,108 @@
+"""Reporting a launch's final result: confirm with BK-JOB, record once, reply in the launch's thread."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from bot import status
+from bot.bk import BkClient
+from bot.bk_models import JobInstanceStatus
+from bot.blocks import result_reply
+from bot.errors import BkError, SlackError
+from bot.launches import Launches
+from bot.notifier import Notifier
+from bot.store import LaunchRecord, Store
+
+__all__ = ["Results"]
+
+log = logging.getLogger(__name__)
+
+
+class Results:
+    """A callback is only a trigger (it carries no signature): the status posted is the one BK-JOB reports."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bk: BkClient,
+        notifier: Notifier,
+        launches: Launches,
+        web_root: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._bk = bk
+        self._notifier = notifier
+        self._launches = launches
+        self._web_root = web_root
+        self._clock = clock
+
+    async def report(self, launch_id: str, *, hinted_status: int | None) -> bool:
+        """Post the launch's final result once; False when there is nothing new to post."""
+        launch = await self._store.get_launch(launch_id)
+        if launch is None or launch.job_instance_id is None:
+            log.warning("no launch or no instance to report for %s", launch_id)
+            return False
+        detail, note = await self._read_status(launch)
+        if detail is not None and not detail.is_finished:
+            # Revived (a retried step) or not final yet: the next callback reports the end.
+            log.info(
+                "instance %s is not finished yet (status %s)",
+                launch.job_instance_id,
+                detail.job_instance.status,
+            )
+            return False
+        job_status = detail.job_instance.status if detail is not None else hinted_status
+        if job_status is None or not status.is_finished(job_status):
+            return False
+        key = str(job_status)
+        if not await self._store.record_result(launch.id, key, job_status, now=self._clock()):
+            log.info("result %s of instance %s was reported before", key, launch.job_instance_id)
+            return False
+        log.info("instance %s finished: %s", launch.job_instance_id, status.describe(job_status))
+        await self._post(launch, key, job_status, detail, note)
+        return True
+
+    async def resume(self) -> None:
+        """At start-up: post results that were recorded but never reached Slack."""
+        for result in await self._store.unposted_results():
+            launch = await self._store.get_launch(result.launch_id)
+            if launch is None:
+                continue
+            detail, note = await self._read_status(launch)
+            await self._post(launch, result.result_key, result.job_status, detail, note)
+
+    async def _read_status(self, launch: LaunchRecord) -> tuple[JobInstanceStatus | None, str | None]:
+        assert launch.job_instance_id is not None
+        try:
+            detail = await self._bk.get_job_instance_status(
+                bk_biz_id=launch.bk_biz_id,
+                job_instance_id=launch.job_instance_id,
+                bk_username=launch.bk_username,
+            )
+        except BkError as exc:
+            log.warning("status of instance %s could not be read: %s", launch.job_instance_id, exc)
+            return None, "BK-JOB's status could not be read; this is the status its callback reported."
+        return detail, None
+
+    async def _post(
+        self,
+        launch: LaunchRecord,
+        key: str,
+        job_status: int,
+        detail: JobInstanceStatus | None,
+        note: str | None,
+    ) -> None:
+        reply = result_reply(launch, job_status=job_status, detail=detail, note=note, web_root=self._web_root)
+        try:
+            ts = await self._notifier.post(launch.channel, reply, thread_ts=launch.message_ts)
+        except SlackError as exc:
+            # Kept unposted in the store: the next start-up posts it again.
+            log.error("result of instance %s could not be posted: %s", launch.job_instance_id, exc)
+            return
+        await self._store.mark_result_posted(launch.id, key, ts)
+        current = await self._store.get_launch(launch.id)
+        await self._launches.refresh_message(current or launch)

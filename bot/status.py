@@ -1,0 +1,56 @@
+"""BK-JOB's job and step status codes (RunStatusEnum), as words and emoji."""
+
+from __future__ import annotations
+
+__all__ = ["FINISHED", "SUCCESSFUL", "describe", "emoji", "is_finished"]
+
+_WORDS: dict[int, str] = {
+    1: "waiting",
+    2: "running",
+    3: "succeeded",
+    4: "failed",
+    5: "skipped",
+    6: "error ignored",
+    7: "waiting for a user",
+    8: "terminated",
+    9: "abnormal state",
+    10: "stopping",
+    11: "force-stopped",
+    12: "force-stop failed",
+    13: "confirmation terminated",
+    14: "abandoned",
+    15: "rolling wait",
+}
+_EMOJI: dict[int, str] = {
+    1: ":hourglass_flowing_sand:",
+    2: ":arrows_counterclockwise:",
+    3: ":white_check_mark:",
+    4: ":x:",
+    5: ":fast_forward:",
+    6: ":warning:",
+    7: ":raised_hand:",
+    8: ":octagonal_sign:",
+    9: ":rotating_light:",
+    10: ":hourglass:",
+    11: ":octagonal_sign:",
+    12: ":rotating_light:",
+    13: ":octagonal_sign:",
+    14: ":wastebasket:",
+    15: ":hourglass_flowing_sand:",
+}
+
+FINISHED = frozenset({3, 4, 5, 6, 8, 9, 11, 13, 14})
+SUCCESSFUL = frozenset({3, 5, 6})
+
+
+def describe(code: int) -> str:
+    """An unknown code is shown as its number, never dropped."""
+    return _WORDS.get(code, f"status {code}")
+
+
+def emoji(code: int) -> str:
+    return _EMOJI.get(code, ":grey_question:")
+
+
+def is_finished(code: int) -> bool:
+    return code in FINISHED

@@ -1,0 +1,27 @@
+"""The persistent store: an interface and its backends."""
+
+from __future__ import annotations
+
+from bot.errors import ConfigError
+from bot.store.base import Store
+from bot.store.records import LaunchRecord, LaunchState, ResultRecord, SentVariable
+from bot.store.sqlite import SqliteStore
+
+__all__ = [
+    "LaunchRecord",
+    "LaunchState",
+    "ResultRecord",
+    "SentVariable",
+    "SqliteStore",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(database_url: str) -> Store:
+    """Pick the backend named by DATABASE_URL (the store still has to be opened)."""
+    if database_url.startswith("sqlite:///"):
+        return SqliteStore.from_url(database_url)
+    raise ConfigError(
+        f"DATABASE_URL: no backend for {database_url.split(':', 1)[0]!r} yet (use sqlite:///path)"
+    )

@@ -1,0 +1,67 @@
+"""Records the store keeps: launches and their results."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["LaunchRecord", "LaunchState", "ResultRecord", "SentVariable"]
+
+
+class LaunchState(StrEnum):
+    """Where a launch stands from the bot's side (BK-JOB's own status is `job_status`)."""
+
+    STARTING = "starting"  # recorded, execute_job not answered yet
+    RUNNING = "running"  # execute_job returned an instance ID
+    FINISHED = "finished"  # a final status was reported
+    NOT_STARTED = "not_started"  # BK-JOB refused; nothing runs
+    UNKNOWN = "unknown"  # the execute_job answer was lost: it may or may not run
+
+
+class SentVariable(BaseModel):
+    """A variable as sent to BK-JOB, safe to store and show (passwords are never kept in clear)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int | None = None
+    name: str
+    category: int
+    shown: str = Field(description="the value as shown to people: masked for passwords, one line per host")
+
+
+class LaunchRecord(BaseModel):
+    """A launch, recorded before execute_job is called so that nothing is ever launched silently."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    created_at: float
+    updated_at: float
+    requester: str
+    channel: str
+    message_ts: str | None = None
+    bk_biz_id: int
+    bk_job_id: int
+    plan_name: str
+    bk_username: str
+    variables: list[SentVariable] = Field(default_factory=list)
+    callback_token_hash: str | None = None
+    job_instance_id: int | None = None
+    job_instance_name: str | None = None
+    state: LaunchState = LaunchState.STARTING
+    job_status: int | None = None
+    error: str | None = None
+    finished_at: float | None = None
+
+
+class ResultRecord(BaseModel):
+    """A final result of one launch, kept so that a repeated report posts nothing new."""
+
+    model_config = ConfigDict(frozen=True)
+
+    launch_id: str
+    result_key: str
+    job_status: int
+    created_at: float
+    reply_ts: str | None = None

@@ -1,0 +1,44 @@
+"""The schema, as numbered migrations written in SQL that SQLite and PostgreSQL both accept."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE launches (
+            id TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            requester TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            message_ts TEXT,
+            bk_biz_id BIGINT NOT NULL,
+            bk_job_id BIGINT NOT NULL,
+            plan_name TEXT NOT NULL,
+            bk_username TEXT NOT NULL,
+            variables TEXT NOT NULL,
+            callback_token_hash TEXT UNIQUE,
+            job_instance_id BIGINT,
+            job_instance_name TEXT,
+            state TEXT NOT NULL,
+            job_status INTEGER,
+            error TEXT,
+            finished_at DOUBLE PRECISION
+        )""",
+        "CREATE INDEX launches_channel_created ON launches (channel, created_at)",
+        "CREATE INDEX launches_state ON launches (state)",
+        """CREATE TABLE results (
+            launch_id TEXT NOT NULL REFERENCES launches (id),
+            result_key TEXT NOT NULL,
+            job_status INTEGER NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            reply_ts TEXT,
+            PRIMARY KEY (launch_id, result_key)
+        )""",
+        """CREATE TABLE claims (
+            key TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+    ],
+]

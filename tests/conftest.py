@@ -1,0 +1,236 @@
+"""Fixtures: the real bot on a loopback port, pointed at fake Slack and fake BK-JOB servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+from bot.app import BACKGROUND, create_app
+from bot.config import Settings, load_settings
+from tests.fakes import FakeBkJob, FakeSlack
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+BOT_TOKEN = "xoxb-test"
+APP_CODE = "bkjob-bot"
+APP_SECRET = "s3cret"
+CHANNEL = "C0OPS"
+USER = "U0ALICE"
+BIZ = 3
+PLAN = 100
+
+# get_job_detail's v2 shape: string, host list, password, namespace, index array.
+PLAN_VARS: list[dict[str, Any]] = [
+    {"id": 436, "name": "servers", "category": 3, "ip_list": [{"bk_host_id": 1, "bk_cloud_id": 0, "ip": "10.0.0.1"}]},
+    {"id": 437, "name": "version", "category": 1, "value": "1.0", "description": "release to deploy"},
+    {"id": 438, "name": "db_password", "category": 4, "value": "hunter2-plan-secret"},
+    {"id": 439, "name": "env", "category": 2, "value": "prod"},
+    {"id": 440, "name": "ports", "category": 6, "value": "80 443"},
+]
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come only from what a test passes; nothing leaks in from the shell."""
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "BK_", "BKJOB_")) or name in ("DATABASE_URL", "PUBLIC_URL", "HOST", "PORT"):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def bk() -> AsyncIterator[FakeBkJob]:
+    async with FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET) as fake:
+        fake.add_plan(BIZ, PLAN, "Deploy web", PLAN_VARS)
+        yield fake
+
+
+class Bot:
+    """The real app served on 127.0.0.1, restartable on the same port so callback URLs stay valid."""
+
+    def __init__(self, *, slack: FakeSlack, bk: FakeBkJob, db_path: Path, **overrides: str) -> None:
+        self.slack = slack
+        self.bk = bk
+        self.db_path = db_path
+        self.overrides = overrides
+        self.port = _free_port()
+        self.runner: web.AppRunner | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.signer = SignatureVerifier(SIGNING_SECRET)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def settings(self) -> Settings:
+        env = {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": self.slack.base_url,
+            "BK_API_URL": self.bk.base_url,
+            "BK_APP_CODE": APP_CODE,
+            "BK_APP_SECRET": APP_SECRET,
+            "BK_USERNAME": "ops-bot",
+            "BK_BIZ_ID": str(BIZ),
+            "BK_JOB_WEB_URL": "https://job.example.com",
+            "BK_TIMEOUT": "2",
+            "PUBLIC_URL": self.url,
+            "DATABASE_URL": f"sqlite:///{self.db_path}",
+        }
+        env.update(self.overrides)
+        return load_settings(env)
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(create_app(self.settings()), shutdown_timeout=2.0)
+        await self.runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        await web.SockSite(self.runner, sock).start()
+        if self.http is None:
+            self.http = aiohttp.ClientSession()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def close(self) -> None:
+        await self.stop()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+
+    async def idle(self) -> None:
+        """Wait until the work started after the last ack is done (no sleeps)."""
+        assert self.runner is not None
+        await self.runner.app[BACKGROUND].idle()
+
+    # -- requests as Slack sends them ------------------------------------------------------------------
+
+    async def post_signed(
+        self, body: str, *, timestamp: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        all_headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": self.signer.generate_signature(timestamp=ts, body=body),
+            **(headers or {}),
+        }
+        assert self.http is not None
+        async with self.http.post(f"{self.url}/slack/events", data=body.encode(), headers=all_headers) as resp:
+            await resp.read()
+            return resp
+
+    def command_body(self, text: str, *, user: str = USER, channel: str = CHANNEL, trigger_id: str | None = None) -> str:
+        return urlencode(
+            {
+                "token": "legacy-verification-token",
+                "team_id": "T0TEAM",
+                "team_domain": "example",
+                "channel_id": channel,
+                "channel_name": "ops",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/bkjob",
+                "text": text,
+                "api_app_id": "A0BKJOB",
+                "response_url": self.slack.response_url(),
+                "trigger_id": trigger_id or self.slack.new_trigger_id(),
+            }
+        )
+
+    async def command(self, text: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.post_signed(self.command_body(text, **kwargs))
+
+    async def submit(self, view: Mapping[str, Any], values: Mapping[str, str | None], *, user: str = USER) -> Any:
+        """Submit the modal as Slack would, with `values` typed over the pre-filled inputs."""
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T0TEAM", "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
+            "api_app_id": "A0BKJOB",
+            "token": "legacy-verification-token",
+            "trigger_id": self.slack.new_trigger_id(),
+            "view": {**view, "state": {"values": form_state(view, values)}},
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        ts = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": self.signer.generate_signature(timestamp=ts, body=body),
+        }
+        assert self.http is not None
+        async with self.http.post(f"{self.url}/slack/events", data=body.encode(), headers=headers) as resp:
+            text = await resp.text()
+            return resp.status, (json.loads(text) if text else None)
+
+    async def open_form(self, text: str = f"run {PLAN}") -> dict[str, Any]:
+        """Run the slash command and return the modal as the bot last set it (after views.update)."""
+        resp = await self.command(text)
+        assert resp.status == 200
+        calls = await self.slack.wait_for_call("views.update")
+        view = self.slack.view(calls[-1].args["view_id"])
+        assert view is not None
+        return view
+
+
+def form_state(view: Mapping[str, Any], values: Mapping[str, str | None]) -> dict[str, Any]:
+    """Slack's `view.state.values`: every input block with its initial value unless `values` overrides it."""
+    state: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        if block.get("type") != "input":
+            continue
+        element = block["element"]
+        action_id = element["action_id"]
+        value = values.get(action_id, element.get("initial_value"))
+        state[block["block_id"]] = {action_id: {"type": element["type"], "value": value}}
+    return state
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / f"bot-{uuid.uuid4().hex[:8]}.sqlite3"
+
+
+@pytest.fixture
+async def bot(slack: FakeSlack, bk: FakeBkJob, db_path: Path) -> AsyncIterator[Bot]:
+    instance = Bot(slack=slack, bk=bk, db_path=db_path)
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.close()
+
+
+@pytest.fixture
+def anyio_backend() -> Iterator[str]:
+    yield "asyncio"
