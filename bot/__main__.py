@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from aiohttp import web
@@ -10,6 +9,7 @@ from aiohttp import web
 from bot.app import create_app
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.logs import RedactingAccessLogger, configure
 
 
 def main() -> int:
@@ -19,13 +19,16 @@ def main() -> int:
         for line in str(exc).splitlines():
             print(f"bkjob-bot: {line}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure(settings.log_level)
     # Heroku sends SIGTERM and waits 30 s: in-flight work gets most of that (see Background.close).
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=25, print=None)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=25,
+        access_log_class=RedactingAccessLogger,
+        print=None,
+    )
     return 0
 
 

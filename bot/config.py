@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,13 +35,18 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///bkjob-bot.sqlite3"
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("bk_username", "bk_job_web_url", "bk_biz_id", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         """An empty `VAR=` line in .env means "not set", as a person writing it expects."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
