@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from bot.errors import ConfigError
 from bot.store.base import Store
-from bot.store.records import LaunchRecord, LaunchState, ResultRecord, SentVariable
+from bot.store.records import (
+    ApprovalRecord,
+    ApprovalState,
+    AuditEvent,
+    LaunchRecord,
+    LaunchState,
+    ResultRecord,
+    SentVariable,
+    Vote,
+)
 from bot.store.sqlite import SqliteStore
 
 __all__ = [
+    "ApprovalRecord",
+    "ApprovalState",
+    "AuditEvent",
     "LaunchRecord",
     "LaunchState",
     "ResultRecord",
     "SentVariable",
     "SqliteStore",
     "Store",
+    "Vote",
     "open_store",
 ]
 
@@ -22,6 +35,4 @@ def open_store(database_url: str) -> Store:
     """Pick the backend named by DATABASE_URL (the store still has to be opened)."""
     if database_url.startswith("sqlite:///"):
         return SqliteStore.from_url(database_url)
-    raise ConfigError(
-        f"DATABASE_URL: no backend for {database_url.split(':', 1)[0]!r} yet (use sqlite:///path)"
-    )
+    raise ConfigError(f"DATABASE_URL: no backend for {database_url.split(':', 1)[0]!r} yet (use sqlite:///path)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from bot.store.records import LaunchRecord, LaunchState, ResultRecord
+from bot.store.records import ApprovalRecord, ApprovalState, AuditEvent, LaunchRecord, LaunchState, ResultRecord, Vote
 
 __all__ = ["Store"]
 
@@ -69,3 +69,50 @@ class Store(ABC):
 
     @abstractmethod
     async def unfinished_launches(self) -> list[LaunchRecord]: ...
+
+    @abstractmethod
+    async def recent_launches(self, channel: str, limit: int) -> list[LaunchRecord]:
+        """The newest launches in a channel, newest first."""
+
+    # -- approvals ------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_approval(self, approval: ApprovalRecord) -> None: ...
+
+    @abstractmethod
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None: ...
+
+    @abstractmethod
+    async def set_approval_message(self, approval_id: str, message_ts: str, *, now: float) -> None: ...
+
+    @abstractmethod
+    async def add_vote(self, approval_id: str, approver: str, *, now: float) -> bool:
+        """Count one approver once, only while the request is pending and not past its deadline."""
+
+    @abstractmethod
+    async def votes(self, approval_id: str) -> list[Vote]: ...
+
+    @abstractmethod
+    async def decide(
+        self, approval_id: str, state: ApprovalState, *, by: str, now: float, reason: str | None = None
+    ) -> bool:
+        """pending -> `state` as one conditional update; True only for the single caller that made the change."""
+
+    @abstractmethod
+    async def set_approval_launch(self, approval_id: str, launch_id: str, *, now: float) -> None: ...
+
+    @abstractmethod
+    async def expire_due(self, *, now: float) -> list[ApprovalRecord]:
+        """Move every pending request past its deadline to expired; returns those this caller expired."""
+
+    @abstractmethod
+    async def pending_approvals(self, channel: str) -> list[ApprovalRecord]: ...
+
+    # -- audit ----------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def append_audit(self, event: AuditEvent) -> None: ...
+
+    @abstractmethod
+    async def audit_events(self, *, limit: int = 1000) -> list[AuditEvent]:
+        """Oldest first."""

@@ -6,7 +6,16 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["LaunchRecord", "LaunchState", "ResultRecord", "SentVariable"]
+__all__ = [
+    "ApprovalRecord",
+    "ApprovalState",
+    "AuditEvent",
+    "LaunchRecord",
+    "LaunchState",
+    "ResultRecord",
+    "SentVariable",
+    "Vote",
+]
 
 
 class LaunchState(StrEnum):
@@ -53,6 +62,8 @@ class LaunchRecord(BaseModel):
     job_status: int | None = None
     error: str | None = None
     finished_at: float | None = None
+    approval_id: str | None = None
+    approved_by: list[str] = Field(default_factory=list)
 
 
 class ResultRecord(BaseModel):
@@ -65,3 +76,60 @@ class ResultRecord(BaseModel):
     job_status: int
     created_at: float
     reply_ts: str | None = None
+
+
+class ApprovalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class ApprovalRecord(BaseModel):
+    """A launch waiting for approval; `values` are what the requester typed (passwords are never accepted)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    created_at: float
+    updated_at: float
+    requester: str
+    channel: str
+    message_ts: str | None = None
+    bk_biz_id: int
+    bk_job_id: int
+    plan_name: str
+    bk_username: str
+    values: dict[str, str] = Field(default_factory=dict)
+    variables: list[SentVariable] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=list)
+    min_approvals: int = 1
+    expires_at: float
+    state: ApprovalState = ApprovalState.PENDING
+    decided_by: str | None = None
+    decided_at: float | None = None
+    reason: str | None = None
+    launch_id: str | None = None
+
+
+class Vote(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    approver: str
+    at: float
+
+
+class AuditEvent(BaseModel):
+    """One append-only audit row: who did what, when, to which request or launch. Never holds a secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    at: float
+    actor: str
+    action: str
+    channel: str | None = None
+    approval_id: str | None = None
+    launch_id: str | None = None
+    job_instance_id: int | None = None
+    detail: str | None = None

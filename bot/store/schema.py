@@ -41,4 +41,50 @@ MIGRATIONS: list[list[str]] = [
             created_at DOUBLE PRECISION NOT NULL
         )""",
     ],
+    [
+        "ALTER TABLE launches ADD COLUMN approval_id TEXT",
+        "ALTER TABLE launches ADD COLUMN approved_by TEXT",
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            requester TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            message_ts TEXT,
+            bk_biz_id BIGINT NOT NULL,
+            bk_job_id BIGINT NOT NULL,
+            plan_name TEXT NOT NULL,
+            bk_username TEXT NOT NULL,
+            request_values TEXT NOT NULL,
+            variables TEXT NOT NULL,
+            approvers TEXT NOT NULL,
+            min_approvals INTEGER NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            state TEXT NOT NULL,
+            decided_by TEXT,
+            decided_at DOUBLE PRECISION,
+            reason TEXT,
+            launch_id TEXT
+        )""",
+        "CREATE INDEX approvals_state_expires ON approvals (state, expires_at)",
+        "CREATE INDEX approvals_channel_state ON approvals (channel, state)",
+        """CREATE TABLE approval_votes (
+            approval_id TEXT NOT NULL REFERENCES approvals (id),
+            approver TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (approval_id, approver)
+        )""",
+        """CREATE TABLE audit (
+            id TEXT PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            channel TEXT,
+            approval_id TEXT,
+            launch_id TEXT,
+            job_instance_id BIGINT,
+            detail TEXT
+        )""",
+        "CREATE INDEX audit_at ON audit (at)",
+    ],
 ]

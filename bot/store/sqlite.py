@@ -11,7 +11,16 @@ from typing import Any
 import aiosqlite
 
 from bot.store.base import Store
-from bot.store.records import LaunchRecord, LaunchState, ResultRecord, SentVariable
+from bot.store.records import (
+    ApprovalRecord,
+    ApprovalState,
+    AuditEvent,
+    LaunchRecord,
+    LaunchState,
+    ResultRecord,
+    SentVariable,
+    Vote,
+)
 from bot.store.schema import MIGRATIONS
 
 __all__ = ["SqliteStore"]
@@ -19,8 +28,15 @@ __all__ = ["SqliteStore"]
 _CLAIM_RETENTION_S = 24 * 3600.0
 _LAUNCH_COLUMNS = (
     "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
-    " variables, callback_token_hash, job_instance_id, job_instance_name, state, job_status, error, finished_at"
+    " variables, callback_token_hash, job_instance_id, job_instance_name, state, job_status, error, finished_at,"
+    " approval_id, approved_by"
 )
+_APPROVAL_COLUMNS = (
+    "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
+    " request_values, variables, approvers, min_approvals, expires_at, state, decided_by, decided_at, reason,"
+    " launch_id"
+)
+_AUDIT_COLUMNS = "id, at, actor, action, channel, approval_id, launch_id, job_instance_id, detail"
 
 
 class SqliteStore(Store):
@@ -94,7 +110,7 @@ class SqliteStore(Store):
 
     async def create_launch(self, launch: LaunchRecord) -> None:
         await self._write(
-            f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+            f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES ({', '.join('?' * 20)})",
             (
                 launch.id,
                 launch.created_at,
@@ -114,6 +130,8 @@ class SqliteStore(Store):
                 launch.job_status,
                 launch.error,
                 launch.finished_at,
+                launch.approval_id,
+                json.dumps(launch.approved_by),
             ),
         )
 
@@ -205,8 +223,140 @@ class SqliteStore(Store):
             rows = await cur.fetchall()
         return [_launch(row) for row in rows]
 
+    async def recent_launches(self, channel: str, limit: int) -> list[LaunchRecord]:
+        async with self.db.execute(
+            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE channel = ? ORDER BY created_at DESC LIMIT ?",
+            (channel, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_launch(row) for row in rows]
+
+    async def create_approval(self, approval: ApprovalRecord) -> None:
+        await self._write(
+            f"INSERT INTO approvals ({_APPROVAL_COLUMNS}) VALUES ({', '.join('?' * 20)})",
+            (
+                approval.id,
+                approval.created_at,
+                approval.updated_at,
+                approval.requester,
+                approval.channel,
+                approval.message_ts,
+                approval.bk_biz_id,
+                approval.bk_job_id,
+                approval.plan_name,
+                approval.bk_username,
+                json.dumps(approval.values),
+                json.dumps([v.model_dump() for v in approval.variables]),
+                json.dumps(approval.approvers),
+                approval.min_approvals,
+                approval.expires_at,
+                approval.state.value,
+                approval.decided_by,
+                approval.decided_at,
+                approval.reason,
+                approval.launch_id,
+            ),
+        )
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        async with self.db.execute(f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)) as cur:
+            row = await cur.fetchone()
+        return _approval(row) if row else None
+
+    async def set_approval_message(self, approval_id: str, message_ts: str, *, now: float) -> None:
+        await self._write(
+            "UPDATE approvals SET message_ts = ?, updated_at = ? WHERE id = ?", (message_ts, now, approval_id)
+        )
+
+    async def add_vote(self, approval_id: str, approver: str, *, now: float) -> bool:
+        cur = await self._write(
+            "INSERT INTO approval_votes (approval_id, approver, at)"
+            " SELECT id, ?, ? FROM approvals WHERE id = ? AND state = ? AND expires_at > ?"
+            " ON CONFLICT (approval_id, approver) DO NOTHING",
+            (approver, now, approval_id, ApprovalState.PENDING.value, now),
+        )
+        return cur.rowcount == 1
+
+    async def votes(self, approval_id: str) -> list[Vote]:
+        async with self.db.execute(
+            "SELECT approver, at FROM approval_votes WHERE approval_id = ? ORDER BY at", (approval_id,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [Vote(approver=row["approver"], at=row["at"]) for row in rows]
+
+    async def decide(
+        self, approval_id: str, state: ApprovalState, *, by: str, now: float, reason: str | None = None
+    ) -> bool:
+        cur = await self._write(
+            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, reason = ?, updated_at = ?"
+            " WHERE id = ? AND state = ? AND expires_at > ?",
+            (state.value, by, now, reason, now, approval_id, ApprovalState.PENDING.value, now),
+        )
+        return cur.rowcount == 1
+
+    async def set_approval_launch(self, approval_id: str, launch_id: str, *, now: float) -> None:
+        await self._write(
+            "UPDATE approvals SET launch_id = ?, updated_at = ? WHERE id = ?", (launch_id, now, approval_id)
+        )
+
+    async def expire_due(self, *, now: float) -> list[ApprovalRecord]:
+        async with self.db.execute(
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE state = ? AND expires_at <= ?",
+            (ApprovalState.PENDING.value, now),
+        ) as cur:
+            due = [_approval(row) for row in await cur.fetchall()]
+        expired = []
+        for approval in due:
+            cur = await self._write(
+                "UPDATE approvals SET state = ?, decided_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+                (ApprovalState.EXPIRED.value, now, now, approval.id, ApprovalState.PENDING.value),
+            )
+            if cur.rowcount == 1:
+                expired.append(
+                    approval.model_copy(update={"state": ApprovalState.EXPIRED, "decided_at": now, "updated_at": now})
+                )
+        return expired
+
+    async def pending_approvals(self, channel: str) -> list[ApprovalRecord]:
+        async with self.db.execute(
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE channel = ? AND state = ? ORDER BY created_at",
+            (channel, ApprovalState.PENDING.value),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_approval(row) for row in rows]
+
+    async def append_audit(self, event: AuditEvent) -> None:
+        await self._write(
+            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 9)})",
+            (
+                event.id,
+                event.at,
+                event.actor,
+                event.action,
+                event.channel,
+                event.approval_id,
+                event.launch_id,
+                event.job_instance_id,
+                event.detail,
+            ),
+        )
+
+    async def audit_events(self, *, limit: int = 1000) -> list[AuditEvent]:
+        async with self.db.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at, id LIMIT ?", (limit,)) as cur:
+            rows = await cur.fetchall()
+        return [AuditEvent(**dict(row)) for row in rows]
+
 
 def _launch(row: sqlite3.Row) -> LaunchRecord:
     data = dict(row)
     data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
+    data["approved_by"] = json.loads(data["approved_by"] or "[]")
     return LaunchRecord(**data)
+
+
+def _approval(row: sqlite3.Row) -> ApprovalRecord:
+    data = dict(row)
+    data["values"] = json.loads(data.pop("request_values"))
+    data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
+    data["approvers"] = json.loads(data["approvers"])
+    return ApprovalRecord(**data)
