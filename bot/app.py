@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.audit import Audit
 from bot.background import Background
 from bot.bk import BkClient
 from bot.callback import CallbackRoute
@@ -75,16 +76,18 @@ async def _resources(app: web.Application, settings: Settings) -> AsyncIterator[
         plan_cache_ttl=settings.bk_plan_cache_ttl,
     )
     notifier = Notifier(client=slack)
+    audit = Audit(store=store)
     launches = Launches(
         store=store,
         bk=bk,
         notifier=notifier,
         identities=Identities(fallback=settings.bk_username),
+        audit=audit,
         public_root=settings.public_root(),
         web_root=settings.job_web_root(),
     )
     results = Results(
-        store=store, bk=bk, notifier=notifier, launches=launches, web_root=settings.job_web_root()
+        store=store, bk=bk, notifier=notifier, launches=launches, audit=audit, web_root=settings.job_web_root()
     )
     bolt = AsyncApp(
         client=slack,

@@ -5,22 +5,32 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.audit import Audit
 from bot.bk import BkClient
 from bot.bk_models import ExecuteJobRequest, JobDetail
 from bot.blocks import launch_message
 from bot.errors import BkApiError, BkError, BkTimeout, BkUnavailable, SlackError
 from bot.identity import Identities
 from bot.notifier import Notifier
-from bot.store import LaunchRecord, LaunchState, Store
+from bot.store import ApprovalRecord, LaunchRecord, LaunchState, Store
 from bot.tokens import hash_token, new_callback_token
-from bot.variables import build_overrides, check_names
+from bot.variables import Overrides, build_overrides, check_names
 
-__all__ = ["LaunchFailed", "LaunchRequest", "Launches"]
+__all__ = ["LaunchFailed", "LaunchRequest", "Launches", "Prepared"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request checked against the plan: who it runs as and what will be sent."""
+
+    plan: JobDetail
+    bk_username: str
+    overrides: Overrides
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class Launches:
         bk: BkClient,
         notifier: Notifier,
         identities: Identities,
+        audit: Audit,
         public_root: str,
         web_root: str | None,
         clock: Callable[[], float] = time.time,
@@ -61,6 +72,7 @@ class Launches:
         self._bk = bk
         self._notifier = notifier
         self._identities = identities
+        self._audit = audit
         self._public_root = public_root
         self._web_root = web_root
         self._clock = clock
@@ -68,18 +80,21 @@ class Launches:
     async def plan(self, *, requester: str, bk_biz_id: int, bk_job_id: int, names: list[str]) -> JobDetail:
         """The plan a modal is built from, after checking the names given on the command line."""
         bk_username = await self._identities.bk_username(requester)
-        plan = await self._bk.get_job_detail(
-            bk_biz_id=bk_biz_id, bk_job_id=bk_job_id, bk_username=bk_username
-        )
+        plan = await self._bk.get_job_detail(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id, bk_username=bk_username)
         check_names(plan, names)
         return plan
 
-    async def launch(self, request: LaunchRequest) -> LaunchRecord:
-        bk_username = await self._identities.bk_username(request.requester)
-        plan = await self._bk.get_job_detail(
-            bk_biz_id=request.bk_biz_id, bk_job_id=request.bk_job_id, bk_username=bk_username
-        )
-        overrides = build_overrides(plan, request.values)
+    async def prepare(self, request: LaunchRequest, *, bk_username: str | None = None) -> Prepared:
+        """Everything checked before anything is recorded or sent: identity, plan, variables."""
+        user = bk_username or await self._identities.bk_username(request.requester)
+        plan = await self._bk.get_job_detail(bk_biz_id=request.bk_biz_id, bk_job_id=request.bk_job_id, bk_username=user)
+        return Prepared(plan=plan, bk_username=user, overrides=build_overrides(plan, request.values))
+
+    async def launch(
+        self, request: LaunchRequest, *, approval: ApprovalRecord | None = None, approved_by: Sequence[str] = ()
+    ) -> LaunchRecord:
+        """After an approval, runs as the requester's BK user and reuses the approval message as its thread."""
+        prepared = await self.prepare(request, bk_username=approval.bk_username if approval else None)
         token = new_callback_token()
         now = self._clock()
         record = LaunchRecord(
@@ -88,43 +103,55 @@ class Launches:
             updated_at=now,
             requester=request.requester,
             channel=request.channel,
+            message_ts=approval.message_ts if approval else None,
             bk_biz_id=request.bk_biz_id,
             bk_job_id=request.bk_job_id,
-            plan_name=plan.name,
-            bk_username=bk_username,
-            variables=overrides.shown,
+            plan_name=prepared.plan.name,
+            bk_username=prepared.bk_username,
+            variables=prepared.overrides.shown,
             callback_token_hash=hash_token(token),
+            approval_id=approval.id if approval else None,
+            approved_by=list(approved_by),
         )
         await self._store.create_launch(record)
         record = await self._announce(record)
         body = ExecuteJobRequest(
             bk_biz_id=request.bk_biz_id,
             bk_job_id=request.bk_job_id,
-            global_vars=overrides.global_vars,
+            global_vars=prepared.overrides.global_vars,
             bk_callback_url=f"{self._public_root}/bkjob/callback/{token}",
         )
         try:
-            data = await self._bk.execute_job(body, bk_username=bk_username)
+            data = await self._bk.execute_job(body, bk_username=prepared.bk_username)
         except BkError as exc:
             record = await self._settle_failure(record, exc)
+            await self._audit.record(
+                request.requester,
+                f"launch_{record.state.value}",
+                channel=record.channel,
+                approval_id=record.approval_id,
+                launch_id=record.id,
+                detail=record.error,
+            )
             raise LaunchFailed(record, exc) from exc
-        log.info(
-            "launched plan %s in biz %s as instance %s (launch %s, requester %s)",
-            request.bk_job_id,
-            request.bk_biz_id,
-            data.job_instance_id,
-            record.id,
+        await self._audit.record(
             request.requester,
+            "launched",
+            channel=record.channel,
+            approval_id=record.approval_id,
+            launch_id=record.id,
+            job_instance_id=data.job_instance_id,
+            detail=f"plan {request.bk_job_id} in business {request.bk_biz_id} as {prepared.bk_username}",
         )
         return await self._settle(
-            record,
-            LaunchState.RUNNING,
-            job_instance_id=data.job_instance_id,
-            job_instance_name=data.job_instance_name,
+            record, LaunchState.RUNNING, job_instance_id=data.job_instance_id, job_instance_name=data.job_instance_name
         )
 
     async def _announce(self, record: LaunchRecord) -> LaunchRecord:
         """The launch message comes first: it is the thread the result will be posted in."""
+        if record.message_ts is not None:
+            await self.refresh_message(record)
+            return record
         try:
             ts = await self._notifier.post(record.channel, launch_message(record, web_root=self._web_root))
         except SlackError as exc:
@@ -143,9 +170,7 @@ class Launches:
         # A time-out or a broken answer: BK-JOB may have started the job. Never retried: it could run twice.
         kind = "did not answer in time" if isinstance(exc, BkTimeout) else "answer was lost"
         log.warning("execute_job outcome unknown for launch %s: %s", record.id, exc)
-        return await self._settle(
-            record, LaunchState.UNKNOWN, error=f"BK-JOB {kind}; it may or may not be running"
-        )
+        return await self._settle(record, LaunchState.UNKNOWN, error=f"BK-JOB {kind}; it may or may not be running")
 
     async def _settle(
         self,
@@ -179,6 +204,4 @@ class Launches:
                 record.channel, record.message_ts, launch_message(record, web_root=self._web_root)
             )
         except SlackError as exc:
-            log.warning(
-                "could not update launch message %s in %s: %s", record.message_ts, record.channel, exc
-            )
+            log.warning("could not update launch message %s in %s: %s", record.message_ts, record.channel, exc)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from bot import status
+from bot.audit import Audit
 from bot.bk import BkClient
 from bot.bk_models import JobInstanceStatus
 from bot.blocks import result_reply
@@ -30,6 +31,7 @@ class Results:
         bk: BkClient,
         notifier: Notifier,
         launches: Launches,
+        audit: Audit,
         web_root: str | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -37,6 +39,7 @@ class Results:
         self._bk = bk
         self._notifier = notifier
         self._launches = launches
+        self._audit = audit
         self._web_root = web_root
         self._clock = clock
 
@@ -62,7 +65,15 @@ class Results:
         if not await self._store.record_result(launch.id, key, job_status, now=self._clock()):
             log.info("result %s of instance %s was reported before", key, launch.job_instance_id)
             return False
-        log.info("instance %s finished: %s", launch.job_instance_id, status.describe(job_status))
+        await self._audit.record(
+            "bk-job",
+            "result",
+            channel=launch.channel,
+            approval_id=launch.approval_id,
+            launch_id=launch.id,
+            job_instance_id=launch.job_instance_id,
+            detail=status.describe(job_status),
+        )
         await self._post(launch, key, job_status, detail, note)
         return True
 
