@@ -15,6 +15,7 @@ from bot.logs import RedactingAccessLogger, configure
 def main() -> int:
     try:
         settings = load_settings()
+        app = create_app(settings)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"bkjob-bot: {line}", file=sys.stderr)
@@ -22,7 +23,7 @@ def main() -> int:
     configure(settings.log_level)
     # Heroku sends SIGTERM and waits 30 s: in-flight work gets most of that (see Background.close).
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         shutdown_timeout=25,

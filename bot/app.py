@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,15 +17,19 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.approvals import Approvals
 from bot.audit import Audit
 from bot.background import Background
 from bot.bk import BkClient
 from bot.callback import CallbackRoute
 from bot.config import Settings
+from bot.directory import Directory
+from bot.errors import BotError
 from bot.identity import Identities
 from bot.launches import Launches
 from bot.listeners import Listeners
 from bot.notifier import Notifier
+from bot.policy import Policy, load_policy
 from bot.results import Results
 from bot.store import Store, open_store
 from bot.tokens import Signer
@@ -41,16 +46,18 @@ _CALLBACK = web.AppKey("callback", CallbackRoute)
 MAX_SLACK_BODY = 1024 * 1024
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Application:
+    """Raises ConfigError for a bad policy file before anything is served."""
+    policy = policy if policy is not None else load_policy(settings.bkjob_config)
     app = web.Application(client_max_size=MAX_SLACK_BODY)
-    app.cleanup_ctx.append(lambda a: _resources(a, settings))
+    app.cleanup_ctx.append(lambda a: _resources(a, settings, policy))
     app.router.add_post("/slack/events", _slack_events)
     app.router.add_post("/bkjob/callback/{token}", _callback)
     app.router.add_get("/healthz", _healthz)
     return app
 
 
-async def _resources(app: web.Application, settings: Settings) -> AsyncIterator[None]:
+async def _resources(app: web.Application, settings: Settings, policy: Policy) -> AsyncIterator[None]:
     """Every resource is opened here and closed here, in reverse order."""
     store = open_store(settings.database_url)
     await store.open()
@@ -77,11 +84,13 @@ async def _resources(app: web.Application, settings: Settings) -> AsyncIterator[
     )
     notifier = Notifier(client=slack)
     audit = Audit(store=store)
+    directory = Directory(client=slack, ttl=settings.directory_cache_ttl)
+    identities = Identities(users=policy.users, directory=directory, fallback=settings.bk_username)
     launches = Launches(
         store=store,
         bk=bk,
         notifier=notifier,
-        identities=Identities(fallback=settings.bk_username),
+        identities=identities,
         audit=audit,
         public_root=settings.public_root(),
         web_root=settings.job_web_root(),
@@ -94,24 +103,51 @@ async def _resources(app: web.Application, settings: Settings) -> AsyncIterator[
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         logger=logging.getLogger("slack_bolt"),
     )
-    Listeners(
+    approvals = Approvals(
         store=store,
         launches=launches,
         notifier=notifier,
+        directory=directory,
+        audit=audit,
+        web_root=settings.job_web_root(),
+    )
+    Listeners(
+        store=store,
+        launches=launches,
+        approvals=approvals,
+        notifier=notifier,
+        identities=identities,
+        bk=bk,
+        audit=audit,
+        policy=policy,
         signer=Signer(secret=settings.slack_signing_secret.get_secret_value()),
         default_biz=settings.bk_biz_id,
+        web_root=settings.job_web_root(),
     ).register(bolt)
     app[STORE] = store
     app[BACKGROUND] = background
     app[_BOLT] = bolt
     app[_CALLBACK] = CallbackRoute(store=store, results=results, background=background)
     background.spawn(results.resume(), name="resume-results")
+    sweeper = asyncio.create_task(_sweep(approvals, settings.approval_sweep_interval), name="approval-sweeper")
     try:
         yield
     finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
         await background.close()
         await session.close()
         await store.close()
+
+
+async def _sweep(approvals: Approvals, interval: float) -> None:
+    """Expiry survives restarts: deadlines are stored, and every replica sweeps (the update is conditional)."""
+    while True:
+        try:
+            await approvals.expire_due()
+        except BotError as exc:
+            log.error("approval sweep failed: %s", exc)
+        await asyncio.sleep(interval)
 
 
 async def _slack_events(request: web.Request) -> web.StreamResponse:

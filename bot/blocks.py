@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
     ContextBlock,
     InputBlock,
     MarkdownTextObject,
@@ -18,17 +21,31 @@ from slack_sdk.models.views import View
 
 from bot import status
 from bot.bk_models import JobDetail, JobInstanceStatus, PlanVariable, VariableType
-from bot.store.records import LaunchRecord, LaunchState, SentVariable
+from bot.store.records import ApprovalRecord, ApprovalState, LaunchRecord, LaunchState, SentVariable, Vote
 from bot.variables import MASK, default_text, type_name
 
 __all__ = [
+    "APPROVE_ACTION",
+    "REASON_ACTION",
+    "REASON_BLOCK",
+    "REJECT_ACTION",
+    "REJECT_VIEW",
+    "approval_message",
+    "history_list",
+    "pending_list",
+    "reject_modal",
     "RUN_VIEW",
     "Message",
     "VarRef",
     "error_modal",
+    "instance_status",
     "job_url",
     "launch_message",
     "loading_modal",
+    "mention",
+    "mentions",
+    "notice",
+    "utc_time",
     "parse_var_block_id",
     "result_reply",
     "run_modal",
@@ -89,9 +106,7 @@ def loading_modal(job_id: int) -> dict[str, Any]:
     """Opened at once: Slack's trigger_id lasts 3 seconds, reading the plan may take longer."""
     return _modal(
         title="BK-JOB",
-        blocks=[
-            SectionBlock(text=MarkdownTextObject(text=f":hourglass_flowing_sand: Reading plan *{job_id}*…"))
-        ],
+        blocks=[SectionBlock(text=MarkdownTextObject(text=f":hourglass_flowing_sand: Reading plan *{job_id}*…"))],
     )
 
 
@@ -102,9 +117,7 @@ def error_modal(message: str) -> dict[str, Any]:
     )
 
 
-def run_modal(
-    plan: JobDetail, *, bk_biz_id: int, prefill: Mapping[str, str], metadata: str
-) -> dict[str, Any]:
+def run_modal(plan: JobDetail, *, bk_biz_id: int, prefill: Mapping[str, str], metadata: str) -> dict[str, Any]:
     """One input per variable, pre-filled with the plan's default or the command line's value."""
     blocks: list[Block] = [
         SectionBlock(
@@ -119,9 +132,7 @@ def run_modal(
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text="This plan has no global variables.")]))
     if len(blocks) > _MAX_MODAL_BLOCKS:
         blocks = blocks[: _MAX_MODAL_BLOCKS - 1]
-        blocks.append(
-            ContextBlock(elements=[MarkdownTextObject(text="More variables keep the plan's values.")])
-        )
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text="More variables keep the plan's values.")]))
     return _modal(
         title=plan.name or "BK-JOB",
         blocks=blocks,
@@ -137,9 +148,7 @@ def _variable_block(var: PlanVariable, override: str | None) -> Block:
         state = "set" if var.value else "not set"
         return ContextBlock(
             elements=[
-                MarkdownTextObject(
-                    text=_cut(f"*{_esc(var.name)}* (password): {state}, keeps the plan's value", 2000)
-                )
+                MarkdownTextObject(text=_cut(f"*{_esc(var.name)}* (password): {state}, keeps the plan's value", 2000))
             ]
         )
     initial = override if override is not None else default_text(var)
@@ -189,6 +198,8 @@ def launch_message(launch: LaunchRecord, *, web_root: str | None) -> Message:
         f"*Plan:* {_esc(launch.plan_name)} (ID {launch.bk_job_id})   *Business:* {launch.bk_biz_id}\n"
         f"*Launched by:* <@{launch.requester}> as `{_esc(launch.bk_username)}`   *Instance:* {instance}"
     )
+    if launch.approved_by:
+        facts += f"\n*Approved by:* {mentions(launch.approved_by)}"
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=_cut(line, _MAX_SECTION))),
         SectionBlock(text=MarkdownTextObject(text=_cut(facts, _MAX_SECTION))),
@@ -310,3 +321,133 @@ def _esc(text: str) -> str:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+APPROVE_ACTION = "bkjob_approve"
+REJECT_ACTION = "bkjob_reject"
+REJECT_VIEW = "bkjob_reject_reason"
+REASON_BLOCK = "reason"
+REASON_ACTION = "reason"
+
+
+def approval_message(approval: ApprovalRecord, votes: Sequence[Vote], *, web_root: str | None) -> Message:
+    """The request in the channel: who asks, what exactly would be sent, until when, and the two buttons."""
+    head = _approval_status(approval, votes)
+    facts = (
+        f"*Plan:* {_esc(approval.plan_name)} (ID {approval.bk_job_id})   *Business:* {approval.bk_biz_id}\n"
+        f"*Requested by:* <@{approval.requester}> as `{_esc(approval.bk_username)}`   "
+        f"*Approvers:* {mentions(approval.approvers)}"
+    )
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_cut(head, _MAX_SECTION))),
+        SectionBlock(text=MarkdownTextObject(text=_cut(facts, _MAX_SECTION))),
+        ContextBlock(elements=[MarkdownTextObject(text=_cut(_variables_text(approval.variables), 2000))]),
+    ]
+    if approval.state is ApprovalState.PENDING:
+        blocks.append(
+            ActionsBlock(
+                block_id=f"approval:{approval.id}",
+                elements=[
+                    ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=approval.id, style="primary"),
+                    ButtonElement(text="Reject", action_id=REJECT_ACTION, value=approval.id, style="danger"),
+                ],
+            )
+        )
+    text = f"Approval {approval.state.value}: {approval.plan_name} (plan {approval.bk_job_id}), <@{approval.requester}>"
+    return Message(text=_cut(text, 3000), blocks=[b.to_dict() for b in blocks])
+
+
+def _approval_status(approval: ApprovalRecord, votes: Sequence[Vote]) -> str:
+    count = f"{len(votes)}/{approval.min_approvals} approvals"
+    by = ", ".join(f"<@{v.approver}>" for v in votes)
+    if approval.state is ApprovalState.PENDING:
+        so_far = f": {by}" if by else ""
+        when = f"<!date^{int(approval.expires_at)}^{{date_short_pretty}} {{time}}|{utc_time(approval.expires_at)}>"
+        return f":raised_hand: *Approval needed* ({count}{so_far}). Expires {when}."
+    if approval.state is ApprovalState.APPROVED:
+        return f":white_check_mark: *Approved* by {by or mention(approval.decided_by)}; launching…"
+    if approval.state is ApprovalState.REJECTED:
+        reason = f": {_esc(approval.reason)}" if approval.reason else ""
+        return f":no_entry_sign: *Rejected* by {mention(approval.decided_by)}{reason}"
+    return f":hourglass: *Expired* at {utc_time(approval.expires_at)} without enough approvals ({count})."
+
+
+def reject_modal(metadata: str) -> dict[str, Any]:
+    return _modal(
+        title="Reject launch",
+        submit="Reject",
+        callback_id=REJECT_VIEW,
+        private_metadata=metadata,
+        blocks=[
+            InputBlock(
+                block_id=REASON_BLOCK,
+                label="Reason (optional)",
+                optional=True,
+                element=PlainTextInputElement(action_id=REASON_ACTION, multiline=True, max_length=1000),
+            )
+        ],
+    )
+
+
+def pending_list(approvals: Sequence[ApprovalRecord], *, permalink: Callable[[ApprovalRecord], str | None]) -> str:
+    if not approvals:
+        return "No approval requests are waiting in this channel."
+    lines = ["*Waiting for approval:*"]
+    for a in approvals[:50]:
+        link = permalink(a)
+        what = f"{_esc(a.plan_name)} (plan {a.bk_job_id}, business {a.bk_biz_id})"
+        lines.append(f"• {f'<{link}|{what}>' if link else what} for <@{a.requester}>, expires {utc_time(a.expires_at)}")
+    return _cut("\n".join(lines), 3000)
+
+
+def history_list(launches: Sequence[LaunchRecord], *, web_root: str | None) -> str:
+    if not launches:
+        return "No launches in this channel yet."
+    lines = [f"*Last {len(launches)} launches here:*"]
+    for launch in launches:
+        url = job_url(web_root, launch.job_instance_id)
+        instance = f"<{url}|{launch.job_instance_id}>" if url else str(launch.job_instance_id or "–")
+        approved = f", approved by {mentions(launch.approved_by)}" if launch.approved_by else ""
+        lines.append(
+            f"• {utc_time(launch.created_at)} <@{launch.requester}>: {_esc(launch.plan_name)} (plan {launch.bk_job_id},"
+            f" business {launch.bk_biz_id}), instance {instance}{approved}: {_plain_status(launch).lower()}"
+        )
+    return _cut("\n".join(lines), 3000)
+
+
+def instance_status(detail: JobInstanceStatus, *, web_root: str | None) -> str:
+    """`/bkjob status`: the instance, its steps with their status and duration, and the link."""
+    job = detail.job_instance
+    url = job_url(web_root, job.job_instance_id)
+    instance = f"<{url}|{job.job_instance_id}>" if url else str(job.job_instance_id)
+    took = f", {_duration(job.total_time)}" if job.total_time is not None else ""
+    name = _esc(job.name or "job")
+    lines = [f"{status.emoji(job.status)} *{name}*, instance {instance}: {status.describe(job.status)}{took}"]
+    for step in detail.steps[:40]:
+        step_took = f" ({_duration(step.total_time)})" if step.total_time is not None else ""
+        step_name = _esc(step.name or str(step.step_instance_id))
+        lines.append(f"• {status.emoji(step.status)} {step_name}: {status.describe(step.status)}{step_took}")
+    if len(detail.steps) > 40:
+        lines.append(f"• and {len(detail.steps) - 40} more steps")
+    return _cut("\n".join(lines), 3000)
+
+
+def notice(text: str) -> Message:
+    """A plain text message (thread notes): Slack still gets a block, so the text renders as mrkdwn."""
+    return Message(
+        text=_cut(text, 3000), blocks=[SectionBlock(text=MarkdownTextObject(text=_cut(text, _MAX_SECTION))).to_dict()]
+    )
+
+
+def mentions(ids: Sequence[str]) -> str:
+    return ", ".join(mention(i) for i in ids) or "–"
+
+
+def mention(slack_id: str | None) -> str:
+    if not slack_id:
+        return "someone"
+    return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
+
+
+def utc_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

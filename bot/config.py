@@ -31,13 +31,17 @@ class Settings(BaseSettings):
     bk_timeout: float = Field(default=10.0, gt=0, le=120)
     bk_plan_cache_ttl: float = Field(default=60.0, ge=0)
 
+    bkjob_config: str | None = None
+    approval_sweep_interval: float = Field(default=15.0, gt=0, le=3600)
+    directory_cache_ttl: float = Field(default=300.0, ge=0)
+
     public_url: AnyHttpUrl
     database_url: str = "sqlite:///bkjob-bot.sqlite3"
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("bk_username", "bk_job_web_url", "bk_biz_id", mode="before")
+    @field_validator("bk_username", "bk_job_web_url", "bk_biz_id", "bkjob_config", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         """An empty `VAR=` line in .env means "not set", as a person writing it expects."""

@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.blocks import RUN_VIEW, error_modal, loading_modal, parse_var_block_id, run_modal
-from bot.commands import USAGE, HelpCommand, RunCommand, parse_command
+from bot.approvals import Approvals
+from bot.audit import Audit
+from bot.bk import BkClient
+from bot.blocks import (
+    APPROVE_ACTION,
+    REASON_ACTION,
+    REASON_BLOCK,
+    REJECT_ACTION,
+    REJECT_VIEW,
+    RUN_VIEW,
+    error_modal,
+    history_list,
+    instance_status,
+    loading_modal,
+    parse_var_block_id,
+    pending_list,
+    reject_modal,
+    run_modal,
+)
+from bot.commands import (
+    USAGE,
+    HelpCommand,
+    HistoryCommand,
+    PendingCommand,
+    RunCommand,
+    StatusCommand,
+    parse_command,
+)
 from bot.errors import BotError, CommandError, SlackError, TargetError
 from bot.explain import explain
+from bot.identity import Identities
 from bot.launches import Launches, LaunchRequest
 from bot.notifier import Notifier
-from bot.store import Store
+from bot.policy import Policy
+from bot.store import ApprovalRecord, Store
 from bot.targets import parse_targets
 from bot.tokens import Signer
 
@@ -26,6 +55,9 @@ log = logging.getLogger(__name__)
 Ack = Callable[..., Awaitable[None]]
 Respond = Callable[..., Awaitable[Any]]
 
+_MAX_INLINE_ERROR = 150
+_ENTRY = re.compile(r'^"[^"]*":')
+
 
 class Listeners:
     """One place where every Slack surface the bot answers is registered."""
@@ -35,22 +67,39 @@ class Listeners:
         *,
         store: Store,
         launches: Launches,
+        approvals: Approvals,
         notifier: Notifier,
+        identities: Identities,
+        bk: BkClient,
+        audit: Audit,
+        policy: Policy,
         signer: Signer,
         default_biz: int | None,
+        web_root: str | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._launches = launches
+        self._approvals = approvals
         self._notifier = notifier
+        self._identities = identities
+        self._bk = bk
+        self._audit = audit
+        self._policy = policy
         self._signer = signer
         self._default_biz = default_biz
+        self._web_root = web_root
         self._clock = clock
 
     def register(self, app: AsyncApp) -> None:
         app.command("/bkjob")(self.on_command)
         app.view(RUN_VIEW)(self.on_run_submitted)
+        app.action(APPROVE_ACTION)(self.on_approve)
+        app.action(REJECT_ACTION)(self.on_reject)
+        app.view(REJECT_VIEW)(self.on_reject_submitted)
         app.error(self.on_error)
+
+    # -- the slash command ----------------------------------------------------------------------------------
 
     async def on_command(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         await ack()
@@ -61,23 +110,31 @@ class Listeners:
         try:
             parsed = parse_command(str(command.get("text") or ""))
         except CommandError as exc:
-            await respond(text=f":warning: {exc}\n\n{USAGE}", response_type="ephemeral")
+            await _ephemeral(respond, f":warning: {exc}\n\n{USAGE}")
             return
+        channel = str(command.get("channel_id", ""))
         if isinstance(parsed, RunCommand):
             await self._run(parsed, command, respond)
+        elif isinstance(parsed, PendingCommand):
+            await _ephemeral(respond, pending_list(await self._store.pending_approvals(channel), permalink=_permalink))
+        elif isinstance(parsed, HistoryCommand):
+            launches = await self._store.recent_launches(channel, parsed.limit)
+            await _ephemeral(respond, history_list(launches, web_root=self._web_root))
+        elif isinstance(parsed, StatusCommand):
+            await self._status(parsed, command, respond)
         elif isinstance(parsed, HelpCommand) and parsed.unknown:
-            await respond(text=f"I don't know `{parsed.unknown}`.\n\n{USAGE}", response_type="ephemeral")
+            await _ephemeral(respond, f"I don't know `{parsed.unknown}`.\n\n{USAGE}")
         else:
-            await respond(text=USAGE, response_type="ephemeral")
+            await _ephemeral(respond, USAGE)
 
     async def _run(self, cmd: RunCommand, command: Mapping[str, Any], respond: Respond) -> None:
         user, channel = str(command["user_id"]), str(command["channel_id"])
-        biz = cmd.biz_id or self._default_biz
+        policy = self._policy.for_channel(channel)
+        biz = cmd.biz_id or policy.bk_biz_id or self._default_biz
         if biz is None:
-            await respond(
-                text=":warning: Which business? Add `--biz <bk_biz_id>` (this bot has no default business).",
-                response_type="ephemeral",
-            )
+            await _ephemeral(respond, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here).")
+            return
+        if not await self._allowed(user, channel, biz, cmd.job_id, respond):
             return
         if not cmd.confirm:
             await self._open_form(cmd, biz, command, respond)
@@ -86,21 +143,34 @@ class Listeners:
             requester=user, channel=channel, bk_biz_id=biz, bk_job_id=cmd.job_id, values=cmd.overrides
         )
         try:
-            await self._launches.launch(request)
+            await self._start(request)
         except BotError as exc:
-            await respond(text=explain(exc), response_type="ephemeral")
+            await _ephemeral(respond, explain(exc))
 
-    async def _open_form(
-        self, cmd: RunCommand, biz: int, command: Mapping[str, Any], respond: Respond
-    ) -> None:
+    async def _allowed(self, user: str, channel: str, biz: int, job_id: int, respond: Respond) -> bool:
+        """The channel's policy is applied before anything is sent to BK-JOB."""
+        refusal = self._policy.for_channel(channel).refusal(channel=channel, bk_biz_id=biz, bk_job_id=job_id)
+        if refusal is None:
+            return True
+        await self._audit.record(user, "launch_refused", channel=channel, detail=refusal)
+        await _ephemeral(respond, f":no_entry: {refusal}")
+        return False
+
+    async def _start(self, request: LaunchRequest) -> None:
+        """Launch now, or post an approval request where the channel demands one."""
+        policy = self._policy.for_channel(request.channel)
+        if policy.approval:
+            await self._approvals.request(request, policy)
+        else:
+            await self._launches.launch(request)
+
+    async def _open_form(self, cmd: RunCommand, biz: int, command: Mapping[str, Any], respond: Respond) -> None:
         """Open a loading modal within the trigger's 3 seconds, then fill it once the plan is read."""
         user, channel = str(command["user_id"]), str(command["channel_id"])
         try:
-            view_id, view_hash = await self._notifier.open_view(
-                str(command["trigger_id"]), loading_modal(cmd.job_id)
-            )
+            view_id, view_hash = await self._notifier.open_view(str(command["trigger_id"]), loading_modal(cmd.job_id))
         except SlackError as exc:
-            await respond(text=explain(exc), response_type="ephemeral")
+            await _ephemeral(respond, explain(exc))
             return
         try:
             plan = await self._launches.plan(
@@ -113,16 +183,32 @@ class Listeners:
         try:
             await self._notifier.update_view(view_id, view, view_hash=view_hash)
         except SlackError as exc:
-            await respond(text=explain(exc), response_type="ephemeral")
+            await _ephemeral(respond, explain(exc))
+
+    async def _status(self, cmd: StatusCommand, command: Mapping[str, Any], respond: Respond) -> None:
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        biz = cmd.biz_id or self._policy.for_channel(channel).bk_biz_id or self._default_biz
+        if biz is None:
+            await _ephemeral(respond, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here).")
+            return
+        try:
+            bk_username = await self._identities.bk_username(user)
+            detail = await self._bk.get_job_instance_status(
+                bk_biz_id=biz, job_instance_id=cmd.job_instance_id, bk_username=bk_username
+            )
+        except BotError as exc:
+            await _ephemeral(respond, explain(exc))
+            return
+        await _ephemeral(respond, instance_status(detail, web_root=self._web_root))
+
+    # -- the run form ---------------------------------------------------------------------------------------
 
     async def on_run_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body.get("user", {}).get("id", ""))
         meta = self._signer.unsign(str(view.get("private_metadata") or ""))
         if meta is None or meta.get("u") != user:
             log.warning("refused a run form with tampered metadata from %s", user)
-            await ack(
-                response_action="update", view=error_modal("This form was not issued to you by the bot.")
-            )
+            await ack(response_action="update", view=error_modal("This form was not issued to you by the bot."))
             return
         values, errors = _read_form(view)
         if errors:
@@ -136,13 +222,62 @@ class Listeners:
             requester=user, channel=channel, bk_biz_id=int(meta["b"]), bk_job_id=int(meta["j"]), values=values
         )
         try:
-            await self._launches.launch(request)
+            await self._start(request)
         except BotError as exc:
             await self._notifier.tell(channel, user, explain(exc))
 
+    # -- approval buttons and the reject form ---------------------------------------------------------------
+
+    async def on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        user, approval_id = _clicker(body)
+        try:
+            await self._approvals.approve(approval_id, user)
+        except BotError as exc:
+            await _ephemeral(respond, explain(exc), replace_original=False)
+
+    async def on_reject(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        user, approval_id = _clicker(body)
+        try:
+            approval = await self._approvals.check_approver(approval_id, user)
+            metadata = self._signer.sign({"a": approval.id, "u": user, "c": approval.channel})
+            await self._notifier.open_view(str(body.get("trigger_id", "")), reject_modal(metadata))
+        except BotError as exc:
+            await _ephemeral(respond, explain(exc), replace_original=False)
+
+    async def on_reject_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        user = str(body.get("user", {}).get("id", ""))
+        meta = self._signer.unsign(str(view.get("private_metadata") or ""))
+        if meta is None or meta.get("u") != user:
+            log.warning("refused a reject form with tampered metadata from %s", user)
+            return
+        state = view.get("state", {}).get("values", {})
+        reason = str((state.get(REASON_BLOCK, {}).get(REASON_ACTION) or {}).get("value") or "").strip() or None
+        try:
+            await self._approvals.reject(str(meta["a"]), user, reason)
+        except BotError as exc:
+            await self._notifier.tell(str(meta["c"]), user, explain(exc))
+
     async def on_error(self, error: Exception, body: dict[str, Any]) -> None:
-        """Last resort: log with context; the person gets a generic message where Slack allows one."""
+        """Last resort: log with context; nothing else is safe to assume about the request."""
         log.error("unhandled error in a Slack listener (type %s)", body.get("type"), exc_info=error)
+
+
+async def _ephemeral(respond: Respond, text: str, **kwargs: Any) -> None:
+    await respond(text=text, response_type="ephemeral", **kwargs)
+
+
+def _clicker(body: Mapping[str, Any]) -> tuple[str, str]:
+    actions = body.get("actions") or [{}]
+    return str(body.get("user", {}).get("id", "")), str(actions[0].get("value", ""))
+
+
+def _permalink(approval: ApprovalRecord) -> str | None:
+    if not approval.message_ts:
+        return None
+    return f"https://slack.com/archives/{approval.channel}/p{approval.message_ts.replace('.', '')}"
 
 
 def _read_form(view: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -160,9 +295,17 @@ def _read_form(view: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]
                 try:
                     parse_targets(text)
                 except TargetError as exc:
-                    errors[block_id] = _cut(str(exc), 150)
+                    errors[block_id] = _inline_error(exc)
             values[name] = text
     return values, errors
+
+
+def _inline_error(exc: TargetError) -> str:
+    """Slack shows a short line under the field: name every bad entry, with the reason when there is one."""
+    if len(exc.problems) == 1:
+        return _cut(exc.problems[0], _MAX_INLINE_ERROR)
+    entries = ", ".join(m.group(0)[:-1] if (m := _ENTRY.match(p)) else p for p in exc.problems)
+    return _cut(f"Not hosts: {entries}. Use 10.0.0.1, 2:10.0.0.1, group:<id> or module:<id>.", _MAX_INLINE_ERROR)
 
 
 def _cut(text: str, limit: int) -> str:
