@@ -123,6 +123,7 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         signer=Signer(secret=settings.slack_signing_secret.get_secret_value()),
         default_biz=settings.bk_biz_id,
         web_root=settings.job_web_root(),
+        background=background,
     ).register(bolt)
     app[STORE] = store
     app[BACKGROUND] = background

@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.approvals import Approvals
 from bot.audit import Audit
+from bot.background import Background
 from bot.bk import BkClient
 from bot.blocks import (
     APPROVE_ACTION,
@@ -76,8 +77,10 @@ class Listeners:
         signer: Signer,
         default_biz: int | None,
         web_root: str | None,
+        background: Background,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._background = background
         self._store = store
         self._launches = launches
         self._approvals = approvals
@@ -103,6 +106,9 @@ class Listeners:
 
     async def on_command(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         await ack()
+        self._background.spawn(self._command(command, respond), name="slash-command")
+
+    async def _command(self, command: dict[str, Any], respond: Respond) -> None:
         # Slack may deliver the same command again (X-Slack-Retry-Num); its trigger_id is unique per invocation.
         if not await self._store.claim(f"command:{command.get('trigger_id')}", now=self._clock()):
             log.info("dropping a repeated delivery of a command from %s", command.get("user_id"))
@@ -215,21 +221,26 @@ class Listeners:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        if not await self._store.claim(f"view:{view.get('id')}:{view.get('hash')}", now=self._clock()):
-            return
-        channel = str(meta["c"])
         request = LaunchRequest(
-            requester=user, channel=channel, bk_biz_id=int(meta["b"]), bk_job_id=int(meta["j"]), values=values
+            requester=user, channel=str(meta["c"]), bk_biz_id=int(meta["b"]), bk_job_id=int(meta["j"]), values=values
         )
+        self._background.spawn(self._submitted(request, f"view:{view.get('id')}:{view.get('hash')}"), name="run-form")
+
+    async def _submitted(self, request: LaunchRequest, claim: str) -> None:
+        if not await self._store.claim(claim, now=self._clock()):
+            return
         try:
             await self._start(request)
         except BotError as exc:
-            await self._notifier.tell(channel, user, explain(exc))
+            await self._notifier.tell(request.channel, request.requester, explain(exc))
 
     # -- approval buttons and the reject form ---------------------------------------------------------------
 
     async def on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         await ack()
+        self._background.spawn(self._approve(body, respond), name="approve")
+
+    async def _approve(self, body: dict[str, Any], respond: Respond) -> None:
         user, approval_id = _clicker(body)
         try:
             await self._approvals.approve(approval_id, user)
@@ -238,6 +249,9 @@ class Listeners:
 
     async def on_reject(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         await ack()
+        self._background.spawn(self._reject(body, respond), name="reject")
+
+    async def _reject(self, body: dict[str, Any], respond: Respond) -> None:
         user, approval_id = _clicker(body)
         try:
             approval = await self._approvals.check_approver(approval_id, user)
@@ -255,10 +269,13 @@ class Listeners:
             return
         state = view.get("state", {}).get("values", {})
         reason = str((state.get(REASON_BLOCK, {}).get(REASON_ACTION) or {}).get("value") or "").strip() or None
+        self._background.spawn(self._rejected(str(meta["a"]), user, reason, str(meta["c"])), name="reject-form")
+
+    async def _rejected(self, approval_id: str, user: str, reason: str | None, channel: str) -> None:
         try:
-            await self._approvals.reject(str(meta["a"]), user, reason)
+            await self._approvals.reject(approval_id, user, reason)
         except BotError as exc:
-            await self._notifier.tell(str(meta["c"]), user, explain(exc))
+            await self._notifier.tell(channel, user, explain(exc))
 
     async def on_error(self, error: Exception, body: dict[str, Any]) -> None:
         """Last resort: log with context; nothing else is safe to assume about the request."""

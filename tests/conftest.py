@@ -143,7 +143,9 @@ class Bot:
             await resp.read()
             return resp
 
-    def command_body(self, text: str, *, user: str = USER, channel: str = CHANNEL, trigger_id: str | None = None) -> str:
+    def command_body(
+        self, text: str, *, user: str = USER, channel: str = CHANNEL, trigger_id: str | None = None
+    ) -> str:
         return urlencode(
             {
                 "token": "legacy-verification-token",
@@ -186,6 +188,33 @@ class Bot:
         async with self.http.post(f"{self.url}/slack/events", data=body.encode(), headers=headers) as resp:
             text = await resp.text()
             return resp.status, (json.loads(text) if text else None)
+
+    async def click(
+        self, action_id: str, value: str, *, user: str, channel: str = CHANNEL, message_ts: str = "1.0"
+    ) -> aiohttp.ClientResponse:
+        """A button click (block_actions) as Slack sends it, with a response_url for ephemeral answers."""
+        payload = {
+            "type": "block_actions",
+            "team": {"id": "T0TEAM", "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
+            "api_app_id": "A0BKJOB",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+            "trigger_id": self.slack.new_trigger_id(),
+            "channel": {"id": channel, "name": "ops"},
+            "message": {"type": "message", "ts": message_ts, "text": ""},
+            "response_url": self.slack.response_url(),
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": f"approval:{value}",
+                    "value": value,
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return await self.post_signed(urlencode({"payload": json.dumps(payload)}))
 
     async def open_form(self, text: str = f"run {PLAN}") -> dict[str, Any]:
         """Run the slash command and return the modal as the bot last set it (after views.update)."""

@@ -8,7 +8,9 @@ from tests.conftest import BIZ, CHANNEL, PLAN, USER, Bot
 async def test_modal_path_launches_and_posts_result_in_thread(bot: Bot) -> None:
     view = await bot.open_form()
     assert view["title"]["text"] == "Deploy web"
-    status, answer = await bot.submit(view, {"version": "2.0", "servers": "10.0.0.1\n2:10.0.0.2\ngroup:abc\nmodule:1000"})
+    status, answer = await bot.submit(
+        view, {"version": "2.0", "servers": "10.0.0.1\n2:10.0.0.2\ngroup:abc\nmodule:1000"}
+    )
     assert status == 200 and answer is None
     (req,) = await bot.bk.wait_for_request("execute_job")
     assert req.body["bk_biz_id"] == BIZ and req.body["bk_job_id"] == PLAN

@@ -164,6 +164,10 @@ class FakeSlack:
     def view(self, view_id: str) -> JsonDict | None:
         return self._views.get(view_id)
 
+    def views(self) -> list[JsonDict]:
+        """Every modal opened so far, oldest first."""
+        return list(self._views.values())
+
     def responses(self) -> list[ResponseUrlPost]:
         return list(self._responses)
 
