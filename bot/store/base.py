@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
-from bot.store.records import ApprovalRecord, ApprovalState, AuditEvent, LaunchRecord, LaunchState, ResultRecord, Vote
+from bot.store.records import (
+    ApprovalRecord,
+    ApprovalState,
+    AuditEvent,
+    LaunchRecord,
+    LaunchState,
+    OutboxMessage,
+    ResultRecord,
+    Vote,
+)
 
 __all__ = ["Store"]
 
@@ -57,8 +67,10 @@ class Store(ABC):
         """Record what execute_job said (or that its answer was lost)."""
 
     @abstractmethod
-    async def record_result(self, launch_id: str, result_key: str, job_status: int, *, now: float) -> bool:
-        """Store a final result; False when the same result was recorded before (post nothing new)."""
+    async def record_result(
+        self, launch_id: str, result_key: str, job_status: int, *, now: float, reply: OutboxMessage | None = None
+    ) -> bool:
+        """Store a final result and queue its reply in one transaction; False when it was recorded before."""
 
     @abstractmethod
     async def mark_result_posted(self, launch_id: str, result_key: str, reply_ts: str) -> None: ...
@@ -116,3 +128,43 @@ class Store(ABC):
     @abstractmethod
     async def audit_events(self, *, limit: int = 1000) -> list[AuditEvent]:
         """Oldest first."""
+
+    # -- reconciliation polls and progress -----------------------------------------------------------------
+
+    @abstractmethod
+    async def schedule_poll(self, launch_id: str, *, at: float | None, attempts: int = 0) -> None:
+        """When the poller should look at this launch next (None: never again); releases any lease."""
+
+    @abstractmethod
+    async def lease_due_polls(self, *, owner: str, now: float, lease: float, limit: int) -> list[LaunchRecord]:
+        """Launches whose poll is due, leased to `owner` so that one replica at a time polls each."""
+
+    @abstractmethod
+    async def set_progress(self, launch_id: str, progress: dict[str, Any], *, now: float) -> None: ...
+
+    @abstractmethod
+    async def claim_instance(self, launch_id: str, job_instance_id: int, *, now: float) -> bool:
+        """Attach a job instance found by reconciliation, unless another launch already has it."""
+
+    # -- the Slack outbox -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def enqueue(self, message: OutboxMessage) -> bool:
+        """Store a message to send; False when a pending message with the same dedupe_key exists."""
+
+    @abstractmethod
+    async def lease_outbox(self, *, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
+        """The first pending, due message of each order_key, leased to `owner` (messages behind it wait)."""
+
+    @abstractmethod
+    async def outbox_sent(self, message_id: str, *, owner: str, ts: str | None, now: float) -> None: ...
+
+    @abstractmethod
+    async def outbox_retry(self, message_id: str, *, owner: str, error: str, at: float) -> None: ...
+
+    @abstractmethod
+    async def outbox_dead(self, message_id: str, *, owner: str, error: str) -> None: ...
+
+    @abstractmethod
+    async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:
+        """For status pages and tests, oldest first."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +13,9 @@ __all__ = [
     "AuditEvent",
     "LaunchRecord",
     "LaunchState",
+    "OutboxKind",
+    "OutboxMessage",
+    "OutboxState",
     "ResultRecord",
     "SentVariable",
     "Vote",
@@ -64,6 +68,10 @@ class LaunchRecord(BaseModel):
     finished_at: float | None = None
     approval_id: str | None = None
     approved_by: list[str] = Field(default_factory=list)
+    next_poll_at: float | None = None
+    poll_attempts: int = 0
+    progress: dict[str, Any] | None = None
+    progress_at: float | None = None
 
 
 class ResultRecord(BaseModel):
@@ -133,3 +141,39 @@ class AuditEvent(BaseModel):
     launch_id: str | None = None
     job_instance_id: int | None = None
     detail: str | None = None
+
+
+class OutboxKind(StrEnum):
+    POST = "post"  # chat.postMessage with the stored payload
+    REFRESH_LAUNCH = "refresh_launch"  # chat.update of a launch message, rendered from the store when sent
+    REFRESH_APPROVAL = "refresh_approval"  # the same for an approval message
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"  # Slack refused it for good (e.g. channel archived); logged, never retried
+
+
+class OutboxMessage(BaseModel):
+    """A message to Slack, stored before it is sent and marked sent only when Slack said ok.
+
+    Messages with the same `order_key` (one thread, or one edited message) are delivered in `seq` order.
+    A pending message with the same `dedupe_key` makes a new one a no-op (progress edits coalesce).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    created_at: float
+    seq: int
+    channel: str
+    order_key: str
+    kind: OutboxKind
+    payload: dict[str, Any] = Field(default_factory=dict)
+    dedupe_key: str | None = None
+    state: OutboxState = OutboxState.PENDING
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    sent_ts: str | None = None
+    last_error: str | None = None

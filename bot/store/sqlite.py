@@ -17,6 +17,7 @@ from bot.store.records import (
     AuditEvent,
     LaunchRecord,
     LaunchState,
+    OutboxMessage,
     ResultRecord,
     SentVariable,
     Vote,
@@ -29,7 +30,11 @@ _CLAIM_RETENTION_S = 24 * 3600.0
 _LAUNCH_COLUMNS = (
     "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
     " variables, callback_token_hash, job_instance_id, job_instance_name, state, job_status, error, finished_at,"
-    " approval_id, approved_by"
+    " approval_id, approved_by, next_poll_at, poll_attempts, progress, progress_at"
+)
+_OUTBOX_COLUMNS = (
+    "id, created_at, seq, channel, order_key, kind, payload, dedupe_key, state, attempts, next_attempt_at,"
+    " sent_ts, last_error"
 )
 _APPROVAL_COLUMNS = (
     "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
@@ -110,7 +115,7 @@ class SqliteStore(Store):
 
     async def create_launch(self, launch: LaunchRecord) -> None:
         await self._write(
-            f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES ({', '.join('?' * 20)})",
+            f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES ({', '.join('?' * 24)})",
             (
                 launch.id,
                 launch.created_at,
@@ -132,6 +137,10 @@ class SqliteStore(Store):
                 launch.finished_at,
                 launch.approval_id,
                 json.dumps(launch.approved_by),
+                launch.next_poll_at,
+                launch.poll_attempts,
+                json.dumps(launch.progress) if launch.progress is not None else None,
+                launch.progress_at,
             ),
         )
 
@@ -177,11 +186,15 @@ class SqliteStore(Store):
             ),
         )
 
-    async def record_result(self, launch_id: str, result_key: str, job_status: int, *, now: float) -> bool:
+    async def record_result(
+        self, launch_id: str, result_key: str, job_status: int, *, now: float, reply: OutboxMessage | None = None
+    ) -> bool:
         async with self._tx:
-            return await self._record_result(launch_id, result_key, job_status, now=now)
+            return await self._record_result(launch_id, result_key, job_status, now=now, reply=reply)
 
-    async def _record_result(self, launch_id: str, result_key: str, job_status: int, *, now: float) -> bool:
+    async def _record_result(
+        self, launch_id: str, result_key: str, job_status: int, *, now: float, reply: OutboxMessage | None
+    ) -> bool:
         await self.db.execute("BEGIN IMMEDIATE")
         try:
             cur = await self.db.execute(
@@ -192,9 +205,12 @@ class SqliteStore(Store):
             won = cur.rowcount == 1
             if won:
                 await self.db.execute(
-                    "UPDATE launches SET state = ?, job_status = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+                    "UPDATE launches SET state = ?, job_status = ?, finished_at = ?, updated_at = ?,"
+                    " next_poll_at = NULL, poll_owner = NULL, poll_lease_until = NULL WHERE id = ?",
                     (LaunchState.FINISHED.value, job_status, now, now, launch_id),
                 )
+                if reply is not None:
+                    await self.db.execute(*_enqueue_sql(reply))
             await self.db.execute("COMMIT")
         except BaseException:
             await self.db.execute("ROLLBACK")
@@ -346,12 +362,133 @@ class SqliteStore(Store):
             rows = await cur.fetchall()
         return [AuditEvent(**dict(row)) for row in rows]
 
+    async def schedule_poll(self, launch_id: str, *, at: float | None, attempts: int = 0) -> None:
+        await self._write(
+            "UPDATE launches SET next_poll_at = ?, poll_attempts = ?, poll_owner = NULL, poll_lease_until = NULL"
+            " WHERE id = ?",
+            (at, attempts, launch_id),
+        )
+
+    async def lease_due_polls(self, *, owner: str, now: float, lease: float, limit: int) -> list[LaunchRecord]:
+        async with self._tx:
+            async with self.db.execute(
+                "SELECT id FROM launches WHERE next_poll_at IS NOT NULL AND next_poll_at <= ?"
+                " AND state IN (?, ?, ?) AND (poll_lease_until IS NULL OR poll_lease_until < ?)"
+                " ORDER BY next_poll_at LIMIT ?",
+                (now, LaunchState.STARTING.value, LaunchState.RUNNING.value, LaunchState.UNKNOWN.value, now, limit),
+            ) as cur:
+                ids = [row["id"] for row in await cur.fetchall()]
+            for launch_id in ids:
+                await self.db.execute(
+                    "UPDATE launches SET poll_owner = ?, poll_lease_until = ? WHERE id = ?",
+                    (owner, now + lease, launch_id),
+                )
+        leased = [await self.get_launch(launch_id) for launch_id in ids]
+        return [launch for launch in leased if launch is not None]
+
+    async def set_progress(self, launch_id: str, progress: dict[str, Any], *, now: float) -> None:
+        await self._write(
+            "UPDATE launches SET progress = ?, progress_at = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(progress), now, now, launch_id),
+        )
+
+    async def claim_instance(self, launch_id: str, job_instance_id: int, *, now: float) -> bool:
+        async with self._tx:
+            async with self.db.execute(
+                "SELECT 1 FROM launches WHERE job_instance_id = ? AND id != ?", (job_instance_id, launch_id)
+            ) as cur:
+                if await cur.fetchone() is not None:
+                    return False
+            cur = await self.db.execute(
+                "UPDATE launches SET job_instance_id = ?, state = ?, error = NULL, updated_at = ?"
+                " WHERE id = ? AND job_instance_id IS NULL",
+                (job_instance_id, LaunchState.RUNNING.value, now, launch_id),
+            )
+            return cur.rowcount == 1
+
+    async def enqueue(self, message: OutboxMessage) -> bool:
+        cur = await self._write(*_enqueue_sql(message))
+        return cur.rowcount == 1
+
+    async def lease_outbox(self, *, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
+        async with self._tx:
+            async with self.db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ?"
+                " AND (lease_until IS NULL OR lease_until < ?)"
+                " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key"
+                " AND p.state = 'pending' AND p.seq < o.seq)"
+                " ORDER BY seq LIMIT ?",
+                (now, now, limit),
+            ) as cur:
+                rows = await cur.fetchall()
+            for row in rows:
+                await self.db.execute(
+                    "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id = ?", (owner, now + lease, row["id"])
+                )
+        return [_outbox(row) for row in rows]
+
+    async def outbox_sent(self, message_id: str, *, owner: str, ts: str | None, now: float) -> None:
+        await self._write(
+            "UPDATE outbox SET state = 'sent', sent_ts = ?, lease_owner = NULL, lease_until = NULL,"
+            " attempts = attempts + 1 WHERE id = ?",
+            (ts, message_id),
+        )
+
+    async def outbox_retry(self, message_id: str, *, owner: str, error: str, at: float) -> None:
+        await self._write(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, lease_owner = NULL,"
+            " lease_until = NULL WHERE id = ? AND state = 'pending'",
+            (error, at, message_id),
+        )
+
+    async def outbox_dead(self, message_id: str, *, owner: str, error: str) -> None:
+        await self._write(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, lease_owner = NULL,"
+            " lease_until = NULL WHERE id = ?",
+            (error, message_id),
+        )
+
+    async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:
+        where, args = ("WHERE state = ?", (state,)) if state else ("", ())
+        async with self.db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox {where} ORDER BY seq", args) as cur:
+            rows = await cur.fetchall()
+        return [_outbox(row) for row in rows]
+
+
+def _enqueue_sql(message: OutboxMessage) -> tuple[str, tuple[Any, ...]]:
+    return (
+        f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+        " ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING",
+        (
+            message.id,
+            message.created_at,
+            message.seq,
+            message.channel,
+            message.order_key,
+            message.kind.value,
+            json.dumps(message.payload),
+            message.dedupe_key,
+            message.state.value,
+            message.attempts,
+            message.next_attempt_at,
+            message.sent_ts,
+            message.last_error,
+        ),
+    )
+
 
 def _launch(row: sqlite3.Row) -> LaunchRecord:
     data = dict(row)
     data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
     data["approved_by"] = json.loads(data["approved_by"] or "[]")
+    data["progress"] = json.loads(data["progress"]) if data["progress"] else None
     return LaunchRecord(**data)
+
+
+def _outbox(row: sqlite3.Row) -> OutboxMessage:
+    data = dict(row)
+    data["payload"] = json.loads(data["payload"])
+    return OutboxMessage(**data)
 
 
 def _approval(row: sqlite3.Row) -> ApprovalRecord:
