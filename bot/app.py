@@ -29,17 +29,20 @@ from bot.identity import Identities
 from bot.launches import Launches
 from bot.listeners import Listeners
 from bot.notifier import Notifier
+from bot.outbox import Outbox
 from bot.policy import Policy, load_policy
+from bot.poller import Poller
 from bot.results import Results
 from bot.store import Store, open_store
 from bot.tokens import Signer
 
-__all__ = ["BACKGROUND", "STORE", "create_app"]
+__all__ = ["BACKGROUND", "OUTBOX", "STORE", "create_app"]
 
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
 BACKGROUND = web.AppKey("background", Background)
+OUTBOX = web.AppKey("outbox", Outbox)
 _BOLT = web.AppKey("bolt", AsyncApp)
 _CALLBACK = web.AppKey("callback", CallbackRoute)
 
@@ -84,6 +87,12 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
     )
     notifier = Notifier(client=slack)
     audit = Audit(store=store)
+    outbox = Outbox(
+        store=store,
+        notifier=notifier,
+        web_root=settings.job_web_root(),
+        channel_interval=settings.slack_channel_interval,
+    )
     directory = Directory(client=slack, ttl=settings.directory_cache_ttl)
     identities = Identities(users=policy.users, directory=directory, fallback=settings.bk_username)
     launches = Launches(
@@ -92,11 +101,23 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         notifier=notifier,
         identities=identities,
         audit=audit,
+        outbox=outbox,
         public_root=settings.public_root(),
         web_root=settings.job_web_root(),
+        callbacks=settings.bk_callback == "on",
+        callback_grace=settings.callback_grace,
+        bk_timeout=settings.bk_timeout,
     )
-    results = Results(
-        store=store, bk=bk, notifier=notifier, launches=launches, audit=audit, web_root=settings.job_web_root()
+    results = Results(store=store, bk=bk, outbox=outbox, audit=audit, web_root=settings.job_web_root())
+    poller = Poller(
+        store=store,
+        bk=bk,
+        results=results,
+        launches=launches,
+        outbox=outbox,
+        tick=settings.poll_tick,
+        progress_interval=settings.progress_interval,
+        bk_timeout=settings.bk_timeout,
     )
     bolt = AsyncApp(
         client=slack,
@@ -109,6 +130,7 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         notifier=notifier,
         directory=directory,
         audit=audit,
+        outbox=outbox,
         web_root=settings.job_web_root(),
     )
     Listeners(
@@ -127,16 +149,28 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
     ).register(bolt)
     app[STORE] = store
     app[BACKGROUND] = background
+    app[OUTBOX] = outbox
     app[_BOLT] = bolt
     app[_CALLBACK] = CallbackRoute(store=store, results=results, background=background)
-    background.spawn(results.resume(), name="resume-results")
-    sweeper = asyncio.create_task(_sweep(approvals, settings.approval_sweep_interval), name="approval-sweeper")
+    # On start-up these resume whatever the store holds: unsent messages, unfinished launches, due expiries.
+    loops = [
+        asyncio.create_task(outbox.run(), name="outbox"),
+        asyncio.create_task(poller.run(), name="poller"),
+        asyncio.create_task(_sweep(approvals, settings.approval_sweep_interval), name="approval-sweeper"),
+    ]
     try:
         yield
     finally:
-        sweeper.cancel()
-        await asyncio.gather(sweeper, return_exceptions=True)
+        for loop in loops[1:]:
+            loop.cancel()
+        await asyncio.gather(*loops[1:], return_exceptions=True)
         await background.close()
+        try:
+            await asyncio.wait_for(outbox.flush(), timeout=5)
+        except TimeoutError:
+            log.warning("shutting down with Slack messages still queued; they are sent at the next start")
+        loops[0].cancel()
+        await asyncio.gather(loops[0], return_exceptions=True)
         await session.close()
         await store.close()
 

@@ -14,6 +14,7 @@ from bot.errors import BotError, SlackError
 from bot.explain import explain
 from bot.launches import Launches, LaunchFailed, LaunchRequest
 from bot.notifier import Notifier
+from bot.outbox import Outbox
 from bot.policy import ChannelPolicy
 from bot.store import ApprovalRecord, ApprovalState, Store, Vote
 
@@ -37,6 +38,7 @@ class Approvals:
         notifier: Notifier,
         directory: Directory | None,
         audit: Audit,
+        outbox: Outbox,
         web_root: str | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -44,6 +46,7 @@ class Approvals:
         self._launches = launches
         self._notifier = notifier
         self._directory = directory
+        self._outbox = outbox
         self._audit = audit
         self._web_root = web_root
         self._clock = clock
@@ -106,7 +109,7 @@ class Approvals:
             user, "approval_vote", channel=approval.channel, approval_id=approval.id, detail=f"{len(votes)}"
         )
         if len(votes) < approval.min_approvals:
-            await self._refresh(approval, votes)
+            await self._refresh(approval)
             return
         if not await self._store.decide(approval.id, ApprovalState.APPROVED, by=user, now=self._clock()):
             fresh = await self._store.get_approval(approval.id) or approval
@@ -114,7 +117,7 @@ class Approvals:
             raise Decision("This request could not be approved; try again.")
         await self._audit.record(user, "approved", channel=approval.channel, approval_id=approval.id)
         approved = await self._store.get_approval(approval.id) or approval
-        await self._refresh(approved, votes)
+        await self._refresh(approved)
         await self._launch(approved, votes)
 
     async def reject(self, approval_id: str, user: str, reason: str | None) -> None:
@@ -127,7 +130,7 @@ class Approvals:
             user, "rejected", channel=approval.channel, approval_id=approval.id, detail=reason or None
         )
         rejected = await self._store.get_approval(approval.id) or approval
-        await self._refresh(rejected, await self._store.votes(approval.id))
+        await self._refresh(rejected)
         because = f": {reason}" if reason else "."
         await self._reply(rejected, f"<@{rejected.requester}> your launch was rejected by <@{user}>{because}")
 
@@ -136,7 +139,7 @@ class Approvals:
         expired = await self._store.expire_due(now=self._clock())
         for approval in expired:
             await self._audit.record("bkjob-bot", "expired", channel=approval.channel, approval_id=approval.id)
-            await self._refresh(approval, await self._store.votes(approval.id))
+            await self._refresh(approval)
             await self._reply(
                 approval, f"<@{approval.requester}> your launch request expired without enough approvals."
             )
@@ -185,18 +188,9 @@ class Approvals:
                 log.warning("members of user group %s could not be read: %s", group, exc.error)
         return False
 
-    async def _refresh(self, approval: ApprovalRecord, votes: Sequence[Vote]) -> None:
-        if approval.message_ts is None:
-            return
-        try:
-            await self._notifier.update(
-                approval.channel, approval.message_ts, approval_message(approval, votes, web_root=self._web_root)
-            )
-        except SlackError as exc:
-            log.warning("approval message %s could not be updated: %s", approval.id, exc.error)
+    async def _refresh(self, approval: ApprovalRecord) -> None:
+        """Through the outbox: rendered from the store when sent, so concurrent votes coalesce into one edit."""
+        await self._outbox.refresh_approval(approval)
 
     async def _reply(self, approval: ApprovalRecord, text: str) -> None:
-        try:
-            await self._notifier.post(approval.channel, notice(text), thread_ts=approval.message_ts)
-        except SlackError as exc:
-            log.warning("reply in approval thread %s failed: %s", approval.id, exc.error)
+        await self._outbox.post(approval.channel, notice(text), thread_ts=approval.message_ts)

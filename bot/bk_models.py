@@ -18,6 +18,8 @@ __all__ = [
     "ExecuteJobData",
     "ExecuteJobRequest",
     "GlobalVar",
+    "InstanceList",
+    "InstanceSummary",
     "IpEntry",
     "JobDetail",
     "JobInstance",
@@ -25,6 +27,7 @@ __all__ = [
     "PlanVariable",
     "StatusBlock",
     "StepInstance",
+    "StepIpStatus",
     "TargetServer",
     "TopoNode",
     "VariableType",
@@ -171,6 +174,12 @@ class JobDetail(_Wire):
         return list(self.global_vars or [])
 
 
+class StepIpStatus(_Wire):
+    ip: str | None = None
+    bk_cloud_id: int | None = None
+    status: int
+
+
 class StepInstance(_Wire):
     step_instance_id: int
     name: str | None = None
@@ -180,6 +189,12 @@ class StepInstance(_Wire):
     start_time: str | None = None
     end_time: str | None = None
     total_time: float | None = None
+    step_ip_status: list[StepIpStatus] | None = None
+
+    def host_counts(self) -> tuple[int, int]:
+        """(hosts that succeeded, hosts in all); per-host 9 is success in JOB's ExecuteObjectTaskStatusEnum."""
+        hosts = self.step_ip_status or []
+        return sum(1 for h in hosts if h.status == 9), len(hosts)
 
 
 class StatusBlock(_Wire):
@@ -207,6 +222,23 @@ class JobInstanceStatus(_Wire):
     @property
     def steps(self) -> list[StepInstance]:
         return [step for block in self.blocks or [] for step in block.step_instances]
+
+
+class InstanceSummary(_Wire):
+    """One `get_job_instance_list` (jobv3) row; times are epoch milliseconds."""
+
+    id: int
+    job_plan_id: int | None = None
+    name: str | None = None
+    operator: str | None = None
+    create_time: int | None = None
+    status: int | None = None
+    launch_mode: int | None = None
+
+
+class InstanceList(_Wire):
+    data: list[InstanceSummary] | None = None
+    total: int | None = None
 
 
 class CallbackStep(_Wire):

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     bk_timeout: float = Field(default=10.0, gt=0, le=120)
     bk_plan_cache_ttl: float = Field(default=60.0, ge=0)
 
+    bk_callback: Literal["on", "off"] = "on"
+    callback_grace: float = Field(default=60.0, ge=0, le=86400)
+    poll_tick: float = Field(default=2.0, gt=0, le=300)
+    progress_interval: float = Field(default=15.0, gt=0, le=3600)
+    slack_channel_interval: float = Field(default=1.0, ge=0, le=60)
+
     bkjob_config: str | None = None
     approval_sweep_interval: float = Field(default=15.0, gt=0, le=3600)
     directory_cache_ttl: float = Field(default=300.0, ge=0)
@@ -51,6 +57,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("bk_callback", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

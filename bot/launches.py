@@ -15,6 +15,7 @@ from bot.blocks import launch_message
 from bot.errors import BkApiError, BkError, BkTimeout, BkUnavailable, SlackError
 from bot.identity import Identities
 from bot.notifier import Notifier
+from bot.outbox import Outbox
 from bot.store import ApprovalRecord, LaunchRecord, LaunchState, Store
 from bot.tokens import hash_token, new_callback_token
 from bot.variables import Overrides, build_overrides, check_names
@@ -64,10 +65,18 @@ class Launches:
         notifier: Notifier,
         identities: Identities,
         audit: Audit,
+        outbox: Outbox,
         public_root: str,
         web_root: str | None,
+        callbacks: bool = True,
+        callback_grace: float = 60.0,
+        bk_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._outbox = outbox
+        self._callbacks = callbacks
+        self._callback_grace = callback_grace
+        self._bk_timeout = bk_timeout
         self._store = store
         self._bk = bk
         self._notifier = notifier
@@ -112,6 +121,8 @@ class Launches:
             callback_token_hash=hash_token(token),
             approval_id=approval.id if approval else None,
             approved_by=list(approved_by),
+            # Should the process die inside execute_job, the poller finds this record and reconciles it.
+            next_poll_at=now + self._bk_timeout + self._callback_grace,
         )
         await self._store.create_launch(record)
         record = await self._announce(record)
@@ -119,7 +130,7 @@ class Launches:
             bk_biz_id=request.bk_biz_id,
             bk_job_id=request.bk_job_id,
             global_vars=prepared.overrides.global_vars,
-            bk_callback_url=f"{self._public_root}/bkjob/callback/{token}",
+            bk_callback_url=f"{self._public_root}/bkjob/callback/{token}" if self._callbacks else None,
         )
         try:
             data = await self._bk.execute_job(body, bk_username=prepared.bk_username)
@@ -143,8 +154,14 @@ class Launches:
             job_instance_id=data.job_instance_id,
             detail=f"plan {request.bk_job_id} in business {request.bk_biz_id} as {prepared.bk_username}",
         )
+        # With callbacks the poller only steps in once BK-JOB has been quiet for the grace period.
+        grace = self._callback_grace if self._callbacks else min(self._callback_grace, 5.0)
         return await self._settle(
-            record, LaunchState.RUNNING, job_instance_id=data.job_instance_id, job_instance_name=data.job_instance_name
+            record,
+            LaunchState.RUNNING,
+            job_instance_id=data.job_instance_id,
+            job_instance_name=data.job_instance_name,
+            poll_at=self._clock() + grace,
         )
 
     async def _announce(self, record: LaunchRecord) -> LaunchRecord:
@@ -164,13 +181,20 @@ class Launches:
 
     async def _settle_failure(self, record: LaunchRecord, exc: BkError) -> LaunchRecord:
         if isinstance(exc, BkApiError):
-            return await self._settle(record, LaunchState.NOT_STARTED, error=f"[{exc.code}] {exc.message}")
+            return await self._settle(
+                record, LaunchState.NOT_STARTED, error=f"[{exc.code}] {exc.message}", poll_at=None
+            )
         if isinstance(exc, BkUnavailable) and not exc.request_sent:
-            return await self._settle(record, LaunchState.NOT_STARTED, error=str(exc))
+            return await self._settle(record, LaunchState.NOT_STARTED, error=str(exc), poll_at=None)
         # A time-out or a broken answer: BK-JOB may have started the job. Never retried: it could run twice.
         kind = "did not answer in time" if isinstance(exc, BkTimeout) else "answer was lost"
         log.warning("execute_job outcome unknown for launch %s: %s", record.id, exc)
-        return await self._settle(record, LaunchState.UNKNOWN, error=f"BK-JOB {kind}; it may or may not be running")
+        return await self._settle(
+            record,
+            LaunchState.UNKNOWN,
+            error=f"BK-JOB {kind}; it may or may not be running",
+            poll_at=self._clock() + self._bk_timeout,
+        )
 
     async def _settle(
         self,
@@ -180,6 +204,7 @@ class Launches:
         job_instance_id: int | None = None,
         job_instance_name: str | None = None,
         error: str | None = None,
+        poll_at: float | None,
     ) -> LaunchRecord:
         now = self._clock()
         await self._store.set_outcome(
@@ -192,16 +217,11 @@ class Launches:
         )
         # Read back rather than patch the copy: a callback may have finished the launch meanwhile.
         settled = await self._store.get_launch(record.id) or record
+        if settled.state is not LaunchState.FINISHED:
+            await self._store.schedule_poll(record.id, at=poll_at)
         await self.refresh_message(settled)
         return settled
 
     async def refresh_message(self, record: LaunchRecord) -> None:
-        """Bring the launch message's status line up to date; a failure here must not hide the outcome."""
-        if record.message_ts is None:
-            return
-        try:
-            await self._notifier.update(
-                record.channel, record.message_ts, launch_message(record, web_root=self._web_root)
-            )
-        except SlackError as exc:
-            log.warning("could not update launch message %s in %s: %s", record.message_ts, record.channel, exc)
+        """Bring the launch message's status line up to date, through the outbox (it survives 429s and restarts)."""
+        await self._outbox.refresh_launch(record)

@@ -1,4 +1,4 @@
-"""Reporting a launch's final result: confirm with BK-JOB, record once, reply in the launch's thread."""
+"""Reporting a launch's final result: confirm with BK-JOB, record once, queue the reply in the launch's thread."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from bot.audit import Audit
 from bot.bk import BkClient
 from bot.bk_models import JobInstanceStatus
 from bot.blocks import result_reply
-from bot.errors import BkError, SlackError
-from bot.launches import Launches
-from bot.notifier import Notifier
+from bot.errors import BkError
+from bot.outbox import Outbox
 from bot.store import LaunchRecord, Store
 
 __all__ = ["Results"]
@@ -22,49 +21,56 @@ log = logging.getLogger(__name__)
 
 
 class Results:
-    """A callback is only a trigger (it carries no signature): the status posted is the one BK-JOB reports."""
+    """A callback is only a trigger (it carries no signature): the status posted is the one BK-JOB reports.
+
+    Results are de-duplicated by (launch, final status): a callback and the poller reporting the same end, or
+    two callbacks, give one reply. The reply is queued in the same transaction that records the result.
+    """
 
     def __init__(
         self,
         *,
         store: Store,
         bk: BkClient,
-        notifier: Notifier,
-        launches: Launches,
+        outbox: Outbox,
         audit: Audit,
         web_root: str | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._bk = bk
-        self._notifier = notifier
-        self._launches = launches
+        self._outbox = outbox
         self._audit = audit
         self._web_root = web_root
         self._clock = clock
 
-    async def report(self, launch_id: str, *, hinted_status: int | None) -> bool:
-        """Post the launch's final result once; False when there is nothing new to post."""
+    async def report(
+        self, launch_id: str, *, hinted_status: int | None, detail: JobInstanceStatus | None = None
+    ) -> bool:
+        """Queue the launch's final result once; False when there is nothing new to post."""
         launch = await self._store.get_launch(launch_id)
         if launch is None or launch.job_instance_id is None:
             log.warning("no launch or no instance to report for %s", launch_id)
             return False
-        detail, note = await self._read_status(launch)
+        note = None
+        if detail is None:
+            detail, note = await self._read_status(launch)
         if detail is not None and not detail.is_finished:
-            # Revived (a retried step) or not final yet: the next callback reports the end.
-            log.info(
-                "instance %s is not finished yet (status %s)",
-                launch.job_instance_id,
-                detail.job_instance.status,
-            )
+            # Revived (a retried step) or not final yet: the poller or the next callback reports the end.
+            log.info("instance %s is not finished yet (status %s)", launch.job_instance_id, detail.job_instance.status)
             return False
         job_status = detail.job_instance.status if detail is not None else hinted_status
         if job_status is None or not status.is_finished(job_status):
             return False
         key = str(job_status)
-        if not await self._store.record_result(launch.id, key, job_status, now=self._clock()):
+        message = result_reply(launch, job_status=job_status, detail=detail, note=note, web_root=self._web_root)
+        reply = self._outbox.reply(
+            launch.channel, message, thread_ts=launch.message_ts, on_sent={"result": [launch.id, key]}
+        )
+        if not await self._store.record_result(launch.id, key, job_status, now=self._clock(), reply=reply):
             log.info("result %s of instance %s was reported before", key, launch.job_instance_id)
             return False
+        self._outbox.wake()
         await self._audit.record(
             "bk-job",
             "result",
@@ -74,46 +80,17 @@ class Results:
             job_instance_id=launch.job_instance_id,
             detail=status.describe(job_status),
         )
-        await self._post(launch, key, job_status, detail, note)
+        finished = await self._store.get_launch(launch.id)
+        await self._outbox.refresh_launch(finished or launch)
         return True
-
-    async def resume(self) -> None:
-        """At start-up: post results that were recorded but never reached Slack."""
-        for result in await self._store.unposted_results():
-            launch = await self._store.get_launch(result.launch_id)
-            if launch is None:
-                continue
-            detail, note = await self._read_status(launch)
-            await self._post(launch, result.result_key, result.job_status, detail, note)
 
     async def _read_status(self, launch: LaunchRecord) -> tuple[JobInstanceStatus | None, str | None]:
         assert launch.job_instance_id is not None
         try:
             detail = await self._bk.get_job_instance_status(
-                bk_biz_id=launch.bk_biz_id,
-                job_instance_id=launch.job_instance_id,
-                bk_username=launch.bk_username,
+                bk_biz_id=launch.bk_biz_id, job_instance_id=launch.job_instance_id, bk_username=launch.bk_username
             )
         except BkError as exc:
             log.warning("status of instance %s could not be read: %s", launch.job_instance_id, exc)
             return None, "BK-JOB's status could not be read; this is the status its callback reported."
         return detail, None
-
-    async def _post(
-        self,
-        launch: LaunchRecord,
-        key: str,
-        job_status: int,
-        detail: JobInstanceStatus | None,
-        note: str | None,
-    ) -> None:
-        reply = result_reply(launch, job_status=job_status, detail=detail, note=note, web_root=self._web_root)
-        try:
-            ts = await self._notifier.post(launch.channel, reply, thread_ts=launch.message_ts)
-        except SlackError as exc:
-            # Kept unposted in the store: the next start-up posts it again.
-            log.error("result of instance %s could not be posted: %s", launch.job_instance_id, exc)
-            return
-        await self._store.mark_result_posted(launch.id, key, ts)
-        current = await self._store.get_launch(launch.id)
-        await self._launches.refresh_message(current or launch)

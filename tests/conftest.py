@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ import pytest
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from bot.app import BACKGROUND, create_app
+from bot.app import BACKGROUND, OUTBOX, create_app
 from bot.config import Settings, load_settings
 from tests.fakes import FakeBkJob, FakeSlack
 
@@ -90,6 +91,8 @@ class Bot:
             "BK_BIZ_ID": str(BIZ),
             "BK_JOB_WEB_URL": "https://job.example.com",
             "BK_TIMEOUT": "2",
+            "SLACK_CHANNEL_INTERVAL": "0",
+            "POLL_TICK": "0.05",
             "PUBLIC_URL": self.url,
             "DATABASE_URL": f"sqlite:///{self.db_path}",
         }
@@ -122,9 +125,13 @@ class Bot:
             self.http = None
 
     async def idle(self) -> None:
-        """Wait until the work started after the last ack is done (no sleeps)."""
+        """Wait until the work started after the last ack is done and every due Slack message is out (no sleeps)."""
         assert self.runner is not None
-        await self.runner.app[BACKGROUND].idle()
+        app = self.runner.app
+        for _ in range(3):  # delivering a message can start more work, and that work can queue more messages
+            await app[BACKGROUND].idle()
+            await asyncio.wait_for(app[OUTBOX].flush(), timeout=10)
+        await app[BACKGROUND].idle()
 
     # -- requests as Slack sends them ------------------------------------------------------------------
 

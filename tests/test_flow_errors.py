@@ -189,6 +189,7 @@ async def test_unknown_plan_on_execute_job_shows_1244012_and_marks_the_message(b
     answer = await ephemeral(bot)
     assert "[1244012] Job plan does not exist" in answer and "execute_job" in answer
     assert len(bot.bk.requests("execute_job")) == 1
+    await bot.idle()  # the status line is edited through the outbox
     (update,) = bot.slack.calls("chat.update")
     assert update.args["text"].startswith("Not launched")
     assert "[1244012] Job plan does not exist" in json.dumps(update.args["blocks"])
@@ -210,6 +211,7 @@ async def test_no_permission_shows_9900403(bot: Bot) -> None:
         in answer
     )
     assert len(bot.bk.requests("execute_job")) == 1 and bot.bk.instances == {}
+    await bot.idle()  # the status line is edited through the outbox
     (update,) = bot.slack.calls("chat.update")
     assert update.args["text"].startswith("Not launched") and "9900403" in json.dumps(update.args["blocks"])
 
@@ -254,6 +256,7 @@ async def test_execute_job_timing_out_is_unknown_and_never_retried(make_bot: typ
     answer = await ephemeral(bot)
     assert "Unknown: check BK-JOB" in answer and "will not retry" in answer
     assert len(bot.bk.requests("execute_job")) == 1
+    await bot.idle()  # the status line is edited through the outbox
     (update,) = bot.slack.calls("chat.update")
     assert update.args["text"].startswith("Unknown")
     assert "Unknown: check BK-JOB" in json.dumps(update.args["blocks"])
@@ -269,6 +272,7 @@ async def test_execute_job_answer_lost_is_unknown_and_never_retried(bot: Bot, fa
     answer = await ephemeral(bot)
     assert "Unknown: check BK-JOB" in answer
     assert len(bot.bk.requests("execute_job")) == 1
+    await bot.idle()  # the status line is edited through the outbox
     (update,) = bot.slack.calls("chat.update")
     assert update.args["text"].startswith("Unknown")
 

@@ -1,0 +1,225 @@
+"""The Slack outbox: messages are stored first, then delivered in order, paced per channel, until Slack says ok."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bot.blocks import Message, approval_message, launch_message
+from bot.errors import SlackError
+from bot.notifier import Notifier
+from bot.store import ApprovalRecord, LaunchRecord, OutboxKind, OutboxMessage, Store
+
+__all__ = ["Outbox"]
+
+log = logging.getLogger(__name__)
+
+# Slack will never accept these for this message: retrying cannot help, so the message is set aside and logged.
+_PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "invalid_blocks",
+        "no_text",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "account_inactive",
+        "invalid_auth",
+        "token_revoked",
+        "missing_scope",
+    }
+)
+_LEASE_S = 60.0
+_BATCH = 100
+_MAX_BACKOFF_S = 300.0
+
+
+class Outbox:
+    """slack_sdk's retry handlers already wait out 429 Retry-After, 5xx and resets within one delivery;
+    the outbox adds what they cannot: persistence across restarts, order per thread, pacing per channel,
+    and retry with back-off after the client gives up."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        notifier: Notifier,
+        web_root: str | None,
+        channel_interval: float,
+        poll_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._web_root = web_root
+        self._channel_interval = channel_interval
+        self._poll_interval = poll_interval
+        self._clock = clock
+        self._owner = f"outbox-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._next_slot: dict[str, float] = defaultdict(float)
+        self._started = 0  # rounds of the worker loop begun
+        self._idle_round = 0  # the last round that found nothing due
+        self._round_done = asyncio.Condition()
+        self._last_seq = 0
+
+    # -- what callers queue ---------------------------------------------------------------------------------
+
+    def reply(
+        self, channel: str, message: Message, *, thread_ts: str | None, on_sent: dict[str, Any] | None = None
+    ) -> OutboxMessage:
+        """A post, built but not stored: `Store.record_result` stores it in the same transaction as the result."""
+        payload: dict[str, Any] = {"text": message.text, "blocks": message.blocks, "thread_ts": thread_ts}
+        if on_sent:
+            payload["on_sent"] = on_sent
+        return self._message(channel, f"{channel}:{thread_ts or ''}", OutboxKind.POST, payload)
+
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> None:
+        await self._enqueue(self.reply(channel, message, thread_ts=thread_ts))
+
+    async def refresh_launch(self, launch: LaunchRecord) -> None:
+        """Re-render the launch message from the store when sent; pending refreshes of it coalesce."""
+        if launch.message_ts is None:
+            return
+        await self._enqueue(
+            self._message(
+                launch.channel,
+                f"{launch.channel}:edit:{launch.message_ts}",
+                OutboxKind.REFRESH_LAUNCH,
+                {"launch_id": launch.id},
+                dedupe_key=f"refresh-launch:{launch.id}",
+            )
+        )
+
+    async def refresh_approval(self, approval: ApprovalRecord) -> None:
+        if approval.message_ts is None:
+            return
+        await self._enqueue(
+            self._message(
+                approval.channel,
+                f"{approval.channel}:edit:{approval.message_ts}",
+                OutboxKind.REFRESH_APPROVAL,
+                {"approval_id": approval.id},
+                dedupe_key=f"refresh-approval:{approval.id}",
+            )
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once every message already due has been handed to Slack (tests and shutdown use this)."""
+        async with self._round_done:
+            want = self._started + 1
+            self._wake.set()
+            await self._round_done.wait_for(lambda: self._idle_round >= want)
+
+    def _message(
+        self, channel: str, order_key: str, kind: OutboxKind, payload: dict[str, Any], dedupe_key: str | None = None
+    ) -> OutboxMessage:
+        now = self._clock()
+        # Monotonic within this process, so its own messages keep the order they were queued in.
+        self._last_seq = max(self._last_seq + 1, time.time_ns())
+        return OutboxMessage(
+            id=uuid.uuid4().hex,
+            created_at=now,
+            seq=self._last_seq,
+            channel=channel,
+            order_key=order_key,
+            kind=kind,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            next_attempt_at=now,
+        )
+
+    async def _enqueue(self, message: OutboxMessage) -> None:
+        await self._store.enqueue(message)
+        self._wake.set()
+
+    # -- the worker -----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            self._started += 1
+            round_id = self._started
+            self._wake.clear()
+            batch = await self._store.lease_outbox(owner=self._owner, now=self._clock(), lease=_LEASE_S, limit=_BATCH)
+            if batch:
+                await self._deliver_batch(batch)
+                continue
+            async with self._round_done:
+                self._idle_round = round_id
+                self._round_done.notify_all()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+            except TimeoutError:
+                pass
+
+    async def _deliver_batch(self, batch: Sequence[OutboxMessage]) -> None:
+        by_channel: dict[str, list[OutboxMessage]] = defaultdict(list)
+        for message in batch:
+            by_channel[message.channel].append(message)
+        await asyncio.gather(*(self._deliver_channel(messages) for messages in by_channel.values()))
+
+    async def _deliver_channel(self, messages: Sequence[OutboxMessage]) -> None:
+        for message in messages:
+            await self._deliver(message)
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        try:
+            ts = await self._send(message)
+        except SlackError as exc:
+            await self._failed(message, exc)
+            return
+        await self._store.outbox_sent(message.id, owner=self._owner, ts=ts, now=self._clock())
+        on_sent = message.payload.get("on_sent") or {}
+        if ts and on_sent.get("result"):
+            launch_id, key = on_sent["result"]
+            await self._store.mark_result_posted(launch_id, key, ts)
+
+    async def _send(self, message: OutboxMessage) -> str | None:
+        if message.kind is OutboxKind.POST:
+            await self._pace(message.channel)
+            payload = message.payload
+            reply = Message(text=str(payload.get("text") or ""), blocks=list(payload.get("blocks") or []))
+            return await self._notifier.post(message.channel, reply, thread_ts=payload.get("thread_ts"))
+        if message.kind is OutboxKind.REFRESH_LAUNCH:
+            launch = await self._store.get_launch(str(message.payload.get("launch_id")))
+            if launch is None or launch.message_ts is None:
+                return None
+            await self._notifier.update(
+                launch.channel, launch.message_ts, launch_message(launch, web_root=self._web_root)
+            )
+            return launch.message_ts
+        approval = await self._store.get_approval(str(message.payload.get("approval_id")))
+        if approval is None or approval.message_ts is None:
+            return None
+        votes = await self._store.votes(approval.id)
+        await self._notifier.update(
+            approval.channel, approval.message_ts, approval_message(approval, votes, web_root=self._web_root)
+        )
+        return approval.message_ts
+
+    async def _pace(self, channel: str) -> None:
+        """Slack allows about one message per second per channel: space posts out rather than collect 429s."""
+        wait = self._next_slot[channel] - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._next_slot[channel] = self._clock() + self._channel_interval
+
+    async def _failed(self, message: OutboxMessage, exc: SlackError) -> None:
+        if exc.error in _PERMANENT:
+            log.error("Slack refused outbox message %s for good (%s): set aside", message.id, exc)
+            await self._store.outbox_dead(message.id, owner=self._owner, error=exc.error)
+            return
+        delay = min(_MAX_BACKOFF_S, 2.0 ** min(message.attempts, 16))
+        log.warning("outbox message %s not delivered (%s); retrying in %.0f s", message.id, exc, delay)
+        await self._store.outbox_retry(message.id, owner=self._owner, error=exc.error, at=self._clock() + delay)

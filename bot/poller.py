@@ -1,0 +1,197 @@
+"""Reconciliation: watch every launch without a final status, so a lost callback or answer never loses a result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from bot import status
+from bot.bk import BkClient
+from bot.bk_models import InstanceSummary, JobInstanceStatus
+from bot.blocks import notice, utc_time
+from bot.errors import BkError
+from bot.launches import Launches
+from bot.outbox import Outbox
+from bot.results import Results
+from bot.store import LaunchRecord, LaunchState, Store
+
+__all__ = ["Poller"]
+
+log = logging.getLogger(__name__)
+
+_LEASE_S = 120.0
+_BATCH = 20
+_MAX_INTERVAL_S = 120.0
+_RECONCILE_WINDOW_S = 120.0  # how long after a lost answer an instance may still show up in BK-JOB's list
+_MAX_RECONCILE_ATTEMPTS = 8
+
+
+class Poller:
+    """BK-JOB calls back once, never after a connection error, and not at all for some statuses: the poller
+    reads `get_job_instance_status` for launches that went quiet, and finds instances whose answer was lost."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bk: BkClient,
+        results: Results,
+        launches: Launches,
+        outbox: Outbox,
+        tick: float,
+        progress_interval: float,
+        bk_timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._bk = bk
+        self._results = results
+        self._launches = launches
+        self._outbox = outbox
+        self._tick = tick
+        self._progress_interval = progress_interval
+        self._bk_timeout = bk_timeout
+        self._clock = clock
+        self._owner = f"poller-{uuid.uuid4().hex[:12]}"
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except BkError as exc:  # pragma: no cover - each check handles its own; this keeps the loop alive
+                log.error("poll round failed: %s", exc)
+            await asyncio.sleep(self._tick)
+
+    async def poll_once(self) -> int:
+        due = await self._store.lease_due_polls(owner=self._owner, now=self._clock(), lease=_LEASE_S, limit=_BATCH)
+        await asyncio.gather(*(self._check(launch) for launch in due))
+        return len(due)
+
+    async def _check(self, launch: LaunchRecord) -> None:
+        if launch.job_instance_id is None:
+            await self._reconcile(launch)
+            return
+        try:
+            detail = await self._bk.get_job_instance_status(
+                bk_biz_id=launch.bk_biz_id, job_instance_id=launch.job_instance_id, bk_username=launch.bk_username
+            )
+        except BkError as exc:
+            log.warning("poll of instance %s failed: %s", launch.job_instance_id, exc)
+            await self._again(launch)
+            return
+        if detail.is_finished and status.is_finished(detail.job_instance.status):
+            await self._results.report(launch.id, hinted_status=None, detail=detail)
+            return
+        await self._progress(launch, detail)
+        await self._again(launch)
+
+    async def _again(self, launch: LaunchRecord) -> None:
+        attempts = launch.poll_attempts + 1
+        interval = min(_MAX_INTERVAL_S, self._progress_interval * 1.5 ** min(attempts, 12))
+        await self._store.schedule_poll(launch.id, at=self._clock() + interval, attempts=attempts)
+
+    async def _progress(self, launch: LaunchRecord, detail: JobInstanceStatus) -> None:
+        """Live progress on the launch message; edits are throttled so a long job does not flood Slack."""
+        progress = _progress(detail, self._clock())
+        now = self._clock()
+        await self._store.set_progress(launch.id, progress, now=now)
+        changed = {k: v for k, v in progress.items() if k != "elapsed"} != {
+            k: v for k, v in (launch.progress or {}).items() if k != "elapsed"
+        }
+        due = launch.progress_at is None or now - launch.progress_at >= self._progress_interval
+        if changed or due:
+            fresh = await self._store.get_launch(launch.id)
+            await self._outbox.refresh_launch(fresh or launch)
+
+    async def _reconcile(self, launch: LaunchRecord) -> None:
+        """execute_job's answer was lost: find the instance by plan, operator and time, or say it never started."""
+        started = launch.created_at
+        if self._clock() < started + self._bk_timeout:
+            await self._store.schedule_poll(launch.id, at=started + self._bk_timeout + 1, attempts=launch.poll_attempts)
+            return
+        try:
+            listing = await self._bk.get_job_instance_list(
+                bk_biz_id=launch.bk_biz_id,
+                create_time_start_ms=int((started - 60) * 1000),
+                create_time_end_ms=int((started + self._bk_timeout + _RECONCILE_WINDOW_S) * 1000),
+                operator=launch.bk_username,
+                bk_username=launch.bk_username,
+            )
+        except BkError as exc:
+            await self._reconcile_failed(launch, str(exc))
+            return
+        known = {other.job_instance_id for other in await self._store.recent_launches(launch.channel, 500)}
+        candidates = [i for i in listing.data or [] if i.job_plan_id == launch.bk_job_id and i.id not in known]
+        if not candidates:
+            await self._not_found(launch)
+        elif len(candidates) > 1:
+            ids = ", ".join(str(i.id) for i in candidates)
+            await self._say(
+                launch,
+                f":grey_question: Several instances of this plan match the lost launch: {ids}. "
+                "Check BK-JOB; I will not guess.",
+            )
+            await self._store.schedule_poll(launch.id, at=None)
+        elif await self._store.claim_instance(launch.id, candidates[0].id, now=self._clock()):
+            await self._found(launch, candidates[0])
+        else:
+            await self._store.schedule_poll(launch.id, at=self._clock() + 15, attempts=launch.poll_attempts + 1)
+
+    async def _found(self, launch: LaunchRecord, instance: InstanceSummary) -> None:
+        when = utc_time(instance.create_time / 1000) if instance.create_time else "the launch time"
+        await self._say(
+            launch,
+            f":mag: Found it: BK-JOB started instance {instance.id} at {when} "
+            f"(matched by plan {launch.bk_job_id}, operator `{launch.bk_username}` and time).",
+        )
+        await self._store.schedule_poll(launch.id, at=self._clock(), attempts=0)
+        fresh = await self._store.get_launch(launch.id)
+        await self._outbox.refresh_launch(fresh or launch)
+
+    async def _not_found(self, launch: LaunchRecord) -> None:
+        if self._clock() < launch.created_at + self._bk_timeout + _RECONCILE_WINDOW_S:
+            await self._store.schedule_poll(launch.id, at=self._clock() + 15, attempts=launch.poll_attempts + 1)
+            return
+        error = (
+            f"BK-JOB has no instance of plan {launch.bk_job_id} started by `{launch.bk_username}` around "
+            f"{utc_time(launch.created_at)}: it was not launched"
+        )
+        await self._store.set_outcome(launch.id, LaunchState.NOT_STARTED, now=self._clock(), error=error)
+        await self._store.schedule_poll(launch.id, at=None)
+        await self._say(launch, f":no_entry: {error}. Launch it again if it is still needed.")
+        fresh = await self._store.get_launch(launch.id)
+        await self._outbox.refresh_launch(fresh or launch)
+
+    async def _reconcile_failed(self, launch: LaunchRecord, why: str) -> None:
+        attempts = launch.poll_attempts + 1
+        if attempts >= _MAX_RECONCILE_ATTEMPTS:
+            await self._say(
+                launch, f":grey_question: I could not find out whether the launch started ({why}). Check BK-JOB."
+            )
+            await self._store.schedule_poll(launch.id, at=None)
+            return
+        await self._store.schedule_poll(launch.id, at=self._clock() + min(300, 10 * 2**attempts), attempts=attempts)
+
+    async def _say(self, launch: LaunchRecord, text: str) -> None:
+        if launch.message_ts is None:
+            log.warning("launch %s has no message to reply to: %s", launch.id, text)
+            return
+        await self._outbox.post(launch.channel, notice(text), thread_ts=launch.message_ts)
+
+
+def _progress(detail: JobInstanceStatus, now: float) -> dict[str, Any]:
+    steps = detail.steps
+    done = sum(1 for s in steps if status.is_finished(s.status))
+    current = next((s for s in steps if not status.is_finished(s.status) and s.status != 1), None)
+    return {
+        "status": detail.job_instance.status,
+        "done": done,
+        "total": len(steps),
+        "current": (current.name or str(current.step_instance_id)) if current else None,
+        "elapsed": detail.job_instance.total_time,
+        "at": now,
+    }

@@ -1,0 +1,229 @@
+"""End to end: BK-JOB's completion callback, from its HTTP answer to the reply in the launch's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import APP_SECRET, BOT_TOKEN, CHANNEL, PLAN, SIGNING_SECRET, USER, Bot
+from tests.fakes.bkjob import FORM_CONTENT_TYPE
+
+PASSWORD = "hunter2-plan-secret"
+
+
+async def launch(bot: Bot, text: str = f"run {PLAN} --yes version=2.0") -> tuple[int, str]:
+    """Launch with --yes; returns (job_instance_id, launch message ts) once the launch has settled."""
+    await bot.command(text)
+    (update,) = await bot.slack.wait_for_call("chat.update")
+    (instance_id,) = bot.bk.instances
+    return instance_id, str(update.args["ts"])
+
+
+def replies(bot: Bot, ts: str) -> list[dict[str, object]]:
+    return bot.slack.thread(CHANNEL, ts)
+
+
+async def wait_for_reply(bot: Bot, ts: str) -> dict[str, object]:
+    await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts)
+    await bot.idle()
+    (reply,) = replies(bot, ts)
+    return reply
+
+
+async def test_success_is_replied_in_thread_and_status_line_updated(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    assert await bot.bk.finish(instance_id, status=3) == [200]
+    reply = await wait_for_reply(bot, ts)
+    body = json.dumps(reply["blocks"])
+    assert ":white_check_mark: *Succeeded*" in body and "Deploy web" in body
+    assert f"https://job.example.com/api_execute/{instance_id}" in body and "Ran for" in body
+    assert reply["text"] == f"Succeeded: Deploy web, instance {instance_id}"
+    assert len(bot.bk.requests("get_job_instance_status")) == 1  # the callback is only a trigger
+    message = bot.slack.message(CHANNEL, ts)
+    assert message is not None and message["text"].startswith("Succeeded")
+    assert ":white_check_mark: *Succeeded*" in json.dumps(message["blocks"])
+
+
+async def test_failed_job_names_the_failed_step_and_mentions_the_requester(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    assert await bot.bk.finish(instance_id, status=4) == [200]
+    reply = await wait_for_reply(bot, ts)
+    body = json.dumps(reply["blocks"])
+    assert ":x: *Failed*" in body
+    assert "step *step 1*: failed" in body and "step 2" not in body  # step 2 never ran
+    assert f"<@{USER}>" in body
+    message = bot.slack.message(CHANNEL, ts)
+    assert message is not None and message["text"].startswith("Failed")
+    assert ":x: *Failed*" in json.dumps(message["blocks"])
+
+
+async def test_unknown_step_status_is_shown_as_its_number(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    await bot.bk.finish(instance_id, status=4, step_statuses=[77, 1])
+    reply = await wait_for_reply(bot, ts)
+    assert "step *step 1*: status 77" in json.dumps(reply["blocks"])
+
+
+async def test_status_query_failing_still_replies_from_the_callback_with_a_note(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    bot.bk.fail_next("get_job_instance_status", 1244006, "Task instance does not exist")
+    assert await bot.bk.finish(instance_id, status=4) == [200]
+    reply = await wait_for_reply(bot, ts)
+    body = json.dumps(reply["blocks"])
+    assert ":x: *Failed*" in body and f"<@{USER}>" in body
+    assert "status could not be read" in body and "callback reported" in body
+    message = bot.slack.message(CHANNEL, ts)
+    assert message is not None and message["text"].startswith("Failed")
+
+
+async def test_callback_claiming_success_for_a_running_job_posts_nothing(bot: Bot) -> None:
+    """The callback carries no signature: the status BK-JOB reports wins over the body's claim."""
+    instance_id, ts = await launch(bot)
+    forged = {"job_instance_id": instance_id, "status": 3, "step_instances": []}
+    assert await bot.bk.send_callback(instance_id, forged) == 200
+    await bot.bk.wait_for_request("get_job_instance_status")
+    await bot.idle()
+    assert replies(bot, ts) == []
+    # The real end is still reported.
+    await bot.bk.finish(instance_id, status=3)
+    assert "Succeeded" in str((await wait_for_reply(bot, ts))["text"])
+
+
+# -- what the route accepts and refuses ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["forged", secrets.token_urlsafe(32), "x" * 200])
+async def test_forged_token_is_404_and_posts_nothing(bot: Bot, token: str) -> None:
+    instance_id, ts = await launch(bot)
+    body = json.dumps({"job_instance_id": instance_id, "status": 3, "step_instances": []})
+    assert bot.http is not None
+    async with bot.http.post(f"{bot.url}/bkjob/callback/{token}", data=body) as resp:
+        assert resp.status == 404
+    await bot.idle()
+    assert replies(bot, ts) == [] and bot.bk.requests("get_job_instance_status") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"",
+        b"[1, 2]",
+        b'{"status": 3}',
+        b'{"job_instance_id": 0, "status": 3}',
+        b'{"job_instance_id": "abc", "status": 3}',
+        b'{"job_instance_id": 1, "status": "done"}',
+        b"\xff\xfe",
+    ],
+)
+async def test_malformed_body_is_400_and_posts_nothing(bot: Bot, body: bytes) -> None:
+    instance_id, ts = await launch(bot)
+    assert await bot.bk.send_callback(instance_id, body) == 400
+    await bot.idle()
+    assert replies(bot, ts) == [] and bot.bk.requests("get_job_instance_status") == []
+
+
+async def test_callback_for_another_instance_is_refused(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    other = {"job_instance_id": instance_id + 1, "status": 3, "step_instances": []}
+    assert await bot.bk.send_callback(instance_id, other) == 409
+    await bot.idle()
+    assert replies(bot, ts) == []
+
+
+async def test_form_content_type_resend_carrying_json_is_accepted(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    await bot.bk.finish(instance_id, status=3, callback=False)
+    assert await bot.bk.send_callback(instance_id, content_type=FORM_CONTENT_TYPE) == 200
+    assert "Succeeded" in str((await wait_for_reply(bot, ts))["text"])
+
+
+async def test_step_instance_list_alias_is_accepted(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    await bot.bk.finish(instance_id, status=3, callback=False)
+    inst = bot.bk.instances[instance_id]
+    body = {
+        "job_instance_id": instance_id,
+        "status": 3,
+        "step_instance_list": [{"step_instance_id": s.step_instance_id, "status": s.status} for s in inst.steps],
+    }
+    assert await bot.bk.send_callback(instance_id, body) == 200
+    assert "Succeeded" in str((await wait_for_reply(bot, ts))["text"])
+
+
+async def test_duplicate_callback_is_200_and_replies_once(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    assert await bot.bk.finish(instance_id, status=3) == [200]
+    await wait_for_reply(bot, ts)
+    assert await bot.bk.send_callback(instance_id) == 200
+    await bot.idle()
+    assert len(replies(bot, ts)) == 1
+
+
+async def test_concurrent_duplicate_callbacks_reply_once(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    await bot.bk.finish(instance_id, status=3, callback=False)
+    statuses = await asyncio.gather(*(bot.bk.send_callback(instance_id) for _ in range(5)))
+    assert statuses == [200] * 5
+    await wait_for_reply(bot, ts)
+    assert len(replies(bot, ts)) == 1
+
+
+# -- restarts ---------------------------------------------------------------------------------------------
+
+
+async def test_restart_between_launch_and_callback_replies_in_the_right_thread(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    await bot.restart()
+    assert await bot.bk.finish(instance_id, status=3) == [200]
+    reply = await wait_for_reply(bot, ts)
+    assert str(instance_id) in str(reply["text"])
+    message = bot.slack.message(CHANNEL, ts)
+    assert message is not None and message["text"].startswith("Succeeded")
+
+
+async def test_result_not_posted_before_a_restart_is_posted_at_start_up(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    bot.slack.fail_next("chat.postMessage", "internal_error")
+    assert await bot.bk.finish(instance_id, status=3) == [200]
+    await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts)
+    await bot.idle()
+    assert replies(bot, ts) == []  # Slack refused it; the result waits in the store
+    await bot.restart()
+    # The outbox retries it with back-off after the restart: the second attempt is the one Slack accepts.
+    await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, count=2)
+    await bot.idle()
+    (reply,) = replies(bot, ts)
+    assert "Succeeded" in str(reply["text"])
+    # A callback re-sent after that posts nothing new.
+    assert await bot.bk.send_callback(instance_id) == 200
+    await bot.idle()
+    assert len(replies(bot, ts)) == 1
+
+
+# -- secrets ----------------------------------------------------------------------------------------------
+
+
+async def test_secrets_reach_neither_slack_nor_the_database(bot: Bot, db_path: Path) -> None:
+    view = await bot.open_form()
+    await bot.submit(view, {"version": "2.0", "servers": "10.0.0.1\n10.0.0.2"})
+    (req,) = await bot.bk.wait_for_request("execute_job")
+    token = str(req.body["bk_callback_url"]).rsplit("/", 1)[1]
+    await bot.slack.wait_for_call("chat.update")
+    (instance_id,) = bot.bk.instances
+    assert bot.bk.instances[instance_id].resolved_vars["db_password"] == PASSWORD
+    await bot.bk.finish(instance_id, status=4)
+    (launch_ts,) = [m["ts"] for m in bot.slack.messages(CHANNEL) if "thread_ts" not in m]
+    await wait_for_reply(bot, launch_ts)
+    await bot.close()  # checkpoints SQLite's write-ahead log into the file
+
+    to_slack = json.dumps([c.args for c in bot.slack.calls()]) + json.dumps([r.body for r in bot.slack.responses()])
+    stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert stored
+    for secret in (APP_SECRET, BOT_TOKEN, SIGNING_SECRET, PASSWORD, token):
+        assert secret not in to_slack, secret
+        assert secret.encode() not in stored, secret
