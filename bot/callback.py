@@ -51,9 +51,7 @@ class CallbackRoute:
         body = _parse(raw)
         if body is None:
             log.warning("unreadable callback body for launch %s", launch.id)
-            return _answer(
-                400, "body is not a BK-JOB callback: expected JSON with job_instance_id and status"
-            )
+            return _answer(400, "body is not a BK-JOB callback: expected JSON with job_instance_id and status")
         if launch.job_instance_id is None:
             # The callback beat execute_job's answer (or that answer was lost): it names the instance.
             await self._store.set_outcome(

@@ -189,9 +189,7 @@ def _parse_status(args: Sequence[str]) -> StatusCommand:
             case _Assign(name, value):
                 raise _unexpected_in_status(f"{name}={value}")
     if instance_id is None:
-        raise CommandError(
-            "missing job instance id: write /bkjob status <job_instance_id>, e.g. /bkjob status 20001"
-        )
+        raise CommandError("missing job instance id: write /bkjob status <job_instance_id>, e.g. /bkjob status 20001")
     return StatusCommand(job_instance_id=instance_id, biz_id=biz_id)
 
 
@@ -296,8 +294,7 @@ def _add_override(overrides: dict[str, str], name: str, value: str) -> None:
         raise CommandError(f"variable {_show(name)} is given more than once: give each variable once")
     if len(value) > MAX_VALUE:
         raise CommandError(
-            f"the value of {_show(name)} is too long ({len(value)} characters): "
-            f"at most {MAX_VALUE} characters"
+            f"the value of {_show(name)} is too long ({len(value)} characters): at most {MAX_VALUE} characters"
         )
     if len(overrides) >= MAX_OVERRIDES:
         raise CommandError(f"too many variables: at most {MAX_OVERRIDES} name=value pairs in one command")
@@ -311,9 +308,7 @@ def _is_forbidden_control(ch: str) -> bool:
 def _parse_id(token: str, what: str, example: str) -> int:
     """A BK-JOB id: digits only (no sign, no spaces), 1 ..= 2**63-1, checked before int() sees huge input."""
     if not _DIGITS.fullmatch(token):
-        raise CommandError(
-            f"{_show(token)} is not a valid {what}: expected a positive whole number, e.g. {example}"
-        )
+        raise CommandError(f"{_show(token)} is not a valid {what}: expected a positive whole number, e.g. {example}")
     digits = token.lstrip("0")
     if not digits:
         raise CommandError(f"{what} must be a positive whole number, not {_show(token)}")

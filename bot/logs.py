@@ -29,6 +29,4 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """One line per request: method, path (token hidden), status, time; no query strings."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %s %.1f ms", request.method, redact_path(request.path), response.status, time * 1000
-        )
+        self.logger.info("%s %s %s %.1f ms", request.method, redact_path(request.path), response.status, time * 1000)

@@ -44,9 +44,7 @@ class Notifier:
         try:
             await self._call("chat.postEphemeral", channel=channel, user=user, text=text)
         except SlackError as exc:
-            log.info(
-                "ephemeral message in %s failed (%s); sending a direct message instead", channel, exc.error
-            )
+            log.info("ephemeral message in %s failed (%s); sending a direct message instead", channel, exc.error)
             await self._call("chat.postMessage", channel=user, text=text)
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> tuple[str, str]:

@@ -20,9 +20,7 @@ _DIGITS = re.compile(r"[0-9]+")
 _GROUP_ID = re.compile(r"[A-Za-z0-9_-]+")
 _NODE_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 _SHOWN_MAX = 60
-_EXPECTED = (
-    "expected an IPv4 address (10.0.0.1), cloud:IP (2:10.0.0.1), group:<id> or <node_type>:<id> (module:12)"
-)
+_EXPECTED = "expected an IPv4 address (10.0.0.1), cloud:IP (2:10.0.0.1), group:<id> or <node_type>:<id> (module:12)"
 _IPV6 = "IPv6 is not supported by execute_job v2"
 
 
@@ -118,9 +116,7 @@ def _is_ipv6(text: str) -> bool:
 
 def _cloud_id(prefix: str) -> int:
     if not prefix:
-        raise _BadEntry(
-            'the cloud area id before ":" is missing: write 2:10.0.0.1, or just the IP for area 0'
-        )
+        raise _BadEntry('the cloud area id before ":" is missing: write 2:10.0.0.1, or just the IP for area 0')
     digits = prefix.lstrip("0") or "0"
     if len(digits) > len(str(_MAX_CLOUD_ID)) or int(digits) > _MAX_CLOUD_ID:
         raise _BadEntry(f"cloud area id is too large: at most {_MAX_CLOUD_ID}")

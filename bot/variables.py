@@ -68,9 +68,7 @@ def check_names(plan: JobDetail, names: list[str]) -> None:
         if var is None:
             problems[name] = "the plan has no such variable; it has " + _listing(plan)
         elif var.is_password:
-            problems[name] = (
-                "is a password variable: it keeps the plan's value (secrets do not belong in chat)"
-            )
+            problems[name] = "is a password variable: it keeps the plan's value (secrets do not belong in chat)"
     if problems:
         raise VariableProblems(problems)
 
@@ -104,9 +102,7 @@ def _override(var: PlanVariable, text: str) -> GlobalVar | None:
         if targets == var.default_targets():
             return None
         if targets.is_empty():
-            raise TargetError(
-                ["give at least one host, dynamic group or topology node (or keep the default)"]
-            )
+            raise TargetError(["give at least one host, dynamic group or topology node (or keep the default)"])
         return GlobalVar(**ident, target_server=targets)
     if text == (var.value or ""):
         return None
