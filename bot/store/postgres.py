@@ -1,0 +1,610 @@
+"""The PostgreSQL backend of the store, for any number of bot replicas sharing one database.
+
+Built on asyncpg rather than psycopg 3: it speaks PostgreSQL's binary protocol natively on asyncio (no thread pool,
+no libpq), is among the fastest Python drivers, ships its own connection pool, and is actively maintained by
+MagicStack. psycopg 3's async mode would do too; nothing here depends on asyncpg beyond the pool and `$n` placeholders.
+
+How replicas stay correct:
+
+- Every "who acts" change is one conditional statement (`INSERT ... ON CONFLICT DO NOTHING`, `UPDATE ... WHERE
+  state = 'pending'`). Under READ COMMITTED a second writer waits for the first and re-checks the row it then sees,
+  so exactly one caller wins.
+- Polls and outbox messages are handed out by `SELECT ... FOR UPDATE SKIP LOCKED` plus a lease (owner and expiry)
+  written in the same statement: replicas never wait on each other, never take the same row, and a replica that dies
+  leaves only leases that run out, not locks held forever.
+- Migrations run under a session advisory lock, so replicas starting together apply each one exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from bot.store.base import Store
+from bot.store.records import (
+    ApprovalRecord,
+    ApprovalState,
+    AuditEvent,
+    LaunchRecord,
+    LaunchState,
+    OutboxMessage,
+    ResultRecord,
+    SentVariable,
+    Vote,
+)
+from bot.store.schema import MIGRATIONS
+
+__all__ = ["PostgresStore"]
+
+# pg_advisory_lock takes one bigint: a fixed, project-specific key ("bkjob" in ASCII) so that only bkjob-bot
+# replicas migrating the same database serialise on it.
+MIGRATION_LOCK_KEY = 0x626B6A6F62
+_CLAIM_RETENTION_S = 24 * 3600.0
+_PING_TIMEOUT_S = 2.0
+_UNFINISHED = (LaunchState.STARTING.value, LaunchState.RUNNING.value, LaunchState.UNKNOWN.value)
+
+_LAUNCH_COLUMNS = (
+    "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
+    " variables, callback_token_hash, job_instance_id, job_instance_name, state, job_status, error, finished_at,"
+    " approval_id, approved_by, next_poll_at, poll_attempts, progress, progress_at"
+)
+_OUTBOX_COLUMNS = (
+    "id, created_at, seq, channel, order_key, kind, payload, dedupe_key, state, attempts, next_attempt_at,"
+    " sent_ts, last_error"
+)
+_APPROVAL_COLUMNS = (
+    "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
+    " request_values, variables, approvers, min_approvals, expires_at, state, decided_by, decided_at, reason,"
+    " launch_id"
+)
+_AUDIT_COLUMNS = "id, at, actor, action, channel, approval_id, launch_id, job_instance_id, detail"
+
+
+def _placeholders(count: int, start: int = 1) -> str:
+    return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+def _prefixed(columns: str, alias: str) -> str:
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+class PostgresStore(Store):
+    """One asyncpg pool per replica; every transaction holds its own connection, so no in-process lock is needed."""
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        min_size: int = 1,
+        max_size: int = 10,
+        server_settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._server_settings = dict(server_settings or {})
+        self._pool: asyncpg.Pool | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """Accept postgresql:// and postgres://; `search_path=` or libpq's `options=-csearch_path=...` pick a schema.
+
+        Both are lifted into server_settings (rather than left to the server to parse from the startup packet) so
+        that a schema given either way is applied the same, and can be seen in `server_settings` when debugging.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"not a PostgreSQL URL: {parts.scheme}://")
+        settings: dict[str, str] = {}
+        kept: list[tuple[str, str]] = []
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name == "search_path":
+                settings["search_path"] = value
+            elif name == "options":
+                settings.update(_parse_options(value))
+            else:
+                kept.append((name, value))
+        dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(kept), parts.fragment))
+        return cls(dsn=dsn, server_settings=settings)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            dsn=self._dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            server_settings=self._server_settings or None,
+        )
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        """Under a session advisory lock: the second replica waits, then finds every migration already applied."""
+        async with self.pool.acquire() as con:
+            await con.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+            try:
+                await con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                current = await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                for version, statements in enumerate(MIGRATIONS[current:], start=current + 1):
+                    async with con.transaction():
+                        for statement in statements:
+                            await con.execute(statement)
+                        await con.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+            finally:
+                # A dropped connection releases the lock too; this is for the normal path, where it goes back
+                # to the pool and must not keep the lock.
+                await con.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def ping(self) -> bool:
+        if self._pool is None:
+            return False
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT_S):
+                return bool(await self._pool.fetchval("SELECT 1") == 1)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+
+    async def claim(self, key: str, *, now: float) -> bool:
+        async with self.pool.acquire() as con:
+            await con.execute("DELETE FROM claims WHERE created_at < $1", now - _CLAIM_RETENTION_S)
+            won = await con.fetchval(
+                "INSERT INTO claims (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING 1",
+                key,
+                now,
+            )
+        return won is not None
+
+    async def create_launch(self, launch: LaunchRecord) -> None:
+        await self.pool.execute(
+            f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES ({_placeholders(24)})",
+            launch.id,
+            launch.created_at,
+            launch.updated_at,
+            launch.requester,
+            launch.channel,
+            launch.message_ts,
+            launch.bk_biz_id,
+            launch.bk_job_id,
+            launch.plan_name,
+            launch.bk_username,
+            json.dumps([v.model_dump() for v in launch.variables]),
+            launch.callback_token_hash,
+            launch.job_instance_id,
+            launch.job_instance_name,
+            launch.state.value,
+            launch.job_status,
+            launch.error,
+            launch.finished_at,
+            launch.approval_id,
+            json.dumps(launch.approved_by),
+            launch.next_poll_at,
+            launch.poll_attempts,
+            json.dumps(launch.progress) if launch.progress is not None else None,
+            launch.progress_at,
+        )
+
+    async def get_launch(self, launch_id: str) -> LaunchRecord | None:
+        row = await self.pool.fetchrow(f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE id = $1", launch_id)
+        return _launch(row) if row else None
+
+    async def find_launch_by_token(self, token_hash: str) -> LaunchRecord | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE callback_token_hash = $1", token_hash
+        )
+        return _launch(row) if row else None
+
+    async def set_message(self, launch_id: str, message_ts: str, *, now: float) -> None:
+        await self.pool.execute(
+            "UPDATE launches SET message_ts = $1, updated_at = $2 WHERE id = $3", message_ts, now, launch_id
+        )
+
+    async def set_outcome(
+        self,
+        launch_id: str,
+        state: LaunchState,
+        *,
+        now: float,
+        job_instance_id: int | None = None,
+        job_instance_name: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        await self.pool.execute(
+            # A result may land before execute_job's answer is recorded: never move a finished launch back.
+            # The CASE is evaluated on the row as it is when this update gets its lock, so a concurrent
+            # record_result that committed first is seen.
+            "UPDATE launches SET state = CASE WHEN state = $1 THEN state ELSE $2 END, updated_at = $3,"
+            " job_instance_id = COALESCE($4, job_instance_id), job_instance_name = COALESCE($5, job_instance_name),"
+            " error = $6 WHERE id = $7",
+            LaunchState.FINISHED.value,
+            state.value,
+            now,
+            job_instance_id,
+            job_instance_name,
+            error,
+            launch_id,
+        )
+
+    async def record_result(
+        self, launch_id: str, result_key: str, job_status: int, *, now: float, reply: OutboxMessage | None = None
+    ) -> bool:
+        async with self.pool.acquire() as con, con.transaction():
+            # A concurrent insert of the same key waits on the primary key until the first commits, then does nothing.
+            won = await con.fetchval(
+                "INSERT INTO results (launch_id, result_key, job_status, created_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (launch_id, result_key) DO NOTHING RETURNING 1",
+                launch_id,
+                result_key,
+                job_status,
+                now,
+            )
+            if won is None:
+                return False
+            await con.execute(
+                "UPDATE launches SET state = $1, job_status = $2, finished_at = $3, updated_at = $3,"
+                " next_poll_at = NULL, poll_owner = NULL, poll_lease_until = NULL WHERE id = $4",
+                LaunchState.FINISHED.value,
+                job_status,
+                now,
+                launch_id,
+            )
+            if reply is not None:
+                sql, args = _enqueue_sql(reply)
+                await con.execute(sql, *args)
+        return True
+
+    async def mark_result_posted(self, launch_id: str, result_key: str, reply_ts: str) -> None:
+        await self.pool.execute(
+            "UPDATE results SET reply_ts = $1 WHERE launch_id = $2 AND result_key = $3",
+            reply_ts,
+            launch_id,
+            result_key,
+        )
+
+    async def unposted_results(self) -> list[ResultRecord]:
+        rows = await self.pool.fetch(
+            "SELECT launch_id, result_key, job_status, created_at, reply_ts FROM results"
+            " WHERE reply_ts IS NULL ORDER BY created_at"
+        )
+        return [ResultRecord(**dict(row)) for row in rows]
+
+    async def unfinished_launches(self) -> list[LaunchRecord]:
+        rows = await self.pool.fetch(
+            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE state = ANY($1::text[]) ORDER BY created_at",
+            list(_UNFINISHED),
+        )
+        return [_launch(row) for row in rows]
+
+    async def recent_launches(self, channel: str, limit: int) -> list[LaunchRecord]:
+        rows = await self.pool.fetch(
+            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE channel = $1 ORDER BY created_at DESC LIMIT $2",
+            channel,
+            limit,
+        )
+        return [_launch(row) for row in rows]
+
+    # -- approvals ------------------------------------------------------------------------------------------
+
+    async def create_approval(self, approval: ApprovalRecord) -> None:
+        await self.pool.execute(
+            f"INSERT INTO approvals ({_APPROVAL_COLUMNS}) VALUES ({_placeholders(20)})",
+            approval.id,
+            approval.created_at,
+            approval.updated_at,
+            approval.requester,
+            approval.channel,
+            approval.message_ts,
+            approval.bk_biz_id,
+            approval.bk_job_id,
+            approval.plan_name,
+            approval.bk_username,
+            json.dumps(approval.values),
+            json.dumps([v.model_dump() for v in approval.variables]),
+            json.dumps(approval.approvers),
+            approval.min_approvals,
+            approval.expires_at,
+            approval.state.value,
+            approval.decided_by,
+            approval.decided_at,
+            approval.reason,
+            approval.launch_id,
+        )
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        row = await self.pool.fetchrow(f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = $1", approval_id)
+        return _approval(row) if row else None
+
+    async def set_approval_message(self, approval_id: str, message_ts: str, *, now: float) -> None:
+        await self.pool.execute(
+            "UPDATE approvals SET message_ts = $1, updated_at = $2 WHERE id = $3", message_ts, now, approval_id
+        )
+
+    async def add_vote(self, approval_id: str, approver: str, *, now: float) -> bool:
+        # FOR SHARE makes the vote wait for a decision being written and re-check `state` afterwards: no vote is
+        # counted on a request another replica has just approved, rejected or expired.
+        won = await self.pool.fetchval(
+            "INSERT INTO approval_votes (approval_id, approver, at)"
+            " SELECT id, $1, $2 FROM approvals WHERE id = $3 AND state = $4 AND expires_at > $2 FOR SHARE"
+            " ON CONFLICT (approval_id, approver) DO NOTHING RETURNING 1",
+            approver,
+            now,
+            approval_id,
+            ApprovalState.PENDING.value,
+        )
+        return won is not None
+
+    async def votes(self, approval_id: str) -> list[Vote]:
+        rows = await self.pool.fetch(
+            "SELECT approver, at FROM approval_votes WHERE approval_id = $1 ORDER BY at", approval_id
+        )
+        return [Vote(approver=row["approver"], at=row["at"]) for row in rows]
+
+    async def decide(
+        self, approval_id: str, state: ApprovalState, *, by: str, now: float, reason: str | None = None
+    ) -> bool:
+        won = await self.pool.fetchval(
+            "UPDATE approvals SET state = $1, decided_by = $2, decided_at = $3, reason = $4, updated_at = $3"
+            " WHERE id = $5 AND state = $6 AND expires_at > $3 RETURNING 1",
+            state.value,
+            by,
+            now,
+            reason,
+            approval_id,
+            ApprovalState.PENDING.value,
+        )
+        return won is not None
+
+    async def set_approval_launch(self, approval_id: str, launch_id: str, *, now: float) -> None:
+        await self.pool.execute(
+            "UPDATE approvals SET launch_id = $1, updated_at = $2 WHERE id = $3", launch_id, now, approval_id
+        )
+
+    async def expire_due(self, *, now: float) -> list[ApprovalRecord]:
+        # One statement: every replica sweeps, and each row is returned to the single sweeper that changed it.
+        rows = await self.pool.fetch(
+            f"UPDATE approvals SET state = $1, decided_at = $2, updated_at = $2"
+            f" WHERE state = $3 AND expires_at <= $2 RETURNING {_APPROVAL_COLUMNS}",
+            ApprovalState.EXPIRED.value,
+            now,
+            ApprovalState.PENDING.value,
+        )
+        return sorted((_approval(row) for row in rows), key=lambda a: a.created_at)
+
+    async def pending_approvals(self, channel: str) -> list[ApprovalRecord]:
+        rows = await self.pool.fetch(
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE channel = $1 AND state = $2 ORDER BY created_at",
+            channel,
+            ApprovalState.PENDING.value,
+        )
+        return [_approval(row) for row in rows]
+
+    # -- audit ----------------------------------------------------------------------------------------------
+
+    async def append_audit(self, event: AuditEvent) -> None:
+        await self.pool.execute(
+            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({_placeholders(9)})",
+            event.id,
+            event.at,
+            event.actor,
+            event.action,
+            event.channel,
+            event.approval_id,
+            event.launch_id,
+            event.job_instance_id,
+            event.detail,
+        )
+
+    async def audit_events(self, *, limit: int = 1000) -> list[AuditEvent]:
+        rows = await self.pool.fetch(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at, id LIMIT $1", limit)
+        return [AuditEvent(**dict(row)) for row in rows]
+
+    # -- reconciliation polls and progress -----------------------------------------------------------------
+
+    async def schedule_poll(self, launch_id: str, *, at: float | None, attempts: int = 0) -> None:
+        await self.pool.execute(
+            "UPDATE launches SET next_poll_at = $1, poll_attempts = $2, poll_owner = NULL, poll_lease_until = NULL"
+            " WHERE id = $3",
+            at,
+            attempts,
+            launch_id,
+        )
+
+    async def lease_due_polls(self, *, owner: str, now: float, lease: float, limit: int) -> list[LaunchRecord]:
+        # SKIP LOCKED: a replica leasing at the same moment takes other rows instead of waiting for these. A row
+        # leased and committed by another replica after this statement's snapshot is re-checked once locked, and
+        # its fresh poll_lease_until drops it. The lease is written in the same statement, so nothing is held
+        # after it returns: a replica that dies mid-poll only leaves a lease that runs out at now + lease.
+        rows = await self.pool.fetch(
+            f"WITH due AS ("
+            f" SELECT id FROM launches WHERE next_poll_at IS NOT NULL AND next_poll_at <= $1"
+            f" AND state = ANY($2::text[]) AND (poll_lease_until IS NULL OR poll_lease_until < $1)"
+            f" ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            f" UPDATE launches l SET poll_owner = $4, poll_lease_until = $5 FROM due WHERE l.id = due.id"
+            f" RETURNING {_prefixed(_LAUNCH_COLUMNS, 'l')}",
+            now,
+            list(_UNFINISHED),
+            limit,
+            owner,
+            now + lease,
+        )
+        return sorted((_launch(row) for row in rows), key=lambda launch: launch.next_poll_at or 0.0)
+
+    async def set_progress(self, launch_id: str, progress: dict[str, Any], *, now: float) -> None:
+        await self.pool.execute(
+            "UPDATE launches SET progress = $1, progress_at = $2, updated_at = $2 WHERE id = $3",
+            json.dumps(progress),
+            now,
+            launch_id,
+        )
+
+    async def claim_instance(self, launch_id: str, job_instance_id: int, *, now: float) -> bool:
+        async with self.pool.acquire() as con, con.transaction():
+            # job_instance_id has no unique index (old rows may share one), so two replicas reconciling two
+            # launches against the same instance are serialised on a transaction lock named after the instance;
+            # the check below then sees whatever the other committed.
+            await con.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('bkjob-bot:instance:' || $1::bigint::text, 0))",
+                job_instance_id,
+            )
+            taken = await con.fetchval(
+                "SELECT 1 FROM launches WHERE job_instance_id = $1 AND id <> $2", job_instance_id, launch_id
+            )
+            if taken is not None:
+                return False
+            won = await con.fetchval(
+                "UPDATE launches SET job_instance_id = $1, state = $2, error = NULL, updated_at = $3"
+                " WHERE id = $4 AND job_instance_id IS NULL RETURNING 1",
+                job_instance_id,
+                LaunchState.RUNNING.value,
+                now,
+                launch_id,
+            )
+        return won is not None
+
+    # -- the Slack outbox -------------------------------------------------------------------------------------
+
+    async def enqueue(self, message: OutboxMessage) -> bool:
+        sql, args = _enqueue_sql(message)
+        return await self.pool.fetchval(sql, *args) is not None
+
+    async def lease_outbox(self, *, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
+        # Order per order_key rests on data, not on locks. The NOT EXISTS reads every pending message of the key
+        # without locking, so a head that another replica holds (row-locked right now, or leased earlier) still
+        # blocks the messages behind it. SKIP LOCKED only applies to the candidate heads themselves: it can make
+        # this replica skip a head, never promote the second message of a key in its place. (Locking all pending
+        # rows with SKIP LOCKED and then picking the lowest seq per key would do exactly that.)
+        rows = await self.pool.fetch(
+            f"WITH heads AS ("
+            f" SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1"
+            f" AND (o.lease_until IS NULL OR o.lease_until < $1)"
+            f" AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key"
+            f" AND p.state = 'pending' AND p.seq < o.seq)"
+            f" ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED)"
+            f" UPDATE outbox m SET lease_owner = $3, lease_until = $4 FROM heads WHERE m.id = heads.id"
+            f" RETURNING {_prefixed(_OUTBOX_COLUMNS, 'm')}",
+            now,
+            limit,
+            owner,
+            now + lease,
+        )
+        return sorted((_outbox(row) for row in rows), key=lambda m: m.seq)
+
+    async def outbox_sent(self, message_id: str, *, owner: str, ts: str | None, now: float) -> None:
+        # Not conditional on the owner: the message did reach Slack, whoever holds the lease now.
+        await self.pool.execute(
+            "UPDATE outbox SET state = 'sent', sent_ts = $1, lease_owner = NULL, lease_until = NULL,"
+            " attempts = attempts + 1 WHERE id = $2",
+            ts,
+            message_id,
+        )
+
+    async def outbox_retry(self, message_id: str, *, owner: str, error: str, at: float) -> None:
+        await self.pool.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, lease_owner = NULL,"
+            " lease_until = NULL WHERE id = $3 AND state = 'pending'",
+            error,
+            at,
+            message_id,
+        )
+
+    async def outbox_dead(self, message_id: str, *, owner: str, error: str) -> None:
+        await self.pool.execute(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $1, lease_owner = NULL,"
+            " lease_until = NULL WHERE id = $2",
+            error,
+            message_id,
+        )
+
+    async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:
+        if state:
+            rows = await self.pool.fetch(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = $1 ORDER BY seq", state)
+        else:
+            rows = await self.pool.fetch(f"SELECT {_OUTBOX_COLUMNS} FROM outbox ORDER BY seq")
+        return [_outbox(row) for row in rows]
+
+
+def _parse_options(options: str) -> dict[str, str]:
+    """libpq's `options` holds command-line switches: `-c name=value` or `--name=value`, possibly several."""
+    settings: dict[str, str] = {}
+    words = shlex.split(options)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-c" and i + 1 < len(words):
+            i += 1
+            word = words[i]
+        elif word.startswith("-c"):
+            word = word[2:]
+        elif word.startswith("--"):
+            word = word[2:]
+        else:
+            raise ValueError(f"unsupported PostgreSQL option {word!r} (use -c name=value)")
+        name, sep, value = word.partition("=")
+        if not sep:
+            raise ValueError(f"PostgreSQL option {word!r} has no value")
+        settings[name.replace("-", "_")] = value
+        i += 1
+    return settings
+
+
+def _enqueue_sql(message: OutboxMessage) -> tuple[str, list[Any]]:
+    """The insert that enqueue and record_result share; RETURNING 1 tells whether a row went in."""
+    return (
+        f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES ({_placeholders(13)})"
+        " ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING RETURNING 1",
+        [
+            message.id,
+            message.created_at,
+            message.seq,
+            message.channel,
+            message.order_key,
+            message.kind.value,
+            json.dumps(message.payload),
+            message.dedupe_key,
+            message.state.value,
+            message.attempts,
+            message.next_attempt_at,
+            message.sent_ts,
+            message.last_error,
+        ],
+    )
+
+
+def _launch(row: asyncpg.Record) -> LaunchRecord:
+    data = dict(row)
+    data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
+    data["approved_by"] = json.loads(data["approved_by"] or "[]")
+    data["progress"] = json.loads(data["progress"]) if data["progress"] else None
+    return LaunchRecord(**data)
+
+
+def _outbox(row: asyncpg.Record) -> OutboxMessage:
+    data = dict(row)
+    data["payload"] = json.loads(data["payload"])
+    return OutboxMessage(**data)
+
+
+def _approval(row: asyncpg.Record) -> ApprovalRecord:
+    data = dict(row)
+    data["values"] = json.loads(data.pop("request_values"))
+    data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
+    data["approvers"] = json.loads(data["approvers"])
+    return ApprovalRecord(**data)
