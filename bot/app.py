@@ -118,6 +118,7 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         tick=settings.poll_tick,
         progress_interval=settings.progress_interval,
         bk_timeout=settings.bk_timeout,
+        reconcile_window=settings.reconcile_window,
     )
     bolt = AsyncApp(
         client=slack,

@@ -56,7 +56,6 @@ RUN_VIEW = "bkjob_run"
 _MAX_INPUT = 3000  # Slack's limit on a plain-text input (and its initial value)
 _MAX_SECTION = 3000
 _MAX_MODAL_BLOCKS = 100
-_MAX_FAILED_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -210,45 +209,53 @@ def launch_message(launch: LaunchRecord, *, web_root: str | None) -> Message:
 
 
 def result_reply(
-    launch: LaunchRecord,
-    *,
-    job_status: int,
-    detail: JobInstanceStatus | None,
-    note: str | None,
-    web_root: str | None,
+    launch: LaunchRecord, *, job_status: int, detail: JobInstanceStatus | None, note: str | None, web_root: str | None
 ) -> Message:
-    """The thread reply: status, plan, instance, duration, and which steps failed."""
+    """The thread reply: status, plan, instance, duration, every step, and host counts where a step failed."""
     word = status.describe(job_status)
     url = job_url(web_root, launch.job_instance_id)
     instance = f"<{url}|{launch.job_instance_id}>" if url else str(launch.job_instance_id)
-    head = f"{status.emoji(job_status)} *{word.capitalize()}*: {_esc(launch.plan_name)}, instance {instance}"
-    lines = [head]
+    lines = [f"{status.emoji(job_status)} *{word.capitalize()}*: {_esc(launch.plan_name)}, instance {instance}"]
     if detail is not None and detail.job_instance.total_time is not None:
         lines.append(f"Ran for {_duration(detail.job_instance.total_time)}")
+    steps = _step_lines(detail)
     if job_status not in status.SUCCESSFUL:
-        lines.extend(_failed_steps(detail))
         lines.append(f"<@{launch.requester}>")
     if note:
         lines.append(f"_{_esc(note)}_")
-    body = "\n".join(lines)
+    head = "\n".join(lines)
+    more = f"\n… more in <{url}|BK-JOB>" if url else "\n… more in BK-JOB"
+    body = _fit(head, steps, _MAX_SECTION, more)
     text = f"{word.capitalize()}: {launch.plan_name}, instance {launch.job_instance_id}"
     return Message(
         text=_cut(text, 3000),
-        blocks=[SectionBlock(text=MarkdownTextObject(text=_cut(body, _MAX_SECTION))).to_dict()],
+        blocks=[SectionBlock(text=MarkdownTextObject(text=body)).to_dict()],
     )
 
 
-def _failed_steps(detail: JobInstanceStatus | None) -> list[str]:
+def _step_lines(detail: JobInstanceStatus | None) -> list[str]:
     if detail is None:
         return []
-    failed = [s for s in detail.steps if s.status not in status.SUCCESSFUL and s.status != 1]
-    lines = [
-        f"• step *{_esc(s.name or str(s.step_instance_id))}*: {status.describe(s.status)}"
-        for s in failed[:_MAX_FAILED_STEPS]
-    ]
-    if len(failed) > _MAX_FAILED_STEPS:
-        lines.append(f"• and {len(failed) - _MAX_FAILED_STEPS} more steps")
+    lines = []
+    for step in detail.steps:
+        took = f" ({_duration(step.total_time)})" if step.total_time is not None else ""
+        name = _esc(step.name or str(step.step_instance_id))
+        line = f"{status.emoji(step.status)} {name}: {status.describe(step.status)}{took}"
+        if step.status not in status.SUCCESSFUL and step.status != 1 and step.step_ip_status:
+            ok, total = step.host_counts()
+            line += f", {total - ok} of {total} hosts failed"
+        lines.append(line)
     return lines
+
+
+def _fit(head: str, lines: Sequence[str], limit: int, more: str) -> str:
+    """As many lines as fit within Slack's limit, then a pointer to the rest: never a message Slack rejects."""
+    text = head
+    for i, line in enumerate(lines):
+        if len(text) + 1 + len(line) + len(more) > limit:
+            return text + more.replace("…", f"… {len(lines) - i} more steps")
+        text += "\n" + line
+    return _cut(text, limit)
 
 
 def _status_line(launch: LaunchRecord) -> str:

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     callback_grace: float = Field(default=60.0, ge=0, le=86400)
     poll_tick: float = Field(default=2.0, gt=0, le=300)
     progress_interval: float = Field(default=15.0, gt=0, le=3600)
+    reconcile_window: float = Field(default=120.0, gt=0, le=3600)
     slack_channel_interval: float = Field(default=1.0, ge=0, le=60)
 
     bkjob_config: str | None = None

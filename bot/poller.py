@@ -45,8 +45,10 @@ class Poller:
         tick: float,
         progress_interval: float,
         bk_timeout: float,
+        reconcile_window: float = _RECONCILE_WINDOW_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._window = reconcile_window
         self._store = store
         self._bk = bk
         self._results = results
@@ -95,17 +97,17 @@ class Poller:
         await self._store.schedule_poll(launch.id, at=self._clock() + interval, attempts=attempts)
 
     async def _progress(self, launch: LaunchRecord, detail: JobInstanceStatus) -> None:
-        """Live progress on the launch message; edits are throttled so a long job does not flood Slack."""
-        progress = _progress(detail, self._clock())
+        """Live progress on the launch message: edited when a step moves on, and at most every
+        `progress_interval` otherwise (for the elapsed time), so a long job does not flood Slack."""
         now = self._clock()
-        await self._store.set_progress(launch.id, progress, now=now)
-        changed = {k: v for k, v in progress.items() if k != "elapsed"} != {
-            k: v for k, v in (launch.progress or {}).items() if k != "elapsed"
-        }
-        due = launch.progress_at is None or now - launch.progress_at >= self._progress_interval
-        if changed or due:
-            fresh = await self._store.get_launch(launch.id)
-            await self._outbox.refresh_launch(fresh or launch)
+        progress = _progress(detail)
+        changed = progress != {k: v for k, v in (launch.progress or {}).items() if k != "elapsed"}
+        stale = launch.progress_at is None or now - launch.progress_at >= self._progress_interval
+        if not (changed or stale):
+            return
+        await self._store.set_progress(launch.id, {**progress, "elapsed": detail.job_instance.total_time}, now=now)
+        fresh = await self._store.get_launch(launch.id)
+        await self._outbox.refresh_launch(fresh or launch)
 
     async def _reconcile(self, launch: LaunchRecord) -> None:
         """execute_job's answer was lost: find the instance by plan, operator and time, or say it never started."""
@@ -117,7 +119,7 @@ class Poller:
             listing = await self._bk.get_job_instance_list(
                 bk_biz_id=launch.bk_biz_id,
                 create_time_start_ms=int((started - 60) * 1000),
-                create_time_end_ms=int((started + self._bk_timeout + _RECONCILE_WINDOW_S) * 1000),
+                create_time_end_ms=int((started + self._bk_timeout + self._window) * 1000),
                 operator=launch.bk_username,
                 bk_username=launch.bk_username,
             )
@@ -153,8 +155,10 @@ class Poller:
         await self._outbox.refresh_launch(fresh or launch)
 
     async def _not_found(self, launch: LaunchRecord) -> None:
-        if self._clock() < launch.created_at + self._bk_timeout + _RECONCILE_WINDOW_S:
-            await self._store.schedule_poll(launch.id, at=self._clock() + 15, attempts=launch.poll_attempts + 1)
+        if self._clock() < launch.created_at + self._bk_timeout + self._window:
+            await self._store.schedule_poll(
+                launch.id, at=self._clock() + min(15.0, self._window / 4), attempts=launch.poll_attempts + 1
+            )
             return
         error = (
             f"BK-JOB has no instance of plan {launch.bk_job_id} started by `{launch.bk_username}` around "
@@ -183,7 +187,7 @@ class Poller:
         await self._outbox.post(launch.channel, notice(text), thread_ts=launch.message_ts)
 
 
-def _progress(detail: JobInstanceStatus, now: float) -> dict[str, Any]:
+def _progress(detail: JobInstanceStatus) -> dict[str, Any]:
     steps = detail.steps
     done = sum(1 for s in steps if status.is_finished(s.status))
     current = next((s for s in steps if not status.is_finished(s.status) and s.status != 1), None)
@@ -192,6 +196,4 @@ def _progress(detail: JobInstanceStatus, now: float) -> dict[str, Any]:
         "done": done,
         "total": len(steps),
         "current": (current.name or str(current.step_instance_id)) if current else None,
-        "elapsed": detail.job_instance.total_time,
-        "at": now,
     }

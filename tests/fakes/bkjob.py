@@ -216,6 +216,7 @@ class FakeBkJob:
         self._requests: list[BkRequest] = []
         self._injections: dict[str, list[_Injection]] = defaultdict(list)
         self._delays: dict[str, list[_Injection]] = defaultdict(list)
+        self._lost: dict[str, int] = {}
         self._instance_ids = itertools.count(10000)
         self._step_instance_ids = itertools.count(50000)
         self._ids = itertools.count(1000)
@@ -230,6 +231,8 @@ class FakeBkJob:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/c/compapi/v2/job/{api}/", self._handle)
+        # BK-JOB's v3 components through the ESB (only what the bot uses: get_job_instance_list).
+        app.router.add_route("*", "/api/c/compapi/v2/jobv3/{api}/", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host="127.0.0.1", port=0)
@@ -351,6 +354,10 @@ class FakeBkJob:
     def garbage_next(self, api: str, body: bytes = b"<html>oops</html>", times: int = 1) -> None:
         """HTTP 200 with a body that is not JSON, as a misbehaving proxy would send."""
         self._injections[api].append(_Injection(times=times, kind="garbage", body=body))
+
+    def lose_answer_next(self, api: str, *, times: int = 1) -> None:
+        """Do the work (an execute_job starts its instance), then answer 502: the caller cannot know it ran."""
+        self._lost[api] = self._lost.get(api, 0) + times
 
     # -- recording and waiting ---------------------------------------------------------------------------
 
@@ -539,6 +546,9 @@ class FakeBkJob:
             if exc.permission is not None:
                 body["permission"] = exc.permission
             return _job_response(body)
+        if self._lost.get(api):
+            self._lost[api] -= 1
+            return web.Response(status=502, text="Bad Gateway", content_type="text/html")
         return _job_response({"code": 0, "result": True, "data": data, "message": ""})
 
     def _authenticate(self, request: web.Request, params: Mapping[str, Any]) -> tuple[str | None, str]:
@@ -703,8 +713,49 @@ class FakeBkJob:
             "blocks": [{"step_instances": [_step_status(s, inst.operator)]} for s in inst.steps],
         }
 
+    def _get_job_instance_list(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """jobv3 get_job_instance_list: times are epoch ms, `create_time_start/end` required, operator exact."""
+        biz = self._biz_id(params)
+        self._check_biz(biz)
+        start, end = _as_int(params.get("create_time_start")), _as_int(params.get("create_time_end"))
+        if start is None or end is None:
+            raise _JobError(1241007, "missing_param", "create_time_start")
+        rows = [
+            {
+                "bk_biz_id": inst.bk_biz_id,
+                "id": inst.job_instance_id,
+                "job_template_id": inst.bk_job_id,
+                "job_plan_id": inst.bk_job_id,
+                "name": inst.name,
+                "operator": inst.operator,
+                "create_time": int(inst.create_time * 1000),
+                "start_time": int((inst.start_time or inst.create_time) * 1000),
+                "end_time": int(inst.end_time * 1000) if inst.end_time else None,
+                "total_time": int((_total_time(inst.start_time, inst.end_time) or 0) * 1000),
+                "launch_mode": 2,
+                "status": inst.status,
+                "type": 0,
+            }
+            for inst in self.instances.values()
+            if inst.bk_biz_id == biz
+            and start <= inst.create_time * 1000 <= end
+            and (not params.get("operator") or params.get("operator") == inst.operator)
+        ]
+        return {"data": rows, "start": 0, "length": len(rows), "total": len(rows)}
+
+    def advance(self, instance_id: int, done_steps: int) -> None:
+        """Move a running instance on: the first `done_steps` steps succeed, the next one runs (no callback)."""
+        inst = self.instances[instance_id]
+        now = time.time()
+        for i, step in enumerate(inst.steps):
+            if i < done_steps:
+                step.status, step.start_time, step.end_time = 3, step.start_time or now, step.end_time or now
+            elif i == done_steps:
+                step.status, step.start_time = 2, step.start_time or now
+
     _apis: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
         "execute_job": _execute_job,
+        "get_job_instance_list": _get_job_instance_list,
         "get_job_detail": _get_job_detail,
         "get_job_instance_status": _get_job_instance_status,
     }
