@@ -1,0 +1,232 @@
+"""BkClient against the fake BK-JOB ESB over loopback HTTP: wire format, credentials, errors, time-outs, cache."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from bot.bk import BkClient
+from bot.bk_models import ExecuteJobRequest, GlobalVar, IpEntry, TargetServer, TopoNode
+from bot.errors import BkApiError, BkTimeout, BkUnavailable
+from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN
+from tests.fakes import FakeBkJob
+
+USER = "alice"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def client(
+    session: aiohttp.ClientSession,
+    root: str,
+    *,
+    timeout: float = 2.0,
+    secret: str = APP_SECRET,
+    plan_cache_ttl: float = 60.0,
+) -> BkClient:
+    return BkClient(
+        session=session,
+        api_root=root,
+        app_code=APP_CODE,
+        app_secret=secret,
+        timeout=timeout,
+        plan_cache_ttl=plan_cache_ttl,
+    )
+
+
+@pytest.fixture
+def bkc(session: aiohttp.ClientSession, bk: FakeBkJob) -> BkClient:
+    return client(session, bk.base_url + "/")  # a trailing slash on the root is harmless
+
+
+async def test_credentials_in_body_and_header_english_post_to_the_component_path(bkc: BkClient, bk: FakeBkJob) -> None:
+    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert detail.name == "Deploy web" and detail.bk_job_id == PLAN
+    (req,) = bk.requests("get_job_detail")
+    assert req.method == "POST"
+    credentials = {"bk_app_code": APP_CODE, "bk_app_secret": APP_SECRET, "bk_username": USER}
+    assert req.body == {**credentials, "bk_biz_id": BIZ, "bk_job_id": PLAN}
+    assert json.loads(req.headers["X-Bkapi-Authorization"]) == credentials
+    assert req.headers["Blueking-Language"] == "en"
+    assert req.headers["Content-Type"].startswith("application/json")
+
+
+async def test_plan_variables_are_read_with_their_types(bkc: BkClient) -> None:
+    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    by_name = {v.name: v for v in detail.variables}
+    assert [v.category for v in detail.variables] == [3, 1, 4, 2, 6]
+    assert by_name["servers"].is_host and by_name["db_password"].is_password
+    assert by_name["servers"].default_targets() == TargetServer(ip_list=[IpEntry(bk_cloud_id=0, ip="10.0.0.1")])
+    assert by_name["version"].id == 437 and by_name["version"].value == "1.0"
+
+
+async def test_execute_job_sends_exactly_the_documented_body(bkc: BkClient, bk: FakeBkJob) -> None:
+    request = ExecuteJobRequest(
+        bk_biz_id=BIZ,
+        bk_job_id=PLAN,
+        global_vars=[
+            GlobalVar(
+                id=436,
+                target_server=TargetServer(
+                    ip_list=[IpEntry(bk_cloud_id=2, ip="10.0.0.2")],
+                    dynamic_group_id_list=["g1"],
+                    topo_node_list=[TopoNode(id=1000, node_type="module")],
+                ),
+            ),
+            GlobalVar(name="version", value="2.0"),
+        ],
+        bk_callback_url="https://bot.example.com/bkjob/callback/t",
+    )
+    data = await bkc.execute_job(request, bk_username=USER)
+    (req,) = bk.requests("execute_job")
+    assert req.body == {
+        "bk_app_code": APP_CODE,
+        "bk_app_secret": APP_SECRET,
+        "bk_username": USER,
+        "bk_biz_id": BIZ,
+        "bk_job_id": PLAN,
+        "global_vars": [
+            {
+                "id": 436,
+                "target_server": {
+                    "ip_list": [{"bk_cloud_id": 2, "ip": "10.0.0.2"}],
+                    "dynamic_group_id_list": ["g1"],
+                    "topo_node_list": [{"id": 1000, "node_type": "module"}],
+                },
+            },
+            {"name": "version", "value": "2.0"},
+        ],
+        "bk_callback_url": "https://bot.example.com/bkjob/callback/t",
+    }
+    assert data.job_instance_id in bk.instances and data.job_instance_name == "Deploy web"
+    assert bk.instances[data.job_instance_id].resolved_vars["version"] == "2.0"
+
+
+async def test_instance_status_is_read(bkc: BkClient, bk: FakeBkJob) -> None:
+    data = await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    await bk.finish(data.job_instance_id, status=4)
+    got = await bkc.get_job_instance_status(bk_biz_id=BIZ, job_instance_id=data.job_instance_id, bk_username=USER)
+    assert got.is_finished and got.job_instance.status == 4
+    assert [s.status for s in got.steps] == [4, 1]
+
+
+# -- BK-JOB's own errors --------------------------------------------------------------------------------------
+
+
+async def test_unknown_plan_on_detail_is_bk_api_error_1243009(bkc: BkClient) -> None:
+    with pytest.raises(BkApiError) as err:
+        await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=999, bk_username=USER)
+    assert (err.value.api, err.value.code, err.value.message) == ("get_job_detail", 1243009, "Job plan does not exist")
+    assert err.value.request_id
+
+
+async def test_unknown_plan_on_execute_is_1244012(bkc: BkClient) -> None:
+    with pytest.raises(BkApiError) as err:
+        await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=999), bk_username=USER)
+    assert (err.value.code, err.value.message) == (1244012, "Job plan does not exist")
+
+
+async def test_unknown_business_is_1243049(bkc: BkClient) -> None:
+    with pytest.raises(BkApiError) as err:
+        await bkc.get_job_detail(bk_biz_id=77, bk_job_id=PLAN, bk_username=USER)
+    assert (err.value.code, err.value.message) == (1243049, "Business/Business Set not exist or archived")
+
+
+async def test_no_permission_is_9900403_with_the_users_name(bkc: BkClient, bk: FakeBkJob) -> None:
+    bk.deny_user(USER)
+    with pytest.raises(BkApiError) as err:
+        await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    assert err.value.code == 9900403 and "User (alice) permission not allowed" in err.value.message
+    assert bk.instances == {}
+
+
+async def test_wrong_app_secret_is_the_esbs_error(session: aiohttp.ClientSession, bk: FakeBkJob) -> None:
+    bad = client(session, bk.base_url, secret="wrong")
+    with pytest.raises(BkApiError) as err:
+        await bad.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert err.value.code == 1306000 and "APP Secret" in err.value.message
+
+
+async def test_injected_failure_keeps_code_and_message(bkc: BkClient, bk: FakeBkJob) -> None:
+    bk.fail_next("execute_job", 1244028, "Step [deploy] target execute object is empty")
+    with pytest.raises(BkApiError) as err:
+        await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    assert str(err.value) == "BK-JOB execute_job failed: [1244028] Step [deploy] target execute object is empty"
+
+
+# -- BK-JOB broken, slow or gone ------------------------------------------------------------------------------
+
+
+async def test_garbage_answer_is_unavailable(bkc: BkClient, bk: FakeBkJob) -> None:
+    bk.garbage_next("execute_job")
+    with pytest.raises(BkUnavailable) as err:
+        await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    assert err.value.request_sent is True  # BK-JOB may have acted on it
+    assert "unreadable" in str(err.value)
+
+
+async def test_http_502_is_unavailable(bkc: BkClient, bk: FakeBkJob) -> None:
+    bk.http_error_next("get_job_detail", 502)
+    with pytest.raises(BkUnavailable) as err:
+        await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert err.value.request_sent is True and "502" in str(err.value)
+
+
+async def test_envelope_with_unreadable_data_is_unavailable(bkc: BkClient, bk: FakeBkJob) -> None:
+    bk.garbage_next("get_job_detail", body=b'{"result": true, "code": 0, "data": {"nothing": "useful"}}')
+    with pytest.raises(BkUnavailable, match="cannot read"):
+        await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+
+
+async def test_slow_answer_is_a_timeout(session: aiohttp.ClientSession, bk: FakeBkJob) -> None:
+    fast = client(session, bk.base_url, timeout=0.1)
+    bk.delay_next("execute_job", 5.0)
+    with pytest.raises(BkTimeout, match="execute_job did not answer within 0.1 s"):
+        await fast.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    assert len(bk.requests("execute_job")) == 1  # never retried
+
+
+async def test_connection_refused_is_unavailable_and_not_sent(session: aiohttp.ClientSession) -> None:
+    gone = client(session, "http://127.0.0.1:1")
+    with pytest.raises(BkUnavailable) as err:
+        await gone.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    assert err.value.request_sent is False
+    assert "could not be reached" in str(err.value)
+
+
+# -- the plan-detail cache ------------------------------------------------------------------------------------
+
+
+async def test_plan_detail_is_cached_per_business_and_plan(bkc: BkClient, bk: FakeBkJob) -> None:
+    bk.add_plan(BIZ, 200, "Other plan")
+    first = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    again = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert again == first
+    assert len(bk.requests("get_job_detail")) == 1
+    other = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=200, bk_username=USER)
+    assert other.name == "Other plan"
+    assert len(bk.requests("get_job_detail")) == 2
+
+
+async def test_errors_are_not_cached(bkc: BkClient, bk: FakeBkJob) -> None:
+    bk.fail_next("get_job_detail", 1243009, "Job plan does not exist")
+    with pytest.raises(BkApiError):
+        await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert detail.name == "Deploy web"
+    assert len(bk.requests("get_job_detail")) == 2
+
+
+async def test_status_reads_are_never_cached(bkc: BkClient, bk: FakeBkJob) -> None:
+    data = await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    first = await bkc.get_job_instance_status(bk_biz_id=BIZ, job_instance_id=data.job_instance_id, bk_username=USER)
+    await bk.finish(data.job_instance_id, status=3)
+    second = await bkc.get_job_instance_status(bk_biz_id=BIZ, job_instance_id=data.job_instance_id, bk_username=USER)
+    assert (first.is_finished, second.is_finished) == (False, True)
