@@ -252,8 +252,9 @@ def _fit(head: str, lines: Sequence[str], limit: int, more: str) -> str:
     """As many lines as fit within Slack's limit, then a pointer to the rest: never a message Slack rejects."""
     text = head
     for i, line in enumerate(lines):
-        if len(text) + 1 + len(line) + len(more) > limit:
-            return text + more.replace("…", f"… {len(lines) - i} more steps")
+        rest = more.replace("…", f"… {len(lines) - i} more steps")  # budget the pointer as it will be written
+        if len(text) + 1 + len(line) + len(rest) > limit:
+            return _cut(text + rest, limit)
         text += "\n" + line
     return _cut(text, limit)
 
