@@ -1,0 +1,297 @@
+"""The policy file: who runs as whom, and what each channel may launch and with whose approval."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from bot.errors import ConfigError
+
+__all__ = ["DEFAULT_POLICY_FILE", "ChannelPolicy", "Policy", "load_policy", "parse_duration"]
+
+DEFAULT_POLICY_FILE = "bkjob.toml"
+
+MAX_APPROVAL_TTL = timedelta(days=7)
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+_GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+_DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+_DURATION_HINT = 'write it like "90s", "30m", "2h", "1h30m" or "1d"'
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """Our own messages go to the person verbatim, so they carry no pydantic prefix."""
+    return PydanticCustomError("policy", message)
+
+
+def _slack_user_id(value: str) -> str:
+    if not _USER_ID.fullmatch(value):
+        raise _problem(
+            f"{value!r} is not a Slack user ID (U… or W…; a person's profile has it under ⋮ → Copy member ID)"
+        )
+    return value
+
+
+def _slack_channel_id(value: str) -> str:
+    if not _CHANNEL_ID.fullmatch(value):
+        raise _problem(f"{value!r} is not a Slack channel ID (C… or G…; the channel's details show it at the bottom)")
+    return value
+
+
+def _bk_username(value: str) -> str:
+    if not value or any(ch.isspace() for ch in value):
+        raise _problem(f"{value!r} is not a BK-JOB username (it must be non-empty, without spaces)")
+    return value
+
+
+SlackUserId = Annotated[str, AfterValidator(_slack_user_id)]
+SlackChannelId = Annotated[str, AfterValidator(_slack_channel_id)]
+BkUsername = Annotated[StrictStr, AfterValidator(_bk_username)]
+PositiveId = Annotated[int, Field(strict=True, ge=1)]
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse "90s", "30m", "2h", "1h30m" or "1d": the units people write in a config file, not ISO 8601."""
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(f"{text!r} is not a duration; {_DURATION_HINT}")
+    parts = {unit: int(amount) if amount else 0 for unit, amount in match.groupdict().items()}
+    return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+
+
+class ChannelPolicy(BaseModel):
+    """What one channel may launch, and whether a launch there needs an approval first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bk_biz_id: PositiveId | None = None
+    allowed_biz: frozenset[PositiveId] | None = None
+    allowed_jobs: frozenset[PositiveId] | None = None
+    approval: StrictBool = False
+    # validate_default: the cross-key rules below must also run when the key is absent.
+    approvers: tuple[StrictStr, ...] = Field(default=(), validate_default=True)
+    approval_ttl: timedelta = timedelta(minutes=30)
+    min_approvals: int = Field(default=1, strict=True, ge=1, validate_default=True)
+
+    @field_validator("allowed_biz", "allowed_jobs")
+    @classmethod
+    def _not_empty(cls, value: frozenset[int] | None, info: ValidationInfo) -> frozenset[int] | None:
+        """An empty list would lock the channel out entirely, which is never what the writer meant."""
+        if value is not None and not value:
+            what = "business" if info.field_name == "allowed_biz" else "plan"
+            raise _problem(f"is empty, so no {what} could be launched; leave the key out to allow any {what}")
+        if info.field_name == "allowed_biz" and value is not None:
+            default_biz = info.data.get("bk_biz_id")
+            if default_biz is not None and default_biz not in value:
+                raise _problem(f"does not include the channel's default business (bk_biz_id = {default_biz})")
+        return value
+
+    @field_validator("approvers")
+    @classmethod
+    def _approver_ids(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        bad = [v for v in value if not (_USER_ID.fullmatch(v) or _GROUP_ID.fullmatch(v))]
+        if bad:
+            listed = ", ".join(repr(v) for v in bad)
+            raise _problem(f"{listed}: not a Slack user ID (U…/W…) or user-group ID (S…)")
+        if info.data.get("approval") is True and not value:
+            raise _problem("must list at least one approver (user or user-group ID) when approval = true")
+        return tuple(dict.fromkeys(value))  # the same person twice is still one approver
+
+    @field_validator("approval_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """Only our short units are accepted: a bare number would leave the unit to guesswork."""
+        if isinstance(value, str):
+            try:
+                value = parse_duration(value)
+            except ValueError as exc:
+                raise _problem(str(exc)) from exc
+        elif not isinstance(value, timedelta):
+            raise _problem(f"must be a duration string; {_DURATION_HINT}")
+        if value <= timedelta(0):
+            raise _problem("must be longer than zero")
+        if value > MAX_APPROVAL_TTL:
+            raise _problem('may be at most 7 days ("7d")')
+        return value
+
+    @field_validator("min_approvals")
+    @classmethod
+    def _reachable(cls, value: int, info: ValidationInfo) -> int:
+        """With only named people as approvers we can tell up front that N approvals could never arrive."""
+        approvers: tuple[str, ...] = info.data.get("approvers", ())
+        if approvers and all(_USER_ID.fullmatch(a) for a in approvers) and value > len(approvers):
+            people = "approver is" if len(approvers) == 1 else "approvers are"
+            raise _problem(f"is {value} but only {len(approvers)} {people} listed")
+        return value
+
+    def refusal(self, *, channel: str, bk_biz_id: int, bk_job_id: int) -> str | None:
+        """Why this channel may not launch the plan, for the person who asked; None when it may."""
+        if self.allowed_biz is not None and bk_biz_id not in self.allowed_biz:
+            allowed = _numbers("business", "businesses", self.allowed_biz)
+            return (
+                f"This channel (<#{channel}>) may launch only in {allowed}; "
+                f"business {bk_biz_id} is not allowed by its policy."
+            )
+        if self.allowed_jobs is not None and bk_job_id not in self.allowed_jobs:
+            allowed = _numbers("plan", "plans", self.allowed_jobs)
+            return (
+                f"This channel (<#{channel}>) may launch only {allowed}; plan {bk_job_id} is not allowed by its policy."
+            )
+        return None
+
+
+class Policy(BaseModel):
+    """The whole policy file; `channels` hold each listed channel already merged over `defaults`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    users: dict[SlackUserId, BkUsername] = {}
+    channels: dict[SlackChannelId, ChannelPolicy] = {}
+    defaults: ChannelPolicy = ChannelPolicy()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_channels_over_defaults(cls, data: Any) -> Any:
+        """Merge the raw tables, so a key absent from a channel is taken from [defaults] even when
+        the channel's value would equal the built-in default (which a merge of models cannot see)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("channels"), Mapping):
+            return data
+        defaults = data.get("defaults", {})
+        if isinstance(defaults, ChannelPolicy):
+            base: Mapping[str, Any] = defaults.model_dump(exclude_unset=True)
+        else:
+            base = defaults if isinstance(defaults, Mapping) else {}
+        channels = {
+            cid: {**base, **table} if isinstance(table, Mapping) else table for cid, table in data["channels"].items()
+        }
+        return {**data, "channels": channels}
+
+    def for_channel(self, channel: str) -> ChannelPolicy:
+        return self.channels.get(channel, self.defaults)
+
+
+def load_policy(path: str | None) -> Policy:
+    """Read and validate the policy file; every problem is one line naming the file and the key.
+
+    No path means the optional `bkjob.toml` in the working directory; a path someone named must exist.
+    """
+    if path is None:
+        candidate = Path(DEFAULT_POLICY_FILE)
+        if not candidate.is_file():
+            return Policy()
+        file = candidate
+    else:
+        file = Path(path)
+        if not file.exists():
+            raise ConfigError(f"{file}: policy file not found")
+    try:
+        with file.open("rb") as fp:
+            data = tomllib.load(fp)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: the file is not UTF-8 text") from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the policy file: {exc.strerror or exc}") from exc
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{file}: {line}" for line in _describe(exc.errors(), data)]
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def _numbers(one: str, many: str, values: Iterable[int]) -> str:
+    ordered = sorted(values)
+    return f"{one if len(ordered) == 1 else many} {', '.join(str(v) for v in ordered)}"
+
+
+def _describe(errors: Sequence[ErrorDetails], data: Mapping[str, Any]) -> list[str]:
+    """pydantic's report as "dotted.key: what is wrong", without its URLs, and each problem only once.
+
+    A bad key in [defaults] is merged into every channel; it is reported once, under defaults.
+    """
+    defaults_raw = _table(data.get("defaults"))
+    channels_raw = _table(data.get("channels"))
+    bad_in_defaults = {err["loc"][1] for err in errors if len(err["loc"]) >= 2 and err["loc"][0] == "defaults"}
+    lines: list[str] = []
+    for err in errors:
+        loc = [part for part in err["loc"] if part != "[key]"]
+        names = [str(part) for part in loc if isinstance(part, str)]
+        items = [part for part in loc if isinstance(part, int)]
+        note = ""
+        if len(names) >= 3 and names[0] == "channels":
+            table = channels_raw.get(names[1])
+            key = names[2]
+            if isinstance(table, Mapping) and key not in table and key in defaults_raw:
+                if key in bad_in_defaults:
+                    continue
+                note = " (taken from [defaults])"
+        message = _explain(err, names)
+        if items:
+            message = f"item {items[0] + 1}: {message}"
+        lines.append(f"{'.'.join(names) or 'the file'}: {message}{note}")
+    return list(dict.fromkeys(lines))
+
+
+def _table(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _explain(err: ErrorDetails, names: Sequence[str]) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "policy":
+        return err["msg"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        known = ChannelPolicy.model_fields if names[:1] in (["channels"], ["defaults"]) else Policy.model_fields
+        close = difflib.get_close_matches(names[-1], list(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})"
+        return f"is not a known key{hint}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number, not {_show(err.get('input'))}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false, not {_show(err.get('input'))}"
+    if kind == "string_type":
+        return f"must be a string, not {_show(err.get('input'))}"
+    if kind in ("list_type", "tuple_type", "set_type", "frozen_set_type", "iterable_type"):
+        return f"must be a list, not {_show(err.get('input'))}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be a table, not {_show(err.get('input'))}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}, not {_show(err.get('input'))}"
+    return str(err.get("msg", "is not valid"))
+
+
+def _show(value: Any) -> str:
+    """A TOML-ish rendering of a bad value, short enough for one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"' if len(value) <= 40 else f'"{value[:37]}..."'
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return repr(value) if len(repr(value)) <= 40 else type(value).__name__
