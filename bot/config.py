@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("slack_bot_token", "slack_signing_secret", "bk_app_secret")
+    @classmethod
+    def _secret_is_set(cls, value: SecretStr) -> SecretStr:
+        """A blank credential would start a bot that fails every call (or checks signatures against "")."""
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
