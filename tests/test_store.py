@@ -624,3 +624,52 @@ async def test_outbox_lease_of_a_dead_replica_goes_to_another(pg: PgSchema) -> N
     assert await b.lease_outbox(owner="b", now=NOW + 10, lease=30, limit=10) == []
     (taken,) = await b.lease_outbox(owner="b", now=NOW + 31, lease=30, limit=10)
     assert taken.id == head.id
+
+
+# -- SQLite: reopening and racing on one file --------------------------------------------------------------------
+
+
+async def test_sqlite_reopen_keeps_data_and_migrates_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "reopen.sqlite3")
+    first = SqliteStore(path=path)
+    await first.open()
+    await first.create_launch(launch())
+    assert await first.record_result("L1", "3", 3, now=NOW)
+    await first.close()
+    for _ in range(3):  # every start-up runs the migrations again: they must be no-ops
+        again = SqliteStore(path=path)
+        await again.open()
+        await again.close()
+    reopened = SqliteStore(path=path)
+    await reopened.open()
+    try:
+        got = await reopened.get_launch("L1")
+        assert got is not None and got.state == LaunchState.FINISHED
+        assert await reopened.record_result("L1", "3", 3, now=NOW + 1) is False
+        assert await reopened.claim("k", now=NOW) is True
+    finally:
+        await reopened.close()
+    with sqlite3.connect(path) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
+
+
+async def test_fifty_concurrent_claims_have_one_winner(store: Store) -> None:
+    results = await asyncio.gather(*(store.claim("command:T1", now=NOW) for _ in range(50)))
+    assert results.count(True) == 1
+
+
+async def test_concurrent_results_for_one_launch_are_recorded_once(store: Store) -> None:
+    await store.create_launch(launch())
+    results = await asyncio.gather(*(store.record_result("L1", "4", 4, now=NOW) for _ in range(20)))
+    assert results.count(True) == 1
+    (unposted,) = await store.unposted_results()
+    assert unposted.job_status == 4
+
+
+async def test_set_outcome_on_a_finished_launch_keeps_its_status(store: Store) -> None:
+    await store.create_launch(launch())
+    assert await store.record_result("L1", "4", 4, now=NOW)
+    await store.set_outcome("L1", LaunchState.RUNNING, now=NOW + 1, job_instance_id=7)
+    got = await store.get_launch("L1")
+    assert got is not None and (got.state, got.job_status, got.job_instance_id) == (LaunchState.FINISHED, 4, 7)
