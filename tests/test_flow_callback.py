@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.fakes.bkjob import FORM_CONTENT_TYPE
 from tests.conftest import APP_SECRET, BOT_TOKEN, CHANNEL, PLAN, SIGNING_SECRET, USER, Bot
-from tests.fakes.bkjob import FORM_CONTENT_TYPE
 
 PASSWORD = "hunter2-plan-secret"
 

@@ -1,7 +1,15 @@
-"""Fakes of Slack and BK-JOB: real HTTP servers on loopback port 0 that record and fail on demand."""
+"""The fakes live in `bot.fakes` (the demo simulator uses them too); tests import them from here."""
 
-from tests.fakes.bkjob import BkRequest, CallbackAttempt, FakeBkJob, Instance, StepInstance
-from tests.fakes.slack import FakeSlack, ResponseUrlPost, SlackCall
+from bot.fakes import (
+    BkRequest,
+    CallbackAttempt,
+    FakeBkJob,
+    FakeSlack,
+    Instance,
+    ResponseUrlPost,
+    SlackCall,
+    StepInstance,
+)
 
 __all__ = [
     "BkRequest",
