@@ -197,5 +197,8 @@ async def _callback(request: web.Request) -> web.StreamResponse:
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
-    ok = await request.app[STORE].ping()
-    return web.json_response({"ok": ok, "store": "up" if ok else "down"}, status=200 if ok else 503)
+    """Load balancers take a replica out of rotation on 503: the database is what a replica cannot do without."""
+    store = request.app[STORE]
+    ok = await store.ping()
+    body = {"ok": ok, "store": "up" if ok else "down", "database": store.kind}
+    return web.json_response(body, status=200 if ok else 503)

@@ -38,7 +38,7 @@ class Background:
         """Returns once no task is running (tests and shutdown wait on this, never on a sleep)."""
         await self._idle.wait()
 
-    async def close(self, *, grace: float = 20.0) -> None:
+    async def close(self, *, grace: float = 15.0) -> None:
         """Let in-flight work finish within the platform's shutdown grace, then cancel the rest."""
         if not self._tasks:
             return

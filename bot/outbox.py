@@ -70,6 +70,9 @@ class Outbox:
         self._idle_round = 0  # the last round that found nothing due
         self._round_done = asyncio.Condition()
         self._last_seq = 0
+        # A batch must be delivered well within its lease even when one channel's posts are paced, or another
+        # replica would lease the same messages again.
+        self._batch = _BATCH if channel_interval <= 0 else max(1, min(_BATCH, int(_LEASE_S / 2 / channel_interval)))
 
     # -- what callers queue ---------------------------------------------------------------------------------
 

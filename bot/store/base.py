@@ -26,6 +26,8 @@ class Store(ABC):
     conditional write, so that two callers racing for the same thing cannot both win.
     """
 
+    kind: str = "unknown"  # "sqlite" or "postgresql", shown on /healthz
+
     @abstractmethod
     async def open(self) -> None:
         """Connect and bring the schema up to date."""

@@ -77,6 +77,8 @@ def _prefixed(columns: str, alias: str) -> str:
 class PostgresStore(Store):
     """One asyncpg pool per replica; every transaction holds its own connection, so no in-process lock is needed."""
 
+    kind = "postgresql"
+
     def __init__(
         self,
         *,
@@ -518,11 +520,13 @@ class PostgresStore(Store):
 
     async def outbox_retry(self, message_id: str, *, owner: str, error: str, at: float) -> None:
         await self.pool.execute(
+            # Only the lease holder reschedules: a replica whose lease ran out must not touch another's message.
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, lease_owner = NULL,"
-            " lease_until = NULL WHERE id = $3 AND state = 'pending'",
+            " lease_until = NULL WHERE id = $3 AND state = 'pending' AND lease_owner = $4",
             error,
             at,
             message_id,
+            owner,
         )
 
     async def outbox_dead(self, message_id: str, *, owner: str, error: str) -> None:

@@ -47,6 +47,8 @@ _AUDIT_COLUMNS = "id, at, actor, action, channel, approval_id, launch_id, job_in
 class SqliteStore(Store):
     """aiosqlite keeps the blocking sqlite3 calls off the event loop; WAL lets readers run beside the writer."""
 
+    kind = "sqlite"
+
     def __init__(self, *, path: str) -> None:
         self._path = path
         self._db: aiosqlite.Connection | None = None
@@ -436,9 +438,10 @@ class SqliteStore(Store):
 
     async def outbox_retry(self, message_id: str, *, owner: str, error: str, at: float) -> None:
         await self._write(
+            # Only the lease holder reschedules: a replica whose lease ran out must not touch another's message.
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, lease_owner = NULL,"
-            " lease_until = NULL WHERE id = ? AND state = 'pending'",
-            (error, at, message_id),
+            " lease_until = NULL WHERE id = ? AND state = 'pending' AND lease_owner = ?",
+            (error, at, message_id, owner),
         )
 
     async def outbox_dead(self, message_id: str, *, owner: str, error: str) -> None:
