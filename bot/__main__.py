@@ -20,7 +20,7 @@ def main() -> int:
         for line in str(exc).splitlines():
             print(f"bkjob-bot: {line}", file=sys.stderr)
         return 2
-    configure(settings.log_level)
+    configure(settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
     # Heroku sends SIGTERM and waits 30 s: in-flight work gets most of that (see Background.close).
     web.run_app(
         app,

@@ -28,6 +28,7 @@ from bot.errors import BotError
 from bot.identity import Identities
 from bot.launches import Launches
 from bot.listeners import Listeners
+from bot.logs import request_ids
 from bot.notifier import Notifier
 from bot.outbox import Outbox
 from bot.policy import Policy, load_policy
@@ -52,7 +53,7 @@ MAX_SLACK_BODY = 1024 * 1024
 def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Application:
     """Raises ConfigError for a bad policy file before anything is served."""
     policy = policy if policy is not None else load_policy(settings.bkjob_config)
-    app = web.Application(client_max_size=MAX_SLACK_BODY)
+    app = web.Application(client_max_size=MAX_SLACK_BODY, middlewares=[request_ids])
     app.cleanup_ctx.append(lambda a: _resources(a, settings, policy))
     app.router.add_post("/slack/events", _slack_events)
     app.router.add_post("/bkjob/callback/{token}", _callback)

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("bk_username", "bk_job_web_url", "bk_biz_id", "bkjob_config", mode="before")
     @classmethod
@@ -89,6 +90,14 @@ class Settings(BaseSettings):
 
     def public_root(self) -> str:
         return str(self.public_url).rstrip("/")
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line, whoever writes it."""
+        return [
+            self.slack_bot_token.get_secret_value(),
+            self.slack_signing_secret.get_secret_value(),
+            self.bk_app_secret.get_secret_value(),
+        ]
 
     def job_web_root(self) -> str | None:
         return str(self.bk_job_web_url).rstrip("/") if self.bk_job_web_url else None
