@@ -35,8 +35,21 @@ from bot.store.records import (
     LaunchState,
     OutboxMessage,
     ResultRecord,
-    SentVariable,
     Vote,
+)
+from bot.store.rows import (
+    APPROVAL_COLUMNS,
+    AUDIT_COLUMNS,
+    LAUNCH_COLUMNS,
+    OUTBOX_COLUMNS,
+    approval_from,
+    approval_values,
+    audit_from,
+    audit_values,
+    launch_from,
+    launch_values,
+    outbox_from,
+    outbox_values,
 )
 from bot.store.schema import MIGRATIONS
 
@@ -48,22 +61,6 @@ MIGRATION_LOCK_KEY = 0x626B6A6F62
 _CLAIM_RETENTION_S = 24 * 3600.0
 _PING_TIMEOUT_S = 2.0
 _UNFINISHED = (LaunchState.STARTING.value, LaunchState.RUNNING.value, LaunchState.UNKNOWN.value)
-
-_LAUNCH_COLUMNS = (
-    "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
-    " variables, callback_token_hash, job_instance_id, job_instance_name, state, job_status, error, finished_at,"
-    " approval_id, approved_by, next_poll_at, poll_attempts, progress, progress_at"
-)
-_OUTBOX_COLUMNS = (
-    "id, created_at, seq, channel, order_key, kind, payload, dedupe_key, state, attempts, next_attempt_at,"
-    " sent_ts, last_error"
-)
-_APPROVAL_COLUMNS = (
-    "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
-    " request_values, variables, approvers, min_approvals, expires_at, state, decided_by, decided_at, reason,"
-    " launch_id"
-)
-_AUDIT_COLUMNS = "id, at, actor, action, channel, approval_id, launch_id, job_instance_id, detail"
 
 
 def _placeholders(count: int, start: int = 1) -> str:
@@ -177,42 +174,19 @@ class PostgresStore(Store):
 
     async def create_launch(self, launch: LaunchRecord) -> None:
         await self.pool.execute(
-            f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES ({_placeholders(24)})",
-            launch.id,
-            launch.created_at,
-            launch.updated_at,
-            launch.requester,
-            launch.channel,
-            launch.message_ts,
-            launch.bk_biz_id,
-            launch.bk_job_id,
-            launch.plan_name,
-            launch.bk_username,
-            json.dumps([v.model_dump() for v in launch.variables]),
-            launch.callback_token_hash,
-            launch.job_instance_id,
-            launch.job_instance_name,
-            launch.state.value,
-            launch.job_status,
-            launch.error,
-            launch.finished_at,
-            launch.approval_id,
-            json.dumps(launch.approved_by),
-            launch.next_poll_at,
-            launch.poll_attempts,
-            json.dumps(launch.progress) if launch.progress is not None else None,
-            launch.progress_at,
+            f"INSERT INTO launches ({LAUNCH_COLUMNS}) VALUES ({_placeholders(24)})",
+            *launch_values(launch),
         )
 
     async def get_launch(self, launch_id: str) -> LaunchRecord | None:
-        row = await self.pool.fetchrow(f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE id = $1", launch_id)
-        return _launch(row) if row else None
+        row = await self.pool.fetchrow(f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE id = $1", launch_id)
+        return launch_from(dict(row)) if row else None
 
     async def find_launch_by_token(self, token_hash: str) -> LaunchRecord | None:
         row = await self.pool.fetchrow(
-            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE callback_token_hash = $1", token_hash
+            f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE callback_token_hash = $1", token_hash
         )
-        return _launch(row) if row else None
+        return launch_from(dict(row)) if row else None
 
     async def set_message(self, launch_id: str, message_ts: str, *, now: float) -> None:
         await self.pool.execute(
@@ -290,49 +264,30 @@ class PostgresStore(Store):
 
     async def unfinished_launches(self) -> list[LaunchRecord]:
         rows = await self.pool.fetch(
-            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE state = ANY($1::text[]) ORDER BY created_at",
+            f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE state = ANY($1::text[]) ORDER BY created_at",
             list(_UNFINISHED),
         )
-        return [_launch(row) for row in rows]
+        return [launch_from(dict(row)) for row in rows]
 
     async def recent_launches(self, channel: str, limit: int) -> list[LaunchRecord]:
         rows = await self.pool.fetch(
-            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE channel = $1 ORDER BY created_at DESC LIMIT $2",
+            f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE channel = $1 ORDER BY created_at DESC LIMIT $2",
             channel,
             limit,
         )
-        return [_launch(row) for row in rows]
+        return [launch_from(dict(row)) for row in rows]
 
     # -- approvals ------------------------------------------------------------------------------------------
 
     async def create_approval(self, approval: ApprovalRecord) -> None:
         await self.pool.execute(
-            f"INSERT INTO approvals ({_APPROVAL_COLUMNS}) VALUES ({_placeholders(20)})",
-            approval.id,
-            approval.created_at,
-            approval.updated_at,
-            approval.requester,
-            approval.channel,
-            approval.message_ts,
-            approval.bk_biz_id,
-            approval.bk_job_id,
-            approval.plan_name,
-            approval.bk_username,
-            json.dumps(approval.values),
-            json.dumps([v.model_dump() for v in approval.variables]),
-            json.dumps(approval.approvers),
-            approval.min_approvals,
-            approval.expires_at,
-            approval.state.value,
-            approval.decided_by,
-            approval.decided_at,
-            approval.reason,
-            approval.launch_id,
+            f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({_placeholders(20)})",
+            *approval_values(approval),
         )
 
     async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
-        row = await self.pool.fetchrow(f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = $1", approval_id)
-        return _approval(row) if row else None
+        row = await self.pool.fetchrow(f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1", approval_id)
+        return approval_from(dict(row)) if row else None
 
     async def set_approval_message(self, approval_id: str, message_ts: str, *, now: float) -> None:
         await self.pool.execute(
@@ -383,40 +338,32 @@ class PostgresStore(Store):
         # One statement: every replica sweeps, and each row is returned to the single sweeper that changed it.
         rows = await self.pool.fetch(
             f"UPDATE approvals SET state = $1, decided_at = $2, updated_at = $2"
-            f" WHERE state = $3 AND expires_at <= $2 RETURNING {_APPROVAL_COLUMNS}",
+            f" WHERE state = $3 AND expires_at <= $2 RETURNING {APPROVAL_COLUMNS}",
             ApprovalState.EXPIRED.value,
             now,
             ApprovalState.PENDING.value,
         )
-        return sorted((_approval(row) for row in rows), key=lambda a: a.created_at)
+        return sorted((approval_from(dict(row)) for row in rows), key=lambda a: a.created_at)
 
     async def pending_approvals(self, channel: str) -> list[ApprovalRecord]:
         rows = await self.pool.fetch(
-            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE channel = $1 AND state = $2 ORDER BY created_at",
+            f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE channel = $1 AND state = $2 ORDER BY created_at",
             channel,
             ApprovalState.PENDING.value,
         )
-        return [_approval(row) for row in rows]
+        return [approval_from(dict(row)) for row in rows]
 
     # -- audit ----------------------------------------------------------------------------------------------
 
     async def append_audit(self, event: AuditEvent) -> None:
         await self.pool.execute(
-            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({_placeholders(9)})",
-            event.id,
-            event.at,
-            event.actor,
-            event.action,
-            event.channel,
-            event.approval_id,
-            event.launch_id,
-            event.job_instance_id,
-            event.detail,
+            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({_placeholders(9)})",
+            *audit_values(event),
         )
 
     async def audit_events(self, *, limit: int = 1000) -> list[AuditEvent]:
-        rows = await self.pool.fetch(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at, id LIMIT $1", limit)
-        return [AuditEvent(**dict(row)) for row in rows]
+        rows = await self.pool.fetch(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY at, id LIMIT $1", limit)
+        return [audit_from(dict(row)) for row in rows]
 
     # -- reconciliation polls and progress -----------------------------------------------------------------
 
@@ -440,14 +387,14 @@ class PostgresStore(Store):
             f" AND state = ANY($2::text[]) AND (poll_lease_until IS NULL OR poll_lease_until < $1)"
             f" ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
             f" UPDATE launches l SET poll_owner = $4, poll_lease_until = $5 FROM due WHERE l.id = due.id"
-            f" RETURNING {_prefixed(_LAUNCH_COLUMNS, 'l')}",
+            f" RETURNING {_prefixed(LAUNCH_COLUMNS, 'l')}",
             now,
             list(_UNFINISHED),
             limit,
             owner,
             now + lease,
         )
-        return sorted((_launch(row) for row in rows), key=lambda launch: launch.next_poll_at or 0.0)
+        return sorted((launch_from(dict(row)) for row in rows), key=lambda launch: launch.next_poll_at or 0.0)
 
     async def set_progress(self, launch_id: str, progress: dict[str, Any], *, now: float) -> None:
         await self.pool.execute(
@@ -501,13 +448,13 @@ class PostgresStore(Store):
             f" AND p.state = 'pending' AND p.seq < o.seq)"
             f" ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED)"
             f" UPDATE outbox m SET lease_owner = $3, lease_until = $4 FROM heads WHERE m.id = heads.id"
-            f" RETURNING {_prefixed(_OUTBOX_COLUMNS, 'm')}",
+            f" RETURNING {_prefixed(OUTBOX_COLUMNS, 'm')}",
             now,
             limit,
             owner,
             now + lease,
         )
-        return sorted((_outbox(row) for row in rows), key=lambda m: m.seq)
+        return sorted((outbox_from(dict(row)) for row in rows), key=lambda m: m.seq)
 
     async def outbox_sent(self, message_id: str, *, owner: str, ts: str | None, now: float) -> None:
         # Not conditional on the owner: the message did reach Slack, whoever holds the lease now.
@@ -539,10 +486,10 @@ class PostgresStore(Store):
 
     async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:
         if state:
-            rows = await self.pool.fetch(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = $1 ORDER BY seq", state)
+            rows = await self.pool.fetch(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = $1 ORDER BY seq", state)
         else:
-            rows = await self.pool.fetch(f"SELECT {_OUTBOX_COLUMNS} FROM outbox ORDER BY seq")
-        return [_outbox(row) for row in rows]
+            rows = await self.pool.fetch(f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY seq")
+        return [outbox_from(dict(row)) for row in rows]
 
 
 def _parse_options(options: str) -> dict[str, str]:
@@ -572,43 +519,7 @@ def _parse_options(options: str) -> dict[str, str]:
 def _enqueue_sql(message: OutboxMessage) -> tuple[str, list[Any]]:
     """The insert that enqueue and record_result share; RETURNING 1 tells whether a row went in."""
     return (
-        f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES ({_placeholders(13)})"
+        f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ({_placeholders(13)})"
         " ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING RETURNING 1",
-        [
-            message.id,
-            message.created_at,
-            message.seq,
-            message.channel,
-            message.order_key,
-            message.kind.value,
-            json.dumps(message.payload),
-            message.dedupe_key,
-            message.state.value,
-            message.attempts,
-            message.next_attempt_at,
-            message.sent_ts,
-            message.last_error,
-        ],
+        list(outbox_values(message)),
     )
-
-
-def _launch(row: asyncpg.Record) -> LaunchRecord:
-    data = dict(row)
-    data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
-    data["approved_by"] = json.loads(data["approved_by"] or "[]")
-    data["progress"] = json.loads(data["progress"]) if data["progress"] else None
-    return LaunchRecord(**data)
-
-
-def _outbox(row: asyncpg.Record) -> OutboxMessage:
-    data = dict(row)
-    data["payload"] = json.loads(data["payload"])
-    return OutboxMessage(**data)
-
-
-def _approval(row: asyncpg.Record) -> ApprovalRecord:
-    data = dict(row)
-    data["values"] = json.loads(data.pop("request_values"))
-    data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
-    data["approvers"] = json.loads(data["approvers"])
-    return ApprovalRecord(**data)

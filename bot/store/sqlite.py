@@ -19,29 +19,27 @@ from bot.store.records import (
     LaunchState,
     OutboxMessage,
     ResultRecord,
-    SentVariable,
     Vote,
+)
+from bot.store.rows import (
+    APPROVAL_COLUMNS,
+    AUDIT_COLUMNS,
+    LAUNCH_COLUMNS,
+    OUTBOX_COLUMNS,
+    approval_from,
+    approval_values,
+    audit_from,
+    audit_values,
+    launch_from,
+    launch_values,
+    outbox_from,
+    outbox_values,
 )
 from bot.store.schema import MIGRATIONS
 
 __all__ = ["SqliteStore"]
 
 _CLAIM_RETENTION_S = 24 * 3600.0
-_LAUNCH_COLUMNS = (
-    "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
-    " variables, callback_token_hash, job_instance_id, job_instance_name, state, job_status, error, finished_at,"
-    " approval_id, approved_by, next_poll_at, poll_attempts, progress, progress_at"
-)
-_OUTBOX_COLUMNS = (
-    "id, created_at, seq, channel, order_key, kind, payload, dedupe_key, state, attempts, next_attempt_at,"
-    " sent_ts, last_error"
-)
-_APPROVAL_COLUMNS = (
-    "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
-    " request_values, variables, approvers, min_approvals, expires_at, state, decided_by, decided_at, reason,"
-    " launch_id"
-)
-_AUDIT_COLUMNS = "id, at, actor, action, channel, approval_id, launch_id, job_instance_id, detail"
 
 
 class SqliteStore(Store):
@@ -117,33 +115,8 @@ class SqliteStore(Store):
 
     async def create_launch(self, launch: LaunchRecord) -> None:
         await self._write(
-            f"INSERT INTO launches ({_LAUNCH_COLUMNS}) VALUES ({', '.join('?' * 24)})",
-            (
-                launch.id,
-                launch.created_at,
-                launch.updated_at,
-                launch.requester,
-                launch.channel,
-                launch.message_ts,
-                launch.bk_biz_id,
-                launch.bk_job_id,
-                launch.plan_name,
-                launch.bk_username,
-                json.dumps([v.model_dump() for v in launch.variables]),
-                launch.callback_token_hash,
-                launch.job_instance_id,
-                launch.job_instance_name,
-                launch.state.value,
-                launch.job_status,
-                launch.error,
-                launch.finished_at,
-                launch.approval_id,
-                json.dumps(launch.approved_by),
-                launch.next_poll_at,
-                launch.poll_attempts,
-                json.dumps(launch.progress) if launch.progress is not None else None,
-                launch.progress_at,
-            ),
+            f"INSERT INTO launches ({LAUNCH_COLUMNS}) VALUES ({', '.join('?' * 24)})",
+            launch_values(launch),
         )
 
     async def get_launch(self, launch_id: str) -> LaunchRecord | None:
@@ -153,9 +126,9 @@ class SqliteStore(Store):
         return await self._one_launch("callback_token_hash = ?", token_hash)
 
     async def _one_launch(self, where: str, arg: Any) -> LaunchRecord | None:
-        async with self.db.execute(f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE {where}", (arg,)) as cur:
+        async with self.db.execute(f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE {where}", (arg,)) as cur:
             row = await cur.fetchone()
-        return _launch(row) if row else None
+        return launch_from(dict(row)) if row else None
 
     async def set_message(self, launch_id: str, message_ts: str, *, now: float) -> None:
         await self._write(
@@ -235,51 +208,30 @@ class SqliteStore(Store):
 
     async def unfinished_launches(self) -> list[LaunchRecord]:
         async with self.db.execute(
-            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE state IN (?, ?, ?) ORDER BY created_at",
+            f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE state IN (?, ?, ?) ORDER BY created_at",
             (LaunchState.STARTING.value, LaunchState.RUNNING.value, LaunchState.UNKNOWN.value),
         ) as cur:
             rows = await cur.fetchall()
-        return [_launch(row) for row in rows]
+        return [launch_from(dict(row)) for row in rows]
 
     async def recent_launches(self, channel: str, limit: int) -> list[LaunchRecord]:
         async with self.db.execute(
-            f"SELECT {_LAUNCH_COLUMNS} FROM launches WHERE channel = ? ORDER BY created_at DESC LIMIT ?",
+            f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE channel = ? ORDER BY created_at DESC LIMIT ?",
             (channel, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [_launch(row) for row in rows]
+        return [launch_from(dict(row)) for row in rows]
 
     async def create_approval(self, approval: ApprovalRecord) -> None:
         await self._write(
-            f"INSERT INTO approvals ({_APPROVAL_COLUMNS}) VALUES ({', '.join('?' * 20)})",
-            (
-                approval.id,
-                approval.created_at,
-                approval.updated_at,
-                approval.requester,
-                approval.channel,
-                approval.message_ts,
-                approval.bk_biz_id,
-                approval.bk_job_id,
-                approval.plan_name,
-                approval.bk_username,
-                json.dumps(approval.values),
-                json.dumps([v.model_dump() for v in approval.variables]),
-                json.dumps(approval.approvers),
-                approval.min_approvals,
-                approval.expires_at,
-                approval.state.value,
-                approval.decided_by,
-                approval.decided_at,
-                approval.reason,
-                approval.launch_id,
-            ),
+            f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({', '.join('?' * 20)})",
+            approval_values(approval),
         )
 
     async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
-        async with self.db.execute(f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)) as cur:
+        async with self.db.execute(f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)) as cur:
             row = await cur.fetchone()
-        return _approval(row) if row else None
+        return approval_from(dict(row)) if row else None
 
     async def set_approval_message(self, approval_id: str, message_ts: str, *, now: float) -> None:
         await self._write(
@@ -319,10 +271,10 @@ class SqliteStore(Store):
 
     async def expire_due(self, *, now: float) -> list[ApprovalRecord]:
         async with self.db.execute(
-            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE state = ? AND expires_at <= ?",
+            f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE state = ? AND expires_at <= ?",
             (ApprovalState.PENDING.value, now),
         ) as cur:
-            due = [_approval(row) for row in await cur.fetchall()]
+            due = [approval_from(dict(row)) for row in await cur.fetchall()]
         expired = []
         for approval in due:
             cur = await self._write(
@@ -337,32 +289,22 @@ class SqliteStore(Store):
 
     async def pending_approvals(self, channel: str) -> list[ApprovalRecord]:
         async with self.db.execute(
-            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE channel = ? AND state = ? ORDER BY created_at",
+            f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE channel = ? AND state = ? ORDER BY created_at",
             (channel, ApprovalState.PENDING.value),
         ) as cur:
             rows = await cur.fetchall()
-        return [_approval(row) for row in rows]
+        return [approval_from(dict(row)) for row in rows]
 
     async def append_audit(self, event: AuditEvent) -> None:
         await self._write(
-            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 9)})",
-            (
-                event.id,
-                event.at,
-                event.actor,
-                event.action,
-                event.channel,
-                event.approval_id,
-                event.launch_id,
-                event.job_instance_id,
-                event.detail,
-            ),
+            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({', '.join('?' * 9)})",
+            audit_values(event),
         )
 
     async def audit_events(self, *, limit: int = 1000) -> list[AuditEvent]:
-        async with self.db.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at, id LIMIT ?", (limit,)) as cur:
+        async with self.db.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY at, id LIMIT ?", (limit,)) as cur:
             rows = await cur.fetchall()
-        return [AuditEvent(**dict(row)) for row in rows]
+        return [audit_from(dict(row)) for row in rows]
 
     async def schedule_poll(self, launch_id: str, *, at: float | None, attempts: int = 0) -> None:
         await self._write(
@@ -415,7 +357,7 @@ class SqliteStore(Store):
     async def lease_outbox(self, *, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
         async with self._tx:
             async with self.db.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ?"
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ?"
                 " AND (lease_until IS NULL OR lease_until < ?)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key"
                 " AND p.state = 'pending' AND p.seq < o.seq)"
@@ -427,7 +369,7 @@ class SqliteStore(Store):
                 await self.db.execute(
                     "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id = ?", (owner, now + lease, row["id"])
                 )
-        return [_outbox(row) for row in rows]
+        return [outbox_from(dict(row)) for row in rows]
 
     async def outbox_sent(self, message_id: str, *, owner: str, ts: str | None, now: float) -> None:
         await self._write(
@@ -453,50 +395,14 @@ class SqliteStore(Store):
 
     async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:
         where, args = ("WHERE state = ?", (state,)) if state else ("", ())
-        async with self.db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox {where} ORDER BY seq", args) as cur:
+        async with self.db.execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox {where} ORDER BY seq", args) as cur:
             rows = await cur.fetchall()
-        return [_outbox(row) for row in rows]
+        return [outbox_from(dict(row)) for row in rows]
 
 
 def _enqueue_sql(message: OutboxMessage) -> tuple[str, tuple[Any, ...]]:
     return (
-        f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+        f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ({', '.join('?' * 13)})"
         " ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING",
-        (
-            message.id,
-            message.created_at,
-            message.seq,
-            message.channel,
-            message.order_key,
-            message.kind.value,
-            json.dumps(message.payload),
-            message.dedupe_key,
-            message.state.value,
-            message.attempts,
-            message.next_attempt_at,
-            message.sent_ts,
-            message.last_error,
-        ),
+        outbox_values(message),
     )
-
-
-def _launch(row: sqlite3.Row) -> LaunchRecord:
-    data = dict(row)
-    data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
-    data["approved_by"] = json.loads(data["approved_by"] or "[]")
-    data["progress"] = json.loads(data["progress"]) if data["progress"] else None
-    return LaunchRecord(**data)
-
-
-def _outbox(row: sqlite3.Row) -> OutboxMessage:
-    data = dict(row)
-    data["payload"] = json.loads(data["payload"])
-    return OutboxMessage(**data)
-
-
-def _approval(row: sqlite3.Row) -> ApprovalRecord:
-    data = dict(row)
-    data["values"] = json.loads(data.pop("request_values"))
-    data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
-    data["approvers"] = json.loads(data["approvers"])
-    return ApprovalRecord(**data)
