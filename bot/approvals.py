@@ -72,7 +72,14 @@ class Approvals:
             expires_at=now + policy.approval_ttl.total_seconds(),
         )
         await self._store.create_approval(approval)
-        ts = await self._notifier.post(approval.channel, approval_message(approval, [], web_root=self._web_root))
+        try:
+            ts = await self._notifier.post(approval.channel, approval_message(approval, [], web_root=self._web_root))
+        except SlackError as exc:
+            # Nobody could ever see or decide it: close it now rather than let it expire unseen.
+            await self._store.decide(
+                approval.id, ApprovalState.REJECTED, by="bkjob-bot", now=self._clock(), reason=f"Slack: {exc.error}"
+            )
+            raise
         await self._store.set_approval_message(approval.id, ts, now=self._clock())
         await self._audit.record(
             request.requester,

@@ -322,3 +322,14 @@ def test_broken_policy_file_stops_start_up(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "broken.toml" in done.stderr and "approval_ttl" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_approval_request_the_bot_cannot_post_is_explained_and_closed(gov: Bot) -> None:
+    gov.slack.not_in_channel(OPS)
+    await gov.command(f"run {PLAN} --yes", user=ALICE, channel=OPS)
+    text = await ephemeral_to(gov, "invite me")
+    assert "/invite" in text
+    await gov.idle()
+    store = gov.runner.app[STORE]  # type: ignore[union-attr]
+    assert await store.pending_approvals(OPS) == []
+    assert gov.bk.requests("execute_job") == []
