@@ -1,8 +1,12 @@
-"""`python -m bot`: read the settings, then serve Slack and BK-JOB's callbacks until stopped."""
+"""`python -m bot`: read the settings, then serve Slack and BK-JOB's callbacks until stopped.
+
+`python -m bot demo` starts the local simulator instead (see bot.demo); it needs no settings.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -12,7 +16,13 @@ from bot.errors import ConfigError
 from bot.logs import RedactingAccessLogger, configure
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["demo"]:
+        # Imported only here: the real bot never loads the simulator or its fakes.
+        from bot.demo.cli import main as demo
+
+        return demo(args[1:])
     try:
         settings = load_settings()
         app = create_app(settings)

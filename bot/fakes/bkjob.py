@@ -221,6 +221,8 @@ class FakeBkJob:
         self._step_instance_ids = itertools.count(50000)
         self._ids = itertools.count(1000)
         self._changed = asyncio.Condition()
+        self._request_observers: list[Callable[[BkRequest], None]] = []
+        self._instance_observers: list[Callable[[Instance], None]] = []
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -358,6 +360,19 @@ class FakeBkJob:
     def lose_answer_next(self, api: str, *, times: int = 1) -> None:
         """Do the work (an execute_job starts its instance), then answer 502: the caller cannot know it ran."""
         self._lost[api] = self._lost.get(api, 0) + times
+
+    def observe(
+        self,
+        *,
+        request: Callable[[BkRequest], None] | None = None,
+        instance: Callable[[Instance], None] | None = None,
+    ) -> None:
+        """Be told of every request as it arrives, and of every instance execute_job starts: the demo
+        simulator shows the requests and plays BK-JOB running the instances (tests drive them by hand)."""
+        if request is not None:
+            self._request_observers.append(request)
+        if instance is not None:
+            self._instance_observers.append(instance)
 
     # -- recording and waiting ---------------------------------------------------------------------------
 
@@ -513,6 +528,8 @@ class FakeBkJob:
         async with self._changed:
             self._requests.append(record)
             self._changed.notify_all()
+        for observer in self._request_observers:
+            observer(record)
 
         delay = _take(self._delays, api)
         if delay is not None:
@@ -654,6 +671,8 @@ class FakeBkJob:
             start_time=now,
         )
         self.instances[inst.job_instance_id] = inst
+        for observer in self._instance_observers:
+            observer(inst)
         return {"job_instance_id": inst.job_instance_id, "job_instance_name": inst.name}
 
     def _get_job_detail(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:

@@ -19,6 +19,7 @@ JsonDict = dict[str, Any]
 
 # slack_sdk form-encodes some methods; these fields then arrive as JSON strings.
 _JSON_FIELDS = ("blocks", "view", "attachments")
+_CALL_KEY = "fake_slack_call"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class FakeSlack:
         self._ts = itertools.count(100)
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
+        self._call_observers: list[Callable[[SlackCall, JsonDict], None]] = []
+        self._response_observers: list[Callable[[ResponseUrlPost], None]] = []
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -144,6 +147,19 @@ class FakeSlack:
     def new_trigger_id(self) -> str:
         """A unique trigger_id; any unused string works too, this just avoids collisions."""
         return f"{next(self._ids)}.1234.abcdef"
+
+    def observe(
+        self,
+        *,
+        call: Callable[[SlackCall, JsonDict], None] | None = None,
+        response: Callable[[ResponseUrlPost], None] | None = None,
+    ) -> None:
+        """Be told of every Web API call once it is answered (with the JSON answer; `{}` when the answer was
+        not JSON), and of every response_url POST: the demo simulator renders the channel from these."""
+        if call is not None:
+            self._call_observers.append(call)
+        if response is not None:
+            self._response_observers.append(response)
 
     # -- queries -----------------------------------------------------------------------------------------
 
@@ -220,6 +236,20 @@ class FakeSlack:
     # -- HTTP --------------------------------------------------------------------------------------------
 
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer_api(request)
+        call = request.get(_CALL_KEY)
+        if isinstance(call, SlackCall) and self._call_observers:
+            answer: Any = None
+            if isinstance(response, web.Response) and response.content_type == "application/json" and response.body:
+                try:
+                    answer = json.loads(response.text or "")
+                except json.JSONDecodeError:
+                    answer = None
+            for observer in self._call_observers:
+                observer(call, answer if isinstance(answer, dict) else {})
+        return response
+
+    async def _answer_api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         args: JsonDict = dict(request.query)
         if request.content_type == "application/json":
@@ -245,6 +275,7 @@ class FakeSlack:
             token = auth.removeprefix("Bearer ").strip()
 
         call = SlackCall(method=method, args=args, token=token)
+        request[_CALL_KEY] = call
         await self._record(lambda: self._calls.append(call))
 
         injected = self._take_injection(method)
@@ -278,6 +309,8 @@ class FakeSlack:
             body = {"_raw": raw.decode("utf-8", "replace")}
         post = ResponseUrlPost(url=str(request.url), body=body if isinstance(body, dict) else {"_raw": body})
         await self._record(lambda: self._responses.append(post))
+        for observer in self._response_observers:
+            observer(post)
         return web.Response(text="ok")
 
     async def _record(self, append: Callable[[], None]) -> None:

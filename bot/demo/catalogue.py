@@ -1,0 +1,135 @@
+"""The demo's world: its people, channels, policy and BK-JOB plans, realistic enough to show every feature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.fakes import FakeBkJob
+from bot.policy import Policy
+
+__all__ = [
+    "BIZ",
+    "CHANNELS",
+    "GROUPS",
+    "PLANS",
+    "USERS",
+    "Channel",
+    "DemoPlan",
+    "Person",
+    "add_plans",
+    "demo_policy",
+    "slack_usergroups",
+    "slack_users",
+]
+
+BIZ = 3
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    bk_username: str
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    name: str
+    topic: str
+    approval: bool
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """A plan and how its simulated run ends: `fails_at` is the 0-based step that fails, None to succeed."""
+
+    bk_job_id: int
+    name: str
+    global_vars: Sequence[Mapping[str, Any]]
+    steps: Sequence[str]
+    fails_at: int | None = None
+
+
+USERS: tuple[Person, ...] = (
+    Person("U0ALICE", "alice", "alice"),
+    Person("U0BOB", "bob", "bob"),
+    Person("U0CAROL", "carol", "carol"),
+)
+# Approvals may name a user group; Carol is on call, so she may approve through the group.
+GROUPS: Mapping[str, tuple[str, str]] = {"S0ONCALL": ("oncall", "U0CAROL")}
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel("C0DEPLOY", "deploys", "Launches here start at once.", approval=False),
+    Channel("C0PROD", "prod-ops", "Launches here need one approval from @bob or @oncall.", approval=True),
+)
+
+_HOSTS = [
+    {"bk_host_id": 101, "bk_cloud_id": 0, "ip": "10.0.0.11"},
+    {"bk_host_id": 102, "bk_cloud_id": 0, "ip": "10.0.0.12"},
+]
+
+PLANS: tuple[DemoPlan, ...] = (
+    DemoPlan(
+        100,
+        "Deploy web",
+        [
+            {"name": "servers", "category": 3, "ip_list": _HOSTS, "description": "web servers"},
+            {"name": "version", "category": 1, "value": "2.4.1", "description": "release to deploy"},
+            {"name": "db_password", "category": 4, "value": "plan-secret"},
+            {"name": "env", "category": 2, "value": "prod", "description": "namespace"},
+            {"name": "ports", "category": 6, "value": "80 443", "description": "ports to health-check"},
+        ],
+        ["Fetch release", "Stop old version", "Start new version", "Health check"],
+    ),
+    DemoPlan(
+        101,
+        "Restart service",
+        [
+            {"name": "hosts", "category": 3, "ip_list": _HOSTS[:1]},
+            {"name": "service", "category": 1, "value": "nginx", "description": "systemd unit"},
+        ],
+        ["Drain", "Restart", "Undrain"],
+    ),
+    DemoPlan(
+        102,
+        "Migrate database",
+        [
+            {"name": "db_host", "category": 3, "ip_list": [{"bk_host_id": 201, "bk_cloud_id": 0, "ip": "10.0.1.5"}]},
+            {"name": "schema", "category": 1, "value": "v42", "description": "target schema version"},
+            {"name": "db_password", "category": 4, "value": "plan-secret"},
+        ],
+        ["Back up", "Apply migrations", "Verify"],
+        fails_at=1,
+    ),
+    DemoPlan(103, "Clean temp files", [], ["Clean /tmp"]),
+)
+
+
+def add_plans(bk: FakeBkJob) -> None:
+    for plan in PLANS:
+        bk.add_plan(BIZ, plan.bk_job_id, plan.name, plan.global_vars, [{"name": step} for step in plan.steps])
+
+
+def demo_policy() -> Policy:
+    """One channel launches at once, the other needs an approval: the two paths a newcomer should see."""
+    approving = next(c for c in CHANNELS if c.approval)
+    return Policy.model_validate(
+        {
+            "users": {p.id: p.bk_username for p in USERS},
+            "channels": {
+                approving.id: {"approval": True, "approvers": ["U0BOB", "S0ONCALL"], "approval_ttl": "30m"},
+            },
+            "defaults": {"bk_biz_id": BIZ, "approval": False},
+        }
+    )
+
+
+def slack_users() -> dict[str, dict[str, Any]]:
+    return {p.id: {"name": p.name, "real_name": p.name.title(), "email": f"{p.name}@example.com"} for p in USERS}
+
+
+def slack_usergroups() -> dict[str, list[str]]:
+    return {gid: [member] for gid, (_, member) in GROUPS.items()}
