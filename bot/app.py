@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.approvals import Approvals
 from bot.audit import Audit
 from bot.background import Background
-from bot.bk import BkClient
+from bot.bk import create_bk_client
 from bot.callback import CallbackRoute
 from bot.config import Settings
 from bot.directory import Directory
@@ -78,14 +78,7 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
             AsyncServerErrorRetryHandler(max_retry_count=3),
         ],
     )
-    bk = BkClient(
-        session=session,
-        api_root=settings.bk_api_root(),
-        app_code=settings.bk_app_code,
-        app_secret=settings.bk_app_secret.get_secret_value(),
-        timeout=settings.bk_timeout,
-        plan_cache_ttl=settings.bk_plan_cache_ttl,
-    )
+    bk = create_bk_client(settings, session)
     notifier = Notifier(client=slack)
     audit = Audit(store=store)
     outbox = Outbox(

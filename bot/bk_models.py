@@ -1,7 +1,9 @@
-"""Pydantic models of BK-JOB's ESB v2 wire format: requests, responses and the completion callback.
+"""The BK-JOB domain models every caller uses, in the shape of ESB v2's wire format, plus the callback body.
 
 Field names, types and nesting follow the `execute_job` doc and the JOB code (see shared/reference): the code
-wins where the two disagree (e.g. `execute_count`, `step_instances`).
+wins where the two disagree (e.g. `execute_count`, `step_instances`). The v2 client reads and writes these
+directly; the v3 client (`bot.bk_v3`) converts the API gateway's shapes into them, so callers never see which
+wire format is spoken.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = [
     "CallbackBody",
@@ -24,6 +26,8 @@ __all__ = [
     "JobDetail",
     "JobInstance",
     "JobInstanceStatus",
+    "PASSWORD_PLACEHOLDER",
+    "PlanIp",
     "PlanVariable",
     "StatusBlock",
     "StepInstance",
@@ -32,6 +36,11 @@ __all__ = [
     "TopoNode",
     "VariableType",
 ]
+
+
+# What BK-JOB v3 shows instead of a password default (JobConstants.SENSITIVE_FIELD_PLACEHOLDER); v2 defaults are
+# replaced by it too, so no password default is ever held by the bot.
+PASSWORD_PLACEHOLDER = "******"
 
 
 class VariableType(IntEnum):
@@ -135,7 +144,10 @@ class PlanIp(_Wire):
 
 
 class PlanVariable(_Wire):
-    """A `get_job_detail` `global_vars[]` item (v2 code: `category` is the type code)."""
+    """A `get_job_detail` `global_vars[]` item (v2 code: `category` is the type code).
+
+    `topo_node_list` is filled only from v3's `get_job_plan_detail`: v2 never returns a host default's nodes.
+    """
 
     id: int | None = None
     name: str
@@ -144,6 +156,15 @@ class PlanVariable(_Wire):
     description: str | None = None
     ip_list: list[PlanIp] | None = None
     custom_query_id: list[str] | None = None
+    topo_node_list: list[TopoNode] | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _mask_password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """v2 returns a password's default in clear; the bot only needs to know whether one is set."""
+        if info.data.get("category") == VariableType.PASSWORD and value:
+            return PASSWORD_PLACEHOLDER
+        return value
 
     @property
     def is_password(self) -> bool:
@@ -154,10 +175,11 @@ class PlanVariable(_Wire):
         return self.category == VariableType.HOST_LIST
 
     def default_targets(self) -> TargetServer:
-        """The plan's default hosts; v2 never returns topo nodes, so those cannot be shown."""
+        """The plan's default hosts; through v2 without topo nodes, which it never returns."""
         return TargetServer(
             ip_list=[IpEntry(bk_cloud_id=ip.bk_cloud_id, ip=ip.ip) for ip in self.ip_list or []],
             dynamic_group_id_list=list(self.custom_query_id or []),
+            topo_node_list=list(self.topo_node_list or []),
         )
 
 

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
 
     bk_api_url: AnyHttpUrl
+    # v2: ESB `<root>/api/c/compapi/v2/job/...`; v3: the API gateway, `bk_api_url` being its stage root
+    # (`https://bkapi.example.com/api/bk-job/prod`).
+    bk_api_version: Literal["v2", "v3"] = "v2"
     bk_app_code: str = Field(min_length=1, max_length=32)
     bk_app_secret: SecretStr
     bk_username: str | None = None
@@ -60,7 +63,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("bk_callback", mode="before")
+    @field_validator("bk_callback", "bk_api_version", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

@@ -1,4 +1,8 @@
-"""BkClient against the fake BK-JOB ESB over loopback HTTP: wire format, credentials, errors, time-outs, cache."""
+"""BkClient against the fake BK-JOB over loopback HTTP: the domain answers, errors, time-outs and cache of both
+wire formats (each test runs as `[v2]` and `[v3]`, see conftest), and ESB v2's exact wire format.
+
+v3's exact wire format and the API gateway's own errors are in test_bk_v3.py.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,19 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.bk import BkClient
+from bot.bk import ApigwV3Client, BkClient, EsbV2Client
 from bot.bk_models import ExecuteJobRequest, GlobalVar, IpEntry, TargetServer, TopoNode
 from bot.errors import BkApiError, BkTimeout, BkUnavailable
-from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN
+from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, PLAN_VARS
 from tests.fakes import FakeBkJob
 
 USER = "alice"
+# What each API is called on the wire, as BkApiError.api names it.
+V3_NAMES = {"execute_job": "execute_job_plan", "get_job_detail": "get_job_plan_detail"}
+
+
+def wire(bk: FakeBkJob, api: str) -> str:
+    return V3_NAMES.get(api, api) if bk.api_version == "v3" else api
 
 
 @pytest.fixture
@@ -27,11 +37,13 @@ def client(
     session: aiohttp.ClientSession,
     root: str,
     *,
+    version: str = "v2",
     timeout: float = 2.0,
     secret: str = APP_SECRET,
     plan_cache_ttl: float = 60.0,
 ) -> BkClient:
-    return BkClient(
+    cls: type[BkClient] = ApigwV3Client if version == "v3" else EsbV2Client
+    return cls(
         session=session,
         api_root=root,
         app_code=APP_CODE,
@@ -43,13 +55,33 @@ def client(
 
 @pytest.fixture
 def bkc(session: aiohttp.ClientSession, bk: FakeBkJob) -> BkClient:
-    return client(session, bk.base_url + "/")  # a trailing slash on the root is harmless
+    """The client for the fake's wire format; a trailing slash on the root is harmless."""
+    return client(session, bk.base_url + "/", version=bk.api_version)
 
 
-async def test_credentials_in_body_and_header_english_post_to_the_component_path(bkc: BkClient, bk: FakeBkJob) -> None:
-    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+@pytest.fixture
+async def esb() -> AsyncIterator[FakeBkJob]:
+    """ESB v2 only, for v2's exact wire format."""
+    async with FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET) as fake:
+        fake.add_plan(BIZ, PLAN, "Deploy web", PLAN_VARS)
+        yield fake
+
+
+@pytest.fixture
+def esbc(session: aiohttp.ClientSession, esb: FakeBkJob) -> BkClient:
+    return client(session, esb.base_url + "/")
+
+
+# -- ESB v2's wire format -------------------------------------------------------------------------------------
+
+
+async def test_credentials_in_body_and_header_english_post_to_the_component_path(
+    esbc: BkClient, esb: FakeBkJob
+) -> None:
+    detail = await esbc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
     assert detail.name == "Deploy web" and detail.bk_job_id == PLAN
-    (req,) = bk.requests("get_job_detail")
+    (req,) = esb.requests("get_job_detail")
+    assert req.api == "get_job_detail" and req.version == "v2"
     assert req.method == "POST"
     credentials = {"bk_app_code": APP_CODE, "bk_app_secret": APP_SECRET, "bk_username": USER}
     assert req.body == {**credentials, "bk_biz_id": BIZ, "bk_job_id": PLAN}
@@ -58,16 +90,7 @@ async def test_credentials_in_body_and_header_english_post_to_the_component_path
     assert req.headers["Content-Type"].startswith("application/json")
 
 
-async def test_plan_variables_are_read_with_their_types(bkc: BkClient) -> None:
-    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
-    by_name = {v.name: v for v in detail.variables}
-    assert [v.category for v in detail.variables] == [3, 1, 4, 2, 6]
-    assert by_name["servers"].is_host and by_name["db_password"].is_password
-    assert by_name["servers"].default_targets() == TargetServer(ip_list=[IpEntry(bk_cloud_id=0, ip="10.0.0.1")])
-    assert by_name["version"].id == 437 and by_name["version"].value == "1.0"
-
-
-async def test_execute_job_sends_exactly_the_documented_body(bkc: BkClient, bk: FakeBkJob) -> None:
+async def test_execute_job_sends_exactly_the_documented_body(esbc: BkClient, esb: FakeBkJob) -> None:
     request = ExecuteJobRequest(
         bk_biz_id=BIZ,
         bk_job_id=PLAN,
@@ -84,8 +107,8 @@ async def test_execute_job_sends_exactly_the_documented_body(bkc: BkClient, bk: 
         ],
         bk_callback_url="https://bot.example.com/bkjob/callback/t",
     )
-    data = await bkc.execute_job(request, bk_username=USER)
-    (req,) = bk.requests("execute_job")
+    data = await esbc.execute_job(request, bk_username=USER)
+    (req,) = esb.requests("execute_job")
     assert req.body == {
         "bk_app_code": APP_CODE,
         "bk_app_secret": APP_SECRET,
@@ -105,25 +128,106 @@ async def test_execute_job_sends_exactly_the_documented_body(bkc: BkClient, bk: 
         ],
         "bk_callback_url": "https://bot.example.com/bkjob/callback/t",
     }
-    assert data.job_instance_id in bk.instances and data.job_instance_name == "Deploy web"
-    assert bk.instances[data.job_instance_id].resolved_vars["version"] == "2.0"
+    assert data.job_instance_id in esb.instances and data.job_instance_name == "Deploy web"
+    assert esb.instances[data.job_instance_id].resolved_vars["version"] == "2.0"
+
+
+async def test_wrong_app_secret_is_the_esbs_error(session: aiohttp.ClientSession, esb: FakeBkJob) -> None:
+    bad = client(session, esb.base_url, secret="wrong")
+    with pytest.raises(BkApiError) as err:
+        await bad.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert err.value.code == 1306000 and "APP Secret" in err.value.message
+
+
+# -- the same answers from both wire formats ------------------------------------------------------------------
+
+
+async def test_plan_variables_are_read_with_their_types(bkc: BkClient) -> None:
+    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    by_name = {v.name: v for v in detail.variables}
+    assert detail.bk_job_id == PLAN and detail.bk_biz_id == BIZ and detail.name == "Deploy web"
+    assert [v.category for v in detail.variables] == [3, 1, 4, 2, 6]
+    assert by_name["servers"].is_host and by_name["db_password"].is_password
+    assert by_name["servers"].default_targets() == TargetServer(ip_list=[IpEntry(bk_cloud_id=0, ip="10.0.0.1")])
+    assert by_name["version"].id == 437 and by_name["version"].value == "1.0"
+    assert by_name["version"].description == "release to deploy"
+    assert by_name["env"].value == "prod" and by_name["ports"].value == "80 443"
+
+
+async def test_password_defaults_never_reach_the_bot(bkc: BkClient) -> None:
+    """v2 answers the default in clear, v3 masks it: either way the bot only knows that one is set."""
+    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    (password,) = [v for v in detail.variables if v.is_password]
+    assert password.value == "******"
+    assert "hunter2" not in detail.model_dump_json()
+
+
+async def test_execute_job_starts_the_instance_with_the_overrides(bkc: BkClient, bk: FakeBkJob) -> None:
+    request = ExecuteJobRequest(
+        bk_biz_id=BIZ,
+        bk_job_id=PLAN,
+        global_vars=[
+            GlobalVar(id=436, target_server=TargetServer(dynamic_group_id_list=["g1"])),
+            GlobalVar(name="version", value="2.0"),
+        ],
+        bk_callback_url="https://bot.example.com/bkjob/callback/t",
+    )
+    data = await bkc.execute_job(request, bk_username=USER)
+    inst = bk.instances[data.job_instance_id]
+    assert data.job_instance_name == "Deploy web" and inst.operator == USER
+    assert inst.callback_url == "https://bot.example.com/bkjob/callback/t"
+    assert inst.resolved_vars["version"] == "2.0" and inst.resolved_vars["env"] == "prod"
+    assert inst.resolved_vars["servers"] == {"ip_list": [], "dynamic_group_id_list": ["g1"], "topo_node_list": []}
 
 
 async def test_instance_status_is_read(bkc: BkClient, bk: FakeBkJob) -> None:
     data = await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    running = await bkc.get_job_instance_status(bk_biz_id=BIZ, job_instance_id=data.job_instance_id, bk_username=USER)
+    assert not running.is_finished and running.job_instance.status == 2
+    assert [s.status for s in running.steps] == [2, 1]
     await bk.finish(data.job_instance_id, status=4)
     got = await bkc.get_job_instance_status(bk_biz_id=BIZ, job_instance_id=data.job_instance_id, bk_username=USER)
     assert got.is_finished and got.job_instance.status == 4
+    assert got.job_instance.job_instance_id == data.job_instance_id and got.job_instance.name == "Deploy web"
     assert [s.status for s in got.steps] == [4, 1]
+    assert [s.name for s in got.steps] == ["step 1", "step 2"]
+    assert got.steps[0].host_counts() == (0, 1) and got.steps[1].host_counts() == (0, 1)
+    # Seconds for both: v2 sends seconds, v3 milliseconds.
+    assert got.job_instance.total_time is not None and 0 <= got.job_instance.total_time < 60
+    assert got.steps[0].total_time is not None and 0 <= got.steps[0].total_time < 60
+    assert got.job_instance.start_time is not None and got.job_instance.end_time is not None
+
+
+async def test_recent_instances_are_listed_by_operator_and_time(bkc: BkClient, bk: FakeBkJob) -> None:
+    data = await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    started_ms = int(bk.instances[data.job_instance_id].create_time * 1000)
+    listing = await bkc.get_job_instance_list(
+        bk_biz_id=BIZ,
+        create_time_start_ms=started_ms - 60_000,
+        create_time_end_ms=started_ms + 60_000,
+        operator=USER,
+        bk_username=USER,
+    )
+    (row,) = listing.data or []
+    assert (row.id, row.job_plan_id, row.operator, row.create_time) == (data.job_instance_id, PLAN, USER, started_ms)
+    other = await bkc.get_job_instance_list(
+        bk_biz_id=BIZ,
+        create_time_start_ms=started_ms - 60_000,
+        create_time_end_ms=started_ms + 60_000,
+        operator="bob",
+        bk_username=USER,
+    )
+    assert other.data == []
 
 
 # -- BK-JOB's own errors --------------------------------------------------------------------------------------
 
 
-async def test_unknown_plan_on_detail_is_bk_api_error_1243009(bkc: BkClient) -> None:
+async def test_unknown_plan_on_detail_is_bk_api_error_1243009(bkc: BkClient, bk: FakeBkJob) -> None:
     with pytest.raises(BkApiError) as err:
         await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=999, bk_username=USER)
-    assert (err.value.api, err.value.code, err.value.message) == ("get_job_detail", 1243009, "Job plan does not exist")
+    expected = (wire(bk, "get_job_detail"), 1243009, "Job plan does not exist")
+    assert (err.value.api, err.value.code, err.value.message) == expected
     assert err.value.request_id
 
 
@@ -147,18 +251,12 @@ async def test_no_permission_is_9900403_with_the_users_name(bkc: BkClient, bk: F
     assert bk.instances == {}
 
 
-async def test_wrong_app_secret_is_the_esbs_error(session: aiohttp.ClientSession, bk: FakeBkJob) -> None:
-    bad = client(session, bk.base_url, secret="wrong")
-    with pytest.raises(BkApiError) as err:
-        await bad.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
-    assert err.value.code == 1306000 and "APP Secret" in err.value.message
-
-
 async def test_injected_failure_keeps_code_and_message(bkc: BkClient, bk: FakeBkJob) -> None:
     bk.fail_next("execute_job", 1244028, "Step [deploy] target execute object is empty")
     with pytest.raises(BkApiError) as err:
         await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
-    assert str(err.value) == "BK-JOB execute_job failed: [1244028] Step [deploy] target execute object is empty"
+    expected = f"BK-JOB {wire(bk, 'execute_job')} failed: [1244028] Step [deploy] target execute object is empty"
+    assert str(err.value) == expected
 
 
 # -- BK-JOB broken, slow or gone ------------------------------------------------------------------------------
@@ -186,15 +284,16 @@ async def test_envelope_with_unreadable_data_is_unavailable(bkc: BkClient, bk: F
 
 
 async def test_slow_answer_is_a_timeout(session: aiohttp.ClientSession, bk: FakeBkJob) -> None:
-    fast = client(session, bk.base_url, timeout=0.1)
+    fast = client(session, bk.base_url, version=bk.api_version, timeout=0.1)
     bk.delay_next("execute_job", 5.0)
-    with pytest.raises(BkTimeout, match="execute_job did not answer within 0.1 s"):
+    with pytest.raises(BkTimeout, match=f"{wire(bk, 'execute_job')} did not answer within 0.1 s"):
         await fast.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
     assert len(bk.requests("execute_job")) == 1  # never retried
 
 
-async def test_connection_refused_is_unavailable_and_not_sent(session: aiohttp.ClientSession) -> None:
-    gone = client(session, "http://127.0.0.1:1")
+@pytest.mark.parametrize("version", ["v2", "v3"])
+async def test_connection_refused_is_unavailable_and_not_sent(session: aiohttp.ClientSession, version: str) -> None:
+    gone = client(session, "http://127.0.0.1:1", version=version)
     with pytest.raises(BkUnavailable) as err:
         await gone.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
     assert err.value.request_sent is False

@@ -1,17 +1,19 @@
-"""A fake BK-JOB behind the ESB v2 (`/api/c/compapi/v2/job/<api>/`) on a loopback port, callbacks included."""
+"""A fake BK-JOB on a loopback port, callbacks included: behind the ESB v2 (`/api/c/compapi/v2/job/<api>/`) or,
+with `api_version="v3"`, behind the API gateway (`/api/bk-job/prod/api/v3/<api>`)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
+import re
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,6 +31,18 @@ CALLBACK_STATUSES = frozenset({3, 4, 9, 11, 14})
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _GET_APIS = frozenset({"get_job_detail", "get_job_instance_status"})
+# The gateway's stage root, as a site's BK_API_URL names it (reference §1).
+APIGW_STAGE_PATH = "/api/bk-job/prod"
+# APIGW v3 resources and their only method (support-files/bk-api-gateway/v3/resources.yaml).
+_V3_METHODS = {
+    "execute_job_plan": "POST",
+    "get_job_plan_detail": "GET",
+    "get_job_instance_status": "GET",
+    "get_job_instance_list": "GET",
+}
+# v3 names of the v2 APIs: tests record, wait for and inject failures by either name, so one test serves both.
+_V2_NAMES = {"execute_job_plan": "execute_job", "get_job_plan_detail": "get_job_detail"}
+_IPV4 = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 
 # (zh, en) texts of JOB's message_*.properties for the codes the fake produces (reference §2.3, §3).
 _MESSAGES: dict[str, tuple[str, str]] = {
@@ -43,6 +57,9 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "invalid_param": ("请求参数[{0}]不合法", "Invalid request parameter [{0}]"),
     "missing_param": ("请求参数[{0}]缺失或不合法", "Invalid request parameter [{0}]"),
     "no_plan": ("执行方案不存在", "Job plan does not exist"),
+    "bad_var_id": ("非法的全局变量 ID", "Invalid id of globalVar"),
+    "bad_ip": ("IP 非法", "Invalid IP"),
+    "bad_cloud": ("管控区域 ID 非法", "Invalid BK-Net"),
     "no_instance": ("作业实例不存在", "Task instance does not exist"),
     "no_permission": (
         "用户({0})权限不足，请前往权限中心确认并申请补充后重试",
@@ -66,14 +83,27 @@ def _hex() -> str:
     return uuid.uuid4().hex
 
 
+def _ms(epoch: float | None) -> int | None:
+    """v3 times: epoch milliseconds."""
+    return None if epoch is None else int(epoch * 1000)
+
+
+def _canonical(api: str) -> str:
+    return _V2_NAMES.get(api, api)
+
+
 @dataclass(frozen=True)
 class BkRequest:
-    """One HTTP request to the ESB as received, before any auth or validation."""
+    """One HTTP request as received, before any auth or validation; `body` is the query of a GET.
+
+    `api` is the name on the wire (`execute_job_plan` through v3); `requests("execute_job")` finds either.
+    """
 
     api: str
     method: str
     headers: Mapping[str, str]
     body: JsonDict
+    version: str = "v2"
 
 
 @dataclass(frozen=True)
@@ -151,12 +181,13 @@ class _Plan:
 @dataclass
 class _Injection:
     times: int
-    kind: str  # "fail" | "http_error" | "garbage" | "delay"
+    kind: str  # "fail" | "http_error" | "garbage" | "delay" | "gateway"
     code: int = 0
     message: str = ""
     status: int = 200
     body: bytes = b""
     seconds: float = 0.0
+    code_name: str = ""
 
 
 class _JobError(Exception):
@@ -199,15 +230,21 @@ def _valid_callback_url(url: str) -> bool:
 
 
 class FakeBkJob:
-    """execute_job, get_job_detail and get_job_instance_status as the ESB + JOB answer them.
+    """execute_job, get_job_detail and get_job_instance_status as the ESB + JOB answer them, or with
+    `api_version="v3"` execute_job_plan, get_job_plan_detail, get_job_instance_status and get_job_instance_list
+    as the API gateway + JOB answer them (only the chosen version's paths are served).
 
     Instances only move when a test says so (`finish`), which then delivers the completion callback with
-    JOB's exact retry rule, so the bot's callback route and its status polling can both be exercised.
+    JOB's exact retry rule, so the bot's callback route and its status polling can both be exercised. Plans,
+    instances and the test controls are the same for both versions; failures can be injected by either name.
     """
 
-    def __init__(self, *, app_code: str = "bkjob-bot", app_secret: str = "s3cret") -> None:
+    def __init__(
+        self, *, app_code: str = "bkjob-bot", app_secret: str = "s3cret", api_version: Literal["v2", "v3"] = "v2"
+    ) -> None:
         self.app_code = app_code
         self.app_secret = app_secret
+        self.api_version = api_version
         self.businesses: set[int] = set()
         self.plans: dict[tuple[int, int], _Plan] = {}
         self.instances: dict[int, Instance] = {}
@@ -232,9 +269,12 @@ class FakeBkJob:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_route("*", "/api/c/compapi/v2/job/{api}/", self._handle)
-        # BK-JOB's v3 components through the ESB (only what the bot uses: get_job_instance_list).
-        app.router.add_route("*", "/api/c/compapi/v2/jobv3/{api}/", self._handle)
+        if self.api_version == "v3":
+            app.router.add_route("*", APIGW_STAGE_PATH + "/api/v3/{api}", self._handle_v3)
+        else:
+            app.router.add_route("*", "/api/c/compapi/v2/job/{api}/", self._handle)
+            # BK-JOB's v3 components through the ESB (only what the bot uses: get_job_instance_list).
+            app.router.add_route("*", "/api/c/compapi/v2/jobv3/{api}/", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host="127.0.0.1", port=0)
@@ -263,11 +303,15 @@ class FakeBkJob:
 
     @property
     def base_url(self) -> str:
+        """What BK_API_URL names: the ESB root, or for v3 the gateway's stage root (it has a path)."""
         if self._port is None:
             raise RuntimeError("FakeBkJob is not started")
-        return f"http://127.0.0.1:{self._port}"
+        root = f"http://127.0.0.1:{self._port}"
+        return root + APIGW_STAGE_PATH if self.api_version == "v3" else root
 
     def url(self, api: str) -> str:
+        if self.api_version == "v3":
+            return f"{self.base_url}/api/v3/{api}"
         return f"{self.base_url}/api/c/compapi/v2/job/{api}/"
 
     # -- data setup --------------------------------------------------------------------------------------
@@ -343,22 +387,43 @@ class FakeBkJob:
 
     # -- failure injection -------------------------------------------------------------------------------
 
+    # Every injection takes the v2 or the v3 name of an API (`execute_job` or `execute_job_plan`).
+
     def fail_next(self, api: str, code: int, message: str, times: int = 1) -> None:
-        self._injections[api].append(_Injection(times=times, kind="fail", code=code, message=message))
+        """A JOB business error: HTTP 200 `result: false` with `code` and `message` (v2 and v3 alike)."""
+        self._injections[_canonical(api)].append(_Injection(times=times, kind="fail", code=code, message=message))
 
     def delay_next(self, api: str, seconds: float, times: int = 1) -> None:
         """Hold the answer for `seconds` (then answer normally) to drive the bot's client time-outs."""
-        self._delays[api].append(_Injection(times=times, kind="delay", seconds=seconds))
+        self._delays[_canonical(api)].append(_Injection(times=times, kind="delay", seconds=seconds))
 
     def http_error_next(self, api: str, status: int = 502, body: str = "Bad Gateway", times: int = 1) -> None:
-        self._injections[api].append(_Injection(times=times, kind="http_error", status=status, body=body.encode()))
+        self._injections[_canonical(api)].append(
+            _Injection(times=times, kind="http_error", status=status, body=body.encode())
+        )
 
     def garbage_next(self, api: str, body: bytes = b"<html>oops</html>", times: int = 1) -> None:
         """HTTP 200 with a body that is not JSON, as a misbehaving proxy would send."""
-        self._injections[api].append(_Injection(times=times, kind="garbage", body=body))
+        self._injections[_canonical(api)].append(_Injection(times=times, kind="garbage", body=body))
+
+    def gateway_error_next(
+        self,
+        api: str,
+        status: int = 429,
+        code: int = 1642902,
+        code_name: str = "RATE_LIMIT_RESTRICTION",
+        message: str = "Request has been throttled",
+        times: int = 1,
+    ) -> None:
+        """v3 only: the API gateway refuses before (4xx) or after (5xx) JOB: `{code_name, code, message}`."""
+        self._injections[_canonical(api)].append(
+            _Injection(times=times, kind="gateway", status=status, code=code, code_name=code_name, message=message)
+        )
 
     def lose_answer_next(self, api: str, *, times: int = 1) -> None:
-        """Do the work (an execute_job starts its instance), then answer 502: the caller cannot know it ran."""
+        """Do the work (an execute_job starts its instance), then answer 502 (v3: the gateway's 504
+        REQUEST_BACKEND_TIMEOUT): the caller cannot know it ran."""
+        api = _canonical(api)
         self._lost[api] = self._lost.get(api, 0) + times
 
     def observe(
@@ -377,7 +442,8 @@ class FakeBkJob:
     # -- recording and waiting ---------------------------------------------------------------------------
 
     def requests(self, api: str | None = None) -> list[BkRequest]:
-        return [r for r in self._requests if api is None or r.api == api]
+        """Requests to `api` by its v2 or v3 name (`execute_job` finds `execute_job_plan` too), oldest first."""
+        return [r for r in self._requests if api is None or _canonical(r.api) == _canonical(api)]
 
     async def wait_for_request(
         self,
@@ -605,6 +671,98 @@ class FakeBkJob:
             )
         return None, str(username or "admin")
 
+    # -- HTTP: the API gateway (v3) ----------------------------------------------------------------------
+
+    async def _handle_v3(self, request: web.Request) -> web.StreamResponse:
+        """APIGW in front of JOB: the resource and method must match, credentials come only from the header,
+        the gateway's own errors carry `code_name`, JOB's answers come back without ESB additions."""
+        api = request.match_info["api"]
+        handler = self._apis_v3.get(api)
+        if handler is None or request.method != _V3_METHODS[api]:
+            return _gateway_error(404, 1640401, "API_NOT_FOUND", f"API not found [method={request.method} api={api}]")
+
+        params: JsonDict = {}
+        malformed = False
+        if request.method == "GET":
+            params = dict(request.query)
+        else:
+            raw = await request.read()
+            try:
+                parsed = json.loads(raw) if raw else {}
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                parsed = None
+            if isinstance(parsed, dict):
+                params = parsed
+            else:
+                malformed = True
+        headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(request.headers))
+        record = BkRequest(api=api, method=request.method, headers=headers, body=params, version="v3")
+        async with self._changed:
+            self._requests.append(record)
+            self._changed.notify_all()
+        for observer in self._request_observers:
+            observer(record)
+
+        name = _canonical(api)
+        delay = _take(self._delays, name)
+        if delay is not None:
+            try:
+                async with asyncio.timeout(delay.seconds):
+                    await self._closing.wait()
+                return web.Response(status=503, text="shutting down")
+            except TimeoutError:
+                pass
+        auth_error, operator = self._authenticate_v3(request)
+        if auth_error is not None:
+            return _gateway_error(400, 1640001, "INVALID_ARGS", auth_error)
+        injected = _take(self._injections, name)
+        if injected is not None and injected.kind == "gateway":
+            return _gateway_error(injected.status, injected.code, injected.code_name, injected.message)
+        if injected is not None and injected.kind == "http_error":
+            return web.Response(status=injected.status, body=injected.body, content_type="text/html")
+        if injected is not None and injected.kind == "garbage":
+            return web.Response(status=200, body=injected.body, content_type="text/html")
+        if injected is not None:  # kind == "fail"
+            return _apigw_response({"code": injected.code, "result": False, "message": injected.message})
+
+        english = request.headers.get("Blueking-Language", "").lower().startswith("en")
+        try:
+            if malformed:
+                raise _JobError(1240003, "bad_request")
+            data = handler(self, params, operator, headers)
+        except _JobError as exc:
+            body: JsonDict = {"code": exc.code, "result": False, "message": exc.message(english)}
+            if exc.permission is not None:
+                body["permission"] = exc.permission
+            return _apigw_response(body)
+        if self._lost.get(name):
+            self._lost[name] -= 1
+            return _gateway_error(
+                504, 1650401, "REQUEST_BACKEND_TIMEOUT", "Request backend service timeout [backend=bk-job]"
+            )
+        return _apigw_response({"code": 0, "result": True, "data": data})
+
+    def _authenticate_v3(self, request: web.Request) -> tuple[str | None, str]:
+        """`allow_auth_from_params: false`: only X-Bkapi-Authorization counts; credentials in a body are
+        ignored, so such a request has no app code at all."""
+        header = request.headers.get("X-Bkapi-Authorization")
+        if header is None:
+            return "app code cannot be empty", ""
+        try:
+            auth = json.loads(header)
+        except json.JSONDecodeError:
+            auth = None
+        if not isinstance(auth, dict):
+            return "request header X-Bkapi-Authorization is not a valid JSON format string", ""
+        if not auth.get("bk_app_code"):
+            return "app code cannot be empty", ""
+        if auth.get("bk_app_code") != self.app_code or auth.get("bk_app_secret") != self.app_secret:
+            return "bk_app_code or bk_app_secret is incorrect", ""
+        username = auth.get("bk_username")
+        if not (username or auth.get("bk_token") or auth.get("access_token")):
+            return "user authentication failed, please provide a valid user identity, such as bk_username", ""
+        return None, str(username or "admin")
+
     # -- APIs: params, operator, headers -> data, or raise _JobError ------------------------------------
 
     def _biz_id(self, params: Mapping[str, Any]) -> int:
@@ -623,23 +781,35 @@ class FakeBkJob:
             raise _JobError(1243049, "no_biz")
 
     def _execute_job(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        return self._execute(params, operator, headers, v3=False)
+
+    def _execute_job_plan(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """v3: `job_plan_id`, `global_var_list` (bean-validated, hosts in `server`), `callback_url`."""
+        return self._execute(params, operator, headers, v3=True)
+
+    def _execute(self, params: JsonDict, operator: str, headers: Mapping[str, str], *, v3: bool) -> JsonDict:
+        """Both versions call TaskExecuteService.executeJobPlan; v3 items are read into v2's shape first."""
         biz = self._biz_id(params)
-        callback_url = params.get("bk_callback_url") or None
+        callback_url = params.get("callback_url" if v3 else "bk_callback_url") or None
         if callback_url is not None and not (isinstance(callback_url, str) and _valid_callback_url(callback_url)):
             raise _JobError(1240003, "bad_callback")
+        passed = params.get("global_var_list" if v3 else "global_vars") or []
+        if not isinstance(passed, list) or not all(isinstance(v, dict) for v in passed):
+            raise _JobError(1240003, "bad_request")
+        if v3:
+            passed = [_v3_var_as_v2(item) for item in passed]
         self._check_biz(biz)
-        job_id = _as_int(params.get("bk_job_id"))
+        job_key = "job_plan_id" if v3 else "bk_job_id"
+        job_id = _as_int(params.get(job_key))
         if job_id is None or job_id < 1:
-            raise _JobError(1241005, "invalid_param", "bk_job_id")
+            raise _JobError(1241005, "invalid_param", job_key)
         plan = self.plans.get((biz, job_id))
         if plan is None:
             raise _JobError(1244012, "no_plan")
-        passed = params.get("global_vars") or []
-        if not isinstance(passed, list) or not all(isinstance(v, dict) for v in passed):
-            raise _JobError(1240003, "bad_request")
         for item in passed:
             if item.get("id") is None and not str(item.get("name") or "").strip():
-                raise _JobError(1241005, "invalid_param", "global_vars.id|global_vars.name")
+                field_ = "global_var.id|global_var.name" if v3 else "global_vars.id|global_vars.name"
+                raise _JobError(1241005, "invalid_param", field_)
         if operator in self.denied_users:
             raise _JobError(9900403, "no_permission", operator, permission=_permission(plan))
 
@@ -696,7 +866,8 @@ class FakeBkJob:
             "create_time": _fmt_time(plan.create_time),
             "last_modify_time": _fmt_time(plan.create_time),
             "steps": [{k: v for k, v in s.items() if k != "execute_type"} for s in plan.steps],
-            "global_vars": [dict(v) for v in plan.global_vars],
+            # v2 never returns a host default's topology nodes (reference §3.1).
+            "global_vars": [{k: x for k, x in v.items() if k != "topo_node_list"} for v in plan.global_vars],
         }
 
     def _get_job_instance_status(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
@@ -772,6 +943,76 @@ class FakeBkJob:
             elif i == done_steps:
                 step.status, step.start_time = 2, step.start_time or now
 
+    def _get_job_plan_detail(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """v3 view of the same plan: the plan ID is `id`, variables carry `type` and hosts in `server`,
+        passwords are masked, and `global_var_list` is null for a plan without variables (reference §3.2)."""
+        biz = self._biz_id(params)
+        self._check_biz(biz)
+        job_id = _as_int(params.get("job_plan_id"))
+        if job_id is None or job_id < 1:
+            raise _JobError(1241007, "missing_param", "job_plan_id")
+        plan = self.plans.get((biz, job_id))
+        if plan is None:
+            raise _JobError(1243009, "no_plan")
+        return {
+            "bk_scope_type": "biz",
+            "bk_scope_id": str(biz),
+            "id": job_id,
+            "job_template_id": job_id,
+            "name": plan.name,
+            "creator": plan.creator,
+            "create_time": int(plan.create_time),
+            "last_modify_user": plan.creator,
+            "last_modify_time": int(plan.create_time),
+            "step_list": [
+                {"id": s["step_id"], "name": s["name"], "type": s.get("execute_type", 1)} for s in plan.steps
+            ],
+            "global_var_list": [_plan_var_v3(v) for v in plan.global_vars] or None,
+        }
+
+    def _get_job_instance_status_v3(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """v3: `finished`, epoch-ms times (`total_time` too), one flat `step_instance_list` (reference §3.4)."""
+        biz = self._biz_id(params)
+        self._check_biz(biz)
+        instance_id = _as_int(params.get("job_instance_id"))
+        if instance_id is None or instance_id < 1:
+            raise _JobError(1241007, "missing_param", "job_instance_id")
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.bk_biz_id != biz:
+            raise _JobError(1244006, "no_instance")
+        ip_results = str(params.get("return_ip_result", "false")).lower() == "true"
+        total = _total_time(inst.start_time, inst.end_time)
+        return {
+            "finished": inst.is_finished,
+            "job_instance": {
+                "bk_scope_type": "biz",
+                "bk_scope_id": str(inst.bk_biz_id),
+                "job_instance_id": inst.job_instance_id,
+                "status": inst.status,
+                "name": inst.name,
+                "create_time": _ms(inst.create_time),
+                "start_time": _ms(inst.start_time),
+                "end_time": _ms(inst.end_time),
+                "total_time": None if total is None else int(total * 1000),
+            },
+            "step_instance_list": [_step_status_v3(s, ip_results) for s in inst.steps],
+        }
+
+    def _get_job_instance_list_v3(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """The same rows as through the ESB, scoped like every v3 answer."""
+        page = self._get_job_instance_list(params, operator, headers)
+        for row in page["data"]:
+            biz = row.pop("bk_biz_id")
+            row.update({"bk_scope_type": "biz", "bk_scope_id": str(biz)})
+        return page
+
+    _apis_v3: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
+        "execute_job_plan": _execute_job_plan,
+        "get_job_plan_detail": _get_job_plan_detail,
+        "get_job_instance_status": _get_job_instance_status_v3,
+        "get_job_instance_list": _get_job_instance_list_v3,
+    }
+
     _apis: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
         "execute_job": _execute_job,
         "get_job_instance_list": _get_job_instance_list,
@@ -799,6 +1040,88 @@ def _job_response(body: JsonDict) -> web.Response:
     return web.json_response(envelope)
 
 
+def _gateway_error(status: int, code: int, code_name: str, message: str) -> web.Response:
+    """APIGW's own error body (reference §5.2), with the request ID header the gateway always adds."""
+    body = {"code_name": code_name, "data": None, "code": code, "message": message, "result": False}
+    headers = {"X-Bkapi-Request-Id": str(uuid.uuid4())}
+    if status == 429:
+        headers.update({"X-Bkapi-RateLimit-Limit": "10", "X-Bkapi-RateLimit-Remaining": "0"})
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _apigw_response(body: JsonDict) -> web.Response:
+    """JOB's EsbResp (NON_NULL) as the gateway passes it on: no ESB `request_id`, no `message` on success."""
+    envelope: JsonDict = {"code": body["code"], "result": body["result"], "job_request_id": _hex()}
+    envelope.update({k: v for k, v in body.items() if k not in envelope})
+    return web.json_response(envelope, headers={"X-Bkapi-Request-Id": str(uuid.uuid4())})
+
+
+def _v3_var_as_v2(item: Mapping[str, Any]) -> JsonDict:
+    """EsbGlobalVarV3DTO's bean validation, then v2's item shape so both versions resolve alike.
+
+    A `server` counts only with at least one non-empty list; `dynamic_group_list[{id}]` becomes v2's
+    `dynamic_group_id_list`.
+    """
+    var_id = _as_int(item.get("id"))
+    if var_id is not None and var_id < 1:
+        raise _JobError(1240003, "bad_var_id")
+    out: JsonDict = {"id": var_id, "name": item.get("name"), "value": item.get("value")}
+    server = item.get("server")
+    if server is None:
+        return out
+    if not isinstance(server, dict):
+        raise _JobError(1240003, "bad_request")
+    for host in server.get("ip_list") or []:
+        cloud = host.get("bk_cloud_id") if isinstance(host, dict) else None
+        if not isinstance(cloud, int) or isinstance(cloud, bool) or cloud < 0:
+            raise _JobError(1240003, "bad_cloud")
+        if not _IPV4.match(str(host.get("ip") or "")):
+            raise _JobError(1240003, "bad_ip")
+    target = {
+        "ip_list": [{"bk_cloud_id": h["bk_cloud_id"], "ip": h["ip"]} for h in server.get("ip_list") or []],
+        "dynamic_group_id_list": [str(g.get("id")) for g in server.get("dynamic_group_list") or []],
+        "topo_node_list": list(server.get("topo_node_list") or []),
+    }
+    if any(target.values()):
+        out["target_server"] = target
+    return out
+
+
+def _plan_var_v3(var: Mapping[str, Any]) -> JsonDict:
+    """TaskVariableDTO.toEsbGlobalVarV3: a v2-shaped plan variable as get_job_plan_detail shows it."""
+    category = var["category"]
+    server: JsonDict | None = None
+    if category == 3:
+        ips = [
+            {
+                "bk_host_id": ip.get("bk_host_id"),
+                "bk_cloud_id": ip.get("bk_cloud_id", 0),
+                "ip": ip["ip"],
+                "bk_cloud_name": None,
+                "ipv6": None,
+                "bk_agent_id": None,
+                "alive": None,
+            }
+            for ip in var.get("ip_list") or []
+        ]
+        groups = [{"id": g} for g in var.get("custom_query_id") or []]
+        nodes = list(var.get("topo_node_list") or [])
+        server = {"ip_list": ips or None, "dynamic_group_list": groups or None, "topo_node_list": nodes or None}
+    value = None if category == 3 else var.get("value")
+    if category == 4 and value:
+        value = "******"  # JobConstants.SENSITIVE_FIELD_PLACEHOLDER
+    return {
+        "id": var["id"],
+        "name": var["name"],
+        "value": value,
+        "server": server,
+        "description": var.get("description") or "",
+        "type": category,
+        "required": 0,
+        "used": True,
+    }
+
+
 def _host_target(item: Mapping[str, Any]) -> JsonDict:
     server = item.get("target_server")
     if server is not None:
@@ -807,10 +1130,10 @@ def _host_target(item: Mapping[str, Any]) -> JsonDict:
             "dynamic_group_id_list": list(server.get("dynamic_group_id_list") or []),
             "topo_node_list": list(server.get("topo_node_list") or []),
         }
-    return {  # deprecated fields, read only without target_server
+    return {  # deprecated fields, read only without target_server (a plan's own variable may have nodes)
         "ip_list": list(item.get("ip_list") or []),
         "dynamic_group_id_list": list(item.get("custom_query_id") or []),
-        "topo_node_list": [],
+        "topo_node_list": list(item.get("topo_node_list") or []),
     }
 
 
@@ -894,4 +1217,35 @@ def _step_status(step: StepInstance, operator: str) -> JsonDict:
             {"ip": h["ip"], "bk_cloud_id": h["bk_cloud_id"], "status": _HOST_STATUS.get(step.status, 0)}
             for h in step.hosts
         ],
+    }
+
+
+def _step_status_v3(step: StepInstance, ip_results: bool) -> JsonDict:
+    total = _total_time(step.start_time, step.end_time)
+    hosts = [
+        {
+            "bk_host_id": None,
+            "ip": h["ip"],
+            "bk_cloud_id": h["bk_cloud_id"],
+            "status": _HOST_STATUS.get(step.status, 0),
+            "tag": "",
+            "exit_code": 0 if step.status == 3 else None,
+            "error_code": 0,
+            "start_time": _ms(step.start_time),
+            "end_time": _ms(step.end_time),
+            "total_time": None if total is None else int(total * 1000),
+        }
+        for h in step.hosts
+    ]
+    return {
+        "step_instance_id": step.step_instance_id,
+        "name": step.name,
+        "status": step.status,
+        "type": step.type,
+        "execute_count": step.execute_count,
+        "start_time": _ms(step.start_time),
+        "end_time": _ms(step.end_time),
+        "total_time": None if total is None else int(total * 1000),
+        "create_time": _ms(step.create_time),
+        "step_ip_result_list": hosts if ip_results else None,
     }
