@@ -118,6 +118,9 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         client=slack,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         logger=logging.getLogger("slack_bolt"),
+        # Run each listener inline: they ack first and hand slow work to `background` themselves. Bolt's other
+        # mode runs the listener as a task and polls for the ack every 10 ms, which puts 10 ms on every ack.
+        process_before_response=True,
     )
     approvals = Approvals(
         store=store,
