@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -27,7 +27,7 @@ from bot.directory import Directory
 from bot.errors import BotError
 from bot.identity import Identities
 from bot.launches import Launches
-from bot.listeners import Listeners
+from bot.listeners import Listeners, payload_problem
 from bot.logs import request_ids
 from bot.notifier import Notifier
 from bot.outbox import Outbox
@@ -41,6 +41,8 @@ __all__ = ["BACKGROUND", "OUTBOX", "STORE", "create_app"]
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 STORE = web.AppKey("store", Store)
 BACKGROUND = web.AppKey("background", Background)
 OUTBOX = web.AppKey("outbox", Outbox)
@@ -48,14 +50,21 @@ _BOLT = web.AppKey("bolt", AsyncApp)
 _CALLBACK = web.AppKey("callback", CallbackRoute)
 
 MAX_SLACK_BODY = 1024 * 1024
+"""aiohttp answers 413 above this; Slack's own payloads stay far below it."""
+SLACK_PATH = "/slack/events"
+_DEADLINE = web.AppKey("deadline", float)
+# What a hostile body can make Bolt's parser raise: bad UTF-8 or charset, bad JSON, too deep, or a JSON payload
+# whose shape Bolt's context extraction indexes blindly (`"user": "x"`, `"payload": [1]`).
+_UNREADABLE = (ValueError, LookupError, RecursionError, TypeError, AttributeError, KeyError, IndexError)
 
 
 def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Application:
     """Raises ConfigError for a bad policy file before anything is served."""
     policy = policy if policy is not None else load_policy(settings.bkjob_config)
-    app = web.Application(client_max_size=MAX_SLACK_BODY, middlewares=[request_ids])
+    app = web.Application(client_max_size=MAX_SLACK_BODY, middlewares=[request_ids, _deadline])
+    app[_DEADLINE] = settings.request_timeout
     app.cleanup_ctx.append(lambda a: _resources(a, settings, policy))
-    app.router.add_post("/slack/events", _slack_events)
+    app.router.add_post(SLACK_PATH, _slack_events)
     app.router.add_post("/bkjob/callback/{token}", _callback)
     app.router.add_get("/healthz", _healthz)
     return app
@@ -183,10 +192,50 @@ async def _sweep(approvals: Approvals, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+@web.middleware
+async def _deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A slow store must not hold a connection (or a load balancer's health probe) forever: 503 after a bound.
+
+    Slack's route is left to Bolt, whose listeners ack first and hand slow work to `Background`.
+    """
+    if request.path == SLACK_PATH:
+        return await handler(request)
+    limit = request.app[_DEADLINE]
+    try:
+        async with asyncio.timeout(limit):
+            return await handler(request)
+    except TimeoutError:
+        # The route's pattern, not the path: a callback path carries its token.
+        resource = request.match_info.route.resource
+        log.warning("%s %s took longer than %g s; answered 503", request.method, resource and resource.canonical, limit)
+        return web.json_response({"ok": False, "message": f"no answer within {limit:g} s; try again"}, status=503)
+
+
 async def _slack_events(request: web.Request) -> web.StreamResponse:
-    """Bolt checks the signature and timestamp (401 otherwise) and acks within Slack's 3 seconds."""
+    """Bolt checks the signature and timestamp (401 otherwise) and acks within Slack's 3 seconds.
+
+    Bolt parses the body before it checks the signature, and raises on bodies it cannot read: those are
+    answered 400 here rather than aiohttp's 500 with a traceback in the log.
+    """
     bolt = request.app[_BOLT]
-    return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+    try:
+        bolt_request = await to_bolt_request(request)
+    except _UNREADABLE as exc:
+        log.warning("unreadable body on %s (%s); answered 400", SLACK_PATH, type(exc).__name__)
+        return web.json_response({"error": "the body is not a Slack request"}, status=400)
+    if not isinstance(bolt_request.body, dict):
+        return web.json_response({"error": "the body is not a Slack request"}, status=400)
+    problem = payload_problem(bolt_request.body)
+    if problem is not None:
+        log.warning("%s on %s; answered 400", problem, SLACK_PATH)
+        return web.json_response({"error": problem}, status=400)
+    try:
+        response = await bolt.async_dispatch(bolt_request)
+    except _UNREADABLE as exc:
+        # Bolt's error path indexes the payload too; a shape we do not validate (an event) can fail there.
+        log.warning("Bolt could not handle a payload on %s (%s); answered 400", SLACK_PATH, type(exc).__name__)
+        return web.json_response({"error": "the payload could not be handled"}, status=400)
+    return await to_aiohttp_response(response)
 
 
 async def _callback(request: web.Request) -> web.StreamResponse:

@@ -90,11 +90,20 @@ class Approvals:
         )
         return approval.model_copy(update={"message_ts": ts})
 
-    async def check_approver(self, approval_id: str, user: str) -> ApprovalRecord:
-        """The request, if `user` may decide it now; otherwise a Decision saying why not."""
+    async def check_approver(
+        self, approval_id: str, user: str, *, origin: tuple[str, str] | None = None
+    ) -> ApprovalRecord:
+        """The request, if `user` may decide it now; otherwise a Decision saying why not.
+
+        `origin` is the (channel, message ts) the button was clicked on: a button value is only a reference, so a
+        value copied onto another message (or another request's ID) must not decide a request it was not shown on.
+        """
         approval = await self._store.get_approval(approval_id)
         if approval is None:
-            raise Decision("This approval request is unknown to me.")
+            raise Decision("This approval request is unknown to me; nothing changed.")
+        if origin is not None and not _same_message(approval, origin):
+            log.warning("approval %s clicked from another message (%s)", approval.id, origin[0])
+            raise Decision("This button does not belong to that approval request; nothing changed.")
         self._still_open(approval)
         if user == approval.requester:
             raise Decision("You cannot approve or reject your own launch: another approver has to.")
@@ -104,8 +113,8 @@ class Approvals:
             )
         return approval
 
-    async def approve(self, approval_id: str, user: str) -> None:
-        approval = await self.check_approver(approval_id, user)
+    async def approve(self, approval_id: str, user: str, *, origin: tuple[str, str] | None = None) -> None:
+        approval = await self.check_approver(approval_id, user, origin=origin)
         now = self._clock()
         if not await self._store.add_vote(approval.id, user, now=now):
             fresh = await self._store.get_approval(approval.id) or approval
@@ -201,3 +210,8 @@ class Approvals:
 
     async def _reply(self, approval: ApprovalRecord, text: str) -> None:
         await self._outbox.post(approval.channel, notice(text), thread_ts=approval.message_ts)
+
+
+def _same_message(approval: ApprovalRecord, origin: tuple[str, str]) -> bool:
+    channel, ts = origin
+    return channel == approval.channel and (approval.message_ts is None or ts == approval.message_ts)

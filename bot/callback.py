@@ -21,6 +21,8 @@ __all__ = ["CallbackRoute"]
 log = logging.getLogger(__name__)
 
 MAX_CALLBACK_BYTES = 256 * 1024  # every step instance is listed; 256 KiB holds thousands of steps
+MAX_INSTANCE_ID = 2**63 - 1
+"""BK-JOB ids are Java `long`s; anything larger cannot be stored (SQLite and PostgreSQL use 64-bit integers)."""
 
 
 class CallbackRoute:
@@ -45,11 +47,13 @@ class CallbackRoute:
         if launch is None:
             log.warning("callback with an unknown token from %s", request.remote)
             return _answer(404, "unknown callback token")
-        raw = await request.content.read(MAX_CALLBACK_BYTES + 1)
+        if (request.content_length or 0) > MAX_CALLBACK_BYTES:
+            return _answer(413, f"callback body larger than {MAX_CALLBACK_BYTES} bytes")
+        raw = await _read_at_most(request, MAX_CALLBACK_BYTES + 1)
         if len(raw) > MAX_CALLBACK_BYTES:
             return _answer(413, f"callback body larger than {MAX_CALLBACK_BYTES} bytes")
         body = _parse(raw)
-        if body is None:
+        if body is None or body.job_instance_id > MAX_INSTANCE_ID:
             log.warning("unreadable callback body for launch %s", launch.id)
             return _answer(400, "body is not a BK-JOB callback: expected JSON with job_instance_id and status")
         if launch.job_instance_id is None:
@@ -70,6 +74,19 @@ class CallbackRoute:
             self._results.report(launch.id, hinted_status=body.status), name=f"report-{body.job_instance_id}"
         )
         return _answer(200, "ok")
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """`content.read(n)` returns what has arrived so far, not n bytes: read on until the end or the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _parse(raw: bytes) -> CallbackBody | None:

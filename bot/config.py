@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///bkjob-bot.sqlite3"
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
+    request_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Longest the callback route and /healthz may take before answering 503."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 

@@ -6,9 +6,11 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 
 from bot.approvals import Approvals
 from bot.audit import Audit
@@ -49,7 +51,7 @@ from bot.store import ApprovalRecord, Store
 from bot.targets import parse_targets
 from bot.tokens import Signer
 
-__all__ = ["Listeners"]
+__all__ = ["Listeners", "payload_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,116 @@ Respond = Callable[..., Awaitable[Any]]
 
 _MAX_INLINE_ERROR = 150
 _ENTRY = re.compile(r'^"[^"]*":')
+MAX_FORM_VALUE = 3000
+"""Slack caps a plain-text input at 3000 characters; a longer value did not come from our form."""
+_ANY = re.compile(r".*")
+_URL = r"^https?://[^\s]+$"
+_FOREIGN_FORM = "This form is not one I issued (it may be from an older version of the bot); nothing was launched."
+
+
+class _Payload(BaseModel):
+    """The fields the listeners read, with the types they assume; anything else in the payload is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+_M = TypeVar("_M", bound=_Payload)
+
+
+class _User(_Payload):
+    id: StrictStr
+
+
+class _SlashCommand(_Payload):
+    command: StrictStr
+    text: StrictStr = ""
+    user_id: StrictStr = Field(min_length=1)
+    channel_id: StrictStr = Field(min_length=1)
+    trigger_id: StrictStr
+    response_url: StrictStr = Field(pattern=_URL)
+
+
+class _Action(_Payload):
+    action_id: StrictStr
+    value: StrictStr = ""
+
+
+class _Container(_Payload):
+    channel_id: StrictStr = ""
+    message_ts: StrictStr = ""
+
+
+class _BlockActions(_Payload):
+    type: Literal["block_actions"]
+    user: _User
+    actions: list[_Action] = Field(min_length=1)
+    trigger_id: StrictStr = ""
+    response_url: StrictStr = Field(pattern=_URL)
+    container: _Container = _Container()
+
+
+class _Input(_Payload):
+    value: StrictStr | None = None
+
+
+class _State(_Payload):
+    values: dict[StrictStr, dict[StrictStr, _Input]] = {}
+
+
+class _View(_Payload):
+    type: StrictStr
+    id: StrictStr = ""
+    hash: StrictStr = ""
+    callback_id: StrictStr = ""
+    private_metadata: StrictStr = ""
+    state: _State = _State()
+
+
+class _ViewSubmission(_Payload):
+    type: Literal["view_submission"]
+    user: _User
+    view: _View
+
+
+def payload_problem(body: Mapping[str, Any]) -> str | None:
+    """Why a parsed Slack payload cannot be handled, or None.
+
+    Signed is not the same as well-formed, and Bolt indexes payloads blindly (even while building the arguments
+    of its error handler), so a payload whose fields lack the types the listeners read is refused before Bolt.
+    """
+    shape: type[_Payload] | None = None
+    if "command" in body:
+        shape = _SlashCommand
+    elif body.get("type") == "block_actions":
+        shape = _BlockActions
+    elif body.get("type") == "view_submission":
+        shape = _ViewSubmission
+    if shape is None:
+        return None
+    try:
+        shape.model_validate(body)
+    except ValidationError as exc:
+        return f"malformed {shape.__name__.lstrip('_')} payload ({exc.error_count()} problems)"
+    return None
+
+
+class _RunMeta(_Payload):
+    """What a run form's signed `private_metadata` holds: where, which plan, and for whom it was opened."""
+
+    p: Literal["run"]
+    c: StrictStr
+    b: StrictInt
+    j: StrictInt
+    u: StrictStr
+
+
+class _RejectMeta(_Payload):
+    """What a reject form's signed `private_metadata` holds: the approval request, the rejecter, the channel."""
+
+    p: Literal["reject"]
+    a: StrictStr
+    u: StrictStr
+    c: StrictStr
 
 
 class Listeners:
@@ -100,6 +212,9 @@ class Listeners:
         app.action(APPROVE_ACTION)(self.on_approve)
         app.action(REJECT_ACTION)(self.on_reject)
         app.view(REJECT_VIEW)(self.on_reject_submitted)
+        # Registered last, so they only see what nothing above matched: buttons and forms of another version.
+        app.action(_ANY)(self.on_unknown_action)
+        app.view(_ANY)(self.on_unknown_view)
         app.error(self.on_error)
 
     # -- the slash command ----------------------------------------------------------------------------------
@@ -182,7 +297,7 @@ class Listeners:
             plan = await self._launches.plan(
                 requester=user, bk_biz_id=biz, bk_job_id=cmd.job_id, names=list(cmd.overrides)
             )
-            metadata = self._signer.sign({"c": channel, "b": biz, "j": cmd.job_id, "u": user})
+            metadata = self._signer.sign({"p": "run", "c": channel, "b": biz, "j": cmd.job_id, "u": user})
             view = run_modal(plan, bk_biz_id=biz, prefill=cmd.overrides, metadata=metadata)
         except BotError as exc:
             view = error_modal(explain(exc))
@@ -210,9 +325,9 @@ class Listeners:
     # -- the run form ---------------------------------------------------------------------------------------
 
     async def on_run_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user = str(body.get("user", {}).get("id", ""))
-        meta = self._signer.unsign(str(view.get("private_metadata") or ""))
-        if meta is None or meta.get("u") != user:
+        user = str(body["user"]["id"])
+        meta = _verified(self._signer, _RunMeta, view.get("private_metadata"))
+        if meta is None or meta.u != user:
             log.warning("refused a run form with tampered metadata from %s", user)
             await ack(response_action="update", view=error_modal("This form was not issued to you by the bot."))
             return
@@ -221,9 +336,7 @@ class Listeners:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        request = LaunchRequest(
-            requester=user, channel=str(meta["c"]), bk_biz_id=int(meta["b"]), bk_job_id=int(meta["j"]), values=values
-        )
+        request = LaunchRequest(requester=user, channel=meta.c, bk_biz_id=meta.b, bk_job_id=meta.j, values=values)
         self._background.spawn(self._submitted(request, f"view:{view.get('id')}:{view.get('hash')}"), name="run-form")
 
     async def _submitted(self, request: LaunchRequest, claim: str) -> None:
@@ -243,7 +356,7 @@ class Listeners:
     async def _approve(self, body: dict[str, Any], respond: Respond) -> None:
         user, approval_id = _clicker(body)
         try:
-            await self._approvals.approve(approval_id, user)
+            await self._approvals.approve(approval_id, user, origin=_origin(body))
         except BotError as exc:
             await _ephemeral(respond, explain(exc), replace_original=False)
 
@@ -254,22 +367,23 @@ class Listeners:
     async def _reject(self, body: dict[str, Any], respond: Respond) -> None:
         user, approval_id = _clicker(body)
         try:
-            approval = await self._approvals.check_approver(approval_id, user)
-            metadata = self._signer.sign({"a": approval.id, "u": user, "c": approval.channel})
+            approval = await self._approvals.check_approver(approval_id, user, origin=_origin(body))
+            metadata = self._signer.sign({"p": "reject", "a": approval.id, "u": user, "c": approval.channel})
             await self._notifier.open_view(str(body.get("trigger_id", "")), reject_modal(metadata))
         except BotError as exc:
             await _ephemeral(respond, explain(exc), replace_original=False)
 
     async def on_reject_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        await ack()
-        user = str(body.get("user", {}).get("id", ""))
-        meta = self._signer.unsign(str(view.get("private_metadata") or ""))
-        if meta is None or meta.get("u") != user:
+        user = str(body["user"]["id"])
+        meta = _verified(self._signer, _RejectMeta, view.get("private_metadata"))
+        if meta is None or meta.u != user:
             log.warning("refused a reject form with tampered metadata from %s", user)
+            await ack(response_action="update", view=error_modal("This form was not issued to you by the bot."))
             return
+        await ack()
         state = view.get("state", {}).get("values", {})
         reason = str((state.get(REASON_BLOCK, {}).get(REASON_ACTION) or {}).get("value") or "").strip() or None
-        self._background.spawn(self._rejected(str(meta["a"]), user, reason, str(meta["c"])), name="reject-form")
+        self._background.spawn(self._rejected(meta.a, user, reason, meta.c), name="reject-form")
 
     async def _rejected(self, approval_id: str, user: str, reason: str | None, channel: str) -> None:
         try:
@@ -277,9 +391,28 @@ class Listeners:
         except BotError as exc:
             await self._notifier.tell(channel, user, explain(exc))
 
-    async def on_error(self, error: Exception, body: dict[str, Any]) -> None:
-        """Last resort: log with context; nothing else is safe to assume about the request."""
-        log.error("unhandled error in a Slack listener (type %s)", body.get("type"), exc_info=error)
+    # -- what nothing above handles -------------------------------------------------------------------------
+
+    async def on_unknown_action(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        action_id = str(body["actions"][0]["action_id"])
+        log.info("a click on an action this bot does not know (%.64s)", action_id)
+        await _ephemeral(
+            respond,
+            "That button is not one I know (it may be from an older message); nothing changed.",
+            replace_original=False,
+        )
+
+    async def on_unknown_view(self, ack: Ack, view: dict[str, Any]) -> None:
+        log.info("a submitted form this bot does not know (%.64s)", view.get("callback_id"))
+        await ack(response_action="update", view=error_modal(_FOREIGN_FORM))
+
+    async def on_error(self, error: Exception, body: dict[str, Any]) -> BoltResponse:
+        """Last resort: log with context and answer 400, since Bolt's own 500 would invite Slack to retry a request
+        that fails the same way (the payload passed `well_formed`, so Bolt's own parsing is the likely culprit)."""
+        kind = body.get("type") if isinstance(body, Mapping) else None
+        log.error("unhandled error in a Slack listener (type %.40s)", kind, exc_info=error)
+        return BoltResponse(status=400, body="this request could not be handled")
 
 
 async def _ephemeral(respond: Respond, text: str, **kwargs: Any) -> None:
@@ -287,8 +420,25 @@ async def _ephemeral(respond: Respond, text: str, **kwargs: Any) -> None:
 
 
 def _clicker(body: Mapping[str, Any]) -> tuple[str, str]:
-    actions = body.get("actions") or [{}]
-    return str(body.get("user", {}).get("id", "")), str(actions[0].get("value", ""))
+    """Who clicked and the button's value (an approval ID); `well_formed` has checked both are strings."""
+    return str(body["user"]["id"]), str(body["actions"][0].get("value", ""))
+
+
+def _origin(body: Mapping[str, Any]) -> tuple[str, str]:
+    """The channel and message the button was on: an approval is decided only from its own message."""
+    container = body.get("container") or {}
+    return str(container.get("channel_id", "")), str(container.get("message_ts", ""))
+
+
+def _verified(signer: Signer, shape: type[_M], metadata: object) -> _M | None:
+    """The form's metadata if this bot signed it for this kind of form; None for anything else."""
+    payload = signer.unsign(metadata) if isinstance(metadata, str) else None
+    if payload is None:
+        return None
+    try:
+        return shape.model_validate(payload)
+    except ValidationError:
+        return None
 
 
 def _permalink(approval: ApprovalRecord) -> str | None:
@@ -308,6 +458,9 @@ def _read_form(view: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]
             continue
         for name, action in actions.items():
             text = str((action or {}).get("value") or "")
+            if len(text) > MAX_FORM_VALUE:
+                errors[block_id] = f"At most {MAX_FORM_VALUE} characters, not {len(text)}."
+                continue
             if ref.category == 3:
                 try:
                     parse_targets(text)
