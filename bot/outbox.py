@@ -193,7 +193,13 @@ class Outbox:
             await self._pace(message.channel)
             payload = message.payload
             reply = Message(text=str(payload.get("text") or ""), blocks=list(payload.get("blocks") or []))
-            return await self._notifier.post(message.channel, reply, thread_ts=payload.get("thread_ts"))
+            try:
+                return await self._notifier.post(message.channel, reply, thread_ts=payload.get("thread_ts"))
+            finally:
+                # Count the next slot from when Slack answered, not from when we asked: a post that waited out a
+                # 429 inside the client was accepted only at its end, and the next one would land in the same
+                # window and be refused in turn (then wait a whole Retry-After second).
+                self._next_slot[message.channel] = self._clock() + self._channel_interval
         if message.kind is OutboxKind.REFRESH_LAUNCH:
             launch = await self._store.get_launch(str(message.payload.get("launch_id")))
             if launch is None or launch.message_ts is None:
