@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,8 +65,14 @@ class FakeSlack:
         token: str = "xoxb-test",
         users: Mapping[str, Mapping[str, Any]] | None = None,
         usergroups: Mapping[str, Sequence[str]] | None = None,
+        channel_rate: float | None = None,
     ) -> None:
+        """`channel_rate` (posts per second per channel) turns on Slack's chat.postMessage limit: a token bucket
+        of one per channel, and 429 with an integer `Retry-After` when it is empty. Off by default."""
         self.token = token
+        self.channel_rate = channel_rate
+        self.throttled = 0  # chat.postMessage calls answered 429 by the channel limit
+        self._next_post: dict[str, float] = {}
         self.users: dict[str, JsonDict] = {uid: dict(info) for uid, info in (users or {}).items()}
         self.usergroups: dict[str, list[str]] = {gid: list(m) for gid, m in (usergroups or {}).items()}
         self._calls: list[SlackCall] = []
@@ -290,6 +298,11 @@ class FakeSlack:
                 return web.Response(status=injected.status, text="<html>server error</html>", content_type="text/html")
         if token != self.token:
             return _error("invalid_auth")
+        if method == "chat.postMessage" and (wait := self._channel_wait(str(args.get("channel") or ""))) > 0:
+            self.throttled += 1
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(math.ceil(wait))}
+            )
         if injected is not None:  # kind == "fail"
             return _error(injected.error)
 
@@ -327,6 +340,17 @@ class FakeSlack:
         if injected.times <= 0:
             queue.pop(0)
         return injected
+
+    def _channel_wait(self, channel: str) -> float:
+        """Seconds until `channel` may be posted in again (0: now, and the token is taken)."""
+        if not self.channel_rate or not channel:
+            return 0.0
+        now = time.monotonic()
+        due = self._next_post.get(channel, 0.0)
+        if now < due:
+            return due - now
+        self._next_post[channel] = now + 1.0 / self.channel_rate
+        return 0.0
 
     def _next_ts(self) -> str:
         n = next(self._ts)

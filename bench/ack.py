@@ -1,0 +1,81 @@
+"""Benchmark 1: how fast Slack gets its ack, the bot beside a bare signature-checking aiohttp handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from bench.load import Load, send_all
+from bench.process import Served
+from bench.rig import PLAN, Rig, rig, wait_until
+from bench.signed import Signed
+
+__all__ = ["KINDS", "ack_latency", "measure_kind"]
+
+KINDS = ("help", "run", "submit")
+_FORM_CHANNELS = 20
+_DRAIN_S = 300.0
+
+
+async def ack_latency(*, levels: Sequence[int], requests: int) -> list[dict[str, Any]]:
+    """One bot and one baseline process, started once; every kind at every level, bot then baseline."""
+    async with rig() as r:
+        return await _ack_latency(r, levels=levels, requests=requests)
+
+
+async def _ack_latency(rig: Rig, *, levels: Sequence[int], requests: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    async with rig.bot() as bot, rig.baseline() as baseline:
+        forms = [await rig.run_form(bot, channel=f"CACK{i:03d}") for i in range(_FORM_CHANNELS)]
+        for kind in KINDS:  # warm both servers up: first imports, Bolt's auth.test, the plan cache
+            await measure_kind(rig, bot, kind, forms, requests=10, concurrency=1)
+        await send_all(f"{baseline.url}/slack/events", [rig.signed.command("help", channel="CACK")] * 10, concurrency=1)
+        for concurrency in levels:
+            for kind in KINDS:
+                ours = await measure_kind(rig, bot, kind, forms, requests=requests, concurrency=concurrency)
+                theirs = await send_all(
+                    f"{baseline.url}/slack/events", _requests(rig, kind, forms, requests), concurrency=concurrency
+                )
+                rows.append(_row(kind, ours, theirs))
+    return rows
+
+
+async def measure_kind(
+    rig: Rig, bot: Served, kind: str, forms: Sequence[Mapping[str, Any]], *, requests: int, concurrency: int
+) -> Load:
+    """Send, then wait until the work each ack started is done, so one level's backlog does not load the next."""
+    done = _progress(rig, kind)
+    start = done()
+    load = await send_all(f"{bot.url}/slack/events", _requests(rig, kind, forms, requests), concurrency=concurrency)
+    await wait_until(lambda: done() >= start + load.requests, within=_DRAIN_S, what=f"{kind} work to finish")
+    return load
+
+
+def _requests(rig: Rig, kind: str, forms: Sequence[Mapping[str, Any]], n: int) -> list[Signed]:
+    if kind == "help":
+        return [rig.signed.command("help", channel="CACK") for _ in range(n)]
+    if kind == "run":
+        return [rig.signed.command(f"run {PLAN}", channel=f"CACK{i % _FORM_CHANNELS:03d}") for i in range(n)]
+    return [rig.signed.submission(forms[i % len(forms)]) for i in range(n)]
+
+
+def _progress(rig: Rig, kind: str) -> Callable[[], int]:
+    """What marks one request's follow-up work as done: the help reply, the filled modal, the job started."""
+    if kind == "help":
+        return lambda: len(rig.slack.responses())
+    if kind == "run":
+        return lambda: len(rig.slack.calls("views.update"))
+    return lambda: len(rig.bk.instances)
+
+
+def _row(kind: str, bot: Load, baseline: Load) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "concurrency": bot.concurrency,
+        "bot": asdict(bot),
+        "baseline": asdict(baseline),
+        "p50_ratio": bot.p50_ms / baseline.p50_ms,
+        "p99_ratio": bot.p99_ms / baseline.p99_ms,
+        "rps_ratio": bot.rps / baseline.rps,
+    }

@@ -1,0 +1,104 @@
+"""The figures as a table for people and as JSON for machines (the same numbers in both)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["machine", "table", "write_json"]
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures came from: they mean little without it."""
+    try:
+        free = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        free = ""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "free_h": free,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+def write_json(results: Mapping[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+
+
+def table(results: Mapping[str, Any]) -> str:
+    lines: list[str] = []
+    m = results["machine"]
+    lines.append(f"machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, mode {results['mode']}")
+    if "ack" in results:
+        lines.append("")
+        lines.append("1. ack latency (ms) and requests/s: bot vs baseline (bare aiohttp + SignatureVerifier)")
+        lines.append(
+            f"{'kind':<7}{'conc':>5} | {'p50':>7}{'p99':>7}{'max':>7}{'rps':>7} | "
+            f"{'b.p50':>7}{'b.p99':>7}{'b.max':>7}{'b.rps':>7} | {'p50 x':>6}{'p99 x':>6}{'rps x':>6}"
+        )
+        for row in results["ack"]:
+            bot, base = row["bot"], row["baseline"]
+            lines.append(
+                f"{row['kind']:<7}{row['concurrency']:>5} | {bot['p50_ms']:>7.2f}{bot['p99_ms']:>7.2f}"
+                f"{bot['max_ms']:>7.1f}{bot['rps']:>7.0f} | {base['p50_ms']:>7.2f}{base['p99_ms']:>7.2f}"
+                f"{base['max_ms']:>7.1f}{base['rps']:>7.0f} | {row['p50_ratio']:>6.1f}{row['p99_ratio']:>6.1f}"
+                f"{row['rps_ratio']:>6.2f}"
+            )
+    for t in results.get("throughput", []):
+        lines.append("")
+        lines.append(
+            f"2. results: {t['launches']} over {t['channels']} channels at {t['rate_per_channel']:g}/s/channel: "
+            f"{t['elapsed_s']:.1f} s vs ideal {t['ideal_s']:.1f} s (x{t['vs_ideal']:.3f}); delivered "
+            f"{t['delivered']}, duplicated {t['duplicated']}, order kept {t['order_kept_per_thread']}, "
+            f"429s {t['throttled_429']}; launches {t['launches_per_s']:.0f}/s, callbacks sent in "
+            f"{t['callbacks_sent_s']:.1f} s"
+        )
+    if "growth" in results:
+        g = results["growth"]
+        lines.append("")
+        lines.append(
+            f"3. growth: RSS idle {g['rss_idle_mib']:.1f} MiB, after HTTP launches "
+            f"{g['rss_after_http_launches_mib']:.1f} MiB ({g['launches_per_s_over_http']:.0f} launches/s), "
+            f"idle on the large store "
+            f"{g['rss_idle_large_store_mib']:.1f} MiB (restart {g['restart_s_with_large_store']:.2f} s)"
+        )
+        lines.append(
+            f"{'stored':>8} | {'ack p50':>8}{'ack p99':>8}{'rps':>7} | {'launch med':>11}{'max':>7} | {'RSS':>6}"
+        )
+        for s in g["stages"]:
+            a = s["ack_help_c10"]
+            lines.append(
+                f"{s['launches_stored']:>8} | {a['p50_ms']:>8.2f}{a['p99_ms']:>8.2f}{a['rps']:>7.0f} | "
+                f"{s['launch_ms_median']:>11.1f}{s['launch_ms_max']:>7.1f} | {s['rss_mib']:>6.1f}"
+            )
+    if "startup" in results:
+        s = results["startup"]
+        lines.append("")
+        lines.append(
+            f"4. start-up to /healthz 200: median {s['median_s']:.2f} s, max {s['max_s']:.2f} s, "
+            f"first {s['first_s']:.2f} s ({s['runs']} runs)"
+        )
+    for name, error in results.get("errors", {}).items():
+        lines.append(f"\n{name}: FAILED: {error}")
+    return "\n".join(lines)

@@ -1,0 +1,35 @@
+"""The benchmarks still run: `python -m bench --tiny` end to end, a few requests each. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_runs_in_tiny_mode(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+    assert {"machine", "ack", "throughput", "growth", "startup"} <= results.keys()
+    assert {(row["kind"], row["concurrency"]) for row in results["ack"]} == {
+        (kind, level) for kind in ("help", "run", "submit") for level in (1, 2)
+    }
+    for row in results["ack"]:
+        assert row["bot"]["statuses"] == {"200": 5} and row["baseline"]["statuses"] == {"200": 5}
+    (throughput,) = results["throughput"]
+    assert throughput["delivered"] == throughput["launches"]
+    assert throughput["duplicated"] == 0 and throughput["order_kept_per_thread"]
+    assert [stage["launches_stored"] for stage in results["growth"]["stages"]] == [2, 10, 30]
+    assert "1. ack latency" in done.stdout
