@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot import bk_v3
 from bot.bk_models import Envelope, ExecuteJobData, ExecuteJobRequest, InstanceList, JobDetail, JobInstanceStatus
+from bot.bodies import read_at_most
 from bot.config import Settings
 from bot.errors import BkApiError, BkTimeout, BkUnavailable
 
@@ -120,7 +121,7 @@ class BkClient(ABC):
             async with self._session.request(
                 method, url, params=query, json=body, headers=headers, timeout=self._timeout
             ) as resp:
-                raw = await resp.content.read(_MAX_RESPONSE_BYTES + 1)
+                raw = await read_at_most(resp.content, _MAX_RESPONSE_BYTES)
                 status = resp.status
                 request_id = resp.headers.get("X-Bkapi-Request-Id")
         except TimeoutError as exc:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bot.background import Background
 from bot.bk_models import CallbackBody
+from bot.bodies import read_at_most
 from bot.results import Results
 from bot.store import LaunchState, Store
 from bot.tokens import hash_token, is_well_formed
@@ -49,7 +50,7 @@ class CallbackRoute:
             return _answer(404, "unknown callback token")
         if (request.content_length or 0) > MAX_CALLBACK_BYTES:
             return _answer(413, f"callback body larger than {MAX_CALLBACK_BYTES} bytes")
-        raw = await _read_at_most(request, MAX_CALLBACK_BYTES + 1)
+        raw = await read_at_most(request.content, MAX_CALLBACK_BYTES)
         if len(raw) > MAX_CALLBACK_BYTES:
             return _answer(413, f"callback body larger than {MAX_CALLBACK_BYTES} bytes")
         body = _parse(raw)
@@ -74,19 +75,6 @@ class CallbackRoute:
             self._results.report(launch.id, hinted_status=body.status), name=f"report-{body.job_instance_id}"
         )
         return _answer(200, "ok")
-
-
-async def _read_at_most(request: web.Request, limit: int) -> bytes:
-    """`content.read(n)` returns what has arrived so far, not n bytes: read on until the end or the limit."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await request.content.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def _parse(raw: bytes) -> CallbackBody | None:

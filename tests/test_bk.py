@@ -329,3 +329,11 @@ async def test_status_reads_are_never_cached(bkc: BkClient, bk: FakeBkJob) -> No
     await bk.finish(data.job_instance_id, status=3)
     second = await bkc.get_job_instance_status(bk_biz_id=BIZ, job_instance_id=data.job_instance_id, bk_username=USER)
     assert (first.is_finished, second.is_finished) == (False, True)
+
+
+async def test_a_large_plan_arriving_in_many_chunks_is_read_whole(bkc: BkClient, bk: FakeBkJob) -> None:
+    """aiohttp's `read(n)` returns what has arrived so far: a 2 MB answer must still be read to its end."""
+    many = [{"id": 5000 + i, "name": f"v{i}", "category": 1, "value": "x" * 2000} for i in range(1000)]
+    bk.add_plan(BIZ, 777, "Big plan", many)
+    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=777, bk_username="ops-bot")
+    assert len(detail.variables) == 1000 and detail.variables[-1].value == "x" * 2000
