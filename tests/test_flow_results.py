@@ -207,3 +207,13 @@ async def test_many_results_in_one_channel_are_paced_and_all_delivered(
         assert len(posts) == 10  # 5 launch messages, 5 replies, nothing twice
     finally:
         await bot.close()
+
+
+async def test_slack_connection_resets_are_retried_until_delivered(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    bot.slack.reset_next("chat.postMessage", times=2)
+    await bot.bk.finish(instance_id, status=3)
+    await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, count=3)
+    await bot.idle()
+    (reply,) = bot.slack.thread(CHANNEL, ts)
+    assert "Succeeded" in str(reply["text"])

@@ -46,7 +46,7 @@ class _Injection:
     """A canned failure for the next `times` calls of one method."""
 
     times: int
-    kind: str  # "fail" | "ratelimit" | "server_error"
+    kind: str  # "fail" | "ratelimit" | "server_error" | "reset"
     error: str = ""
     retry_after: int = 1
     status: int = 500
@@ -142,6 +142,10 @@ class FakeSlack:
 
     def rate_limit_next(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         self._injections[method].append(_Injection(times=times, kind="ratelimit", retry_after=retry_after))
+
+    def reset_next(self, method: str, times: int = 1) -> None:
+        """Drop the connection without an answer, as a load balancer or a flaky network would."""
+        self._injections[method].append(_Injection(times=times, kind="reset"))
 
     def server_error_next(self, method: str, times: int = 1, status: int = 500) -> None:
         self._injections[method].append(_Injection(times=times, kind="server_error", status=status))
@@ -296,6 +300,9 @@ class FakeSlack:
                 )
             if injected.kind == "server_error":
                 return web.Response(status=injected.status, text="<html>server error</html>", content_type="text/html")
+            if injected.kind == "reset" and request.transport is not None:
+                request.transport.abort()
+                raise asyncio.CancelledError  # the answer can no longer be sent; aiohttp drops the request
         if token != self.token:
             return _error("invalid_auth")
         if method == "chat.postMessage" and (wait := self._channel_wait(str(args.get("channel") or ""))) > 0:
