@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -225,6 +229,7 @@ async def _slack_events(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "the body is not a Slack request"}, status=400)
     if not isinstance(bolt_request.body, dict):
         return web.json_response({"error": "the body is not a Slack request"}, status=400)
+    _reparse_slash_command(bolt_request)
     problem = payload_problem(bolt_request.body)
     if problem is not None:
         log.warning("%s on %s; answered 400", problem, SLACK_PATH)
@@ -236,6 +241,18 @@ async def _slack_events(request: web.Request) -> web.StreamResponse:
         log.warning("Bolt could not handle a payload on %s (%s); answered 400", SLACK_PATH, type(exc).__name__)
         return web.json_response({"error": "the payload could not be handled"}, status=400)
     return await to_aiohttp_response(response)
+
+
+def _reparse_slash_command(bolt_request: AsyncBoltRequest) -> None:
+    """Bolt takes any form body containing the text "payload" for an interactivity payload, so a slash command
+    such as `/bkjob run 100 payload_size=10` (or from a user or channel so named) reached no listener (404).
+    A form with a `command` field and no `payload` field is a slash command: parse it as one."""
+    if bolt_request.body or "payload" not in bolt_request.raw_body:
+        return
+    form = dict(parse_qsl(bolt_request.raw_body, keep_blank_values=True))
+    if "command" in form and "payload" not in form:
+        bolt_request.body = form
+        bolt_request.context = build_async_context(AsyncBoltContext({}), form)
 
 
 async def _callback(request: web.Request) -> web.StreamResponse:

@@ -219,8 +219,9 @@ class Listeners:
 
     # -- the slash command ----------------------------------------------------------------------------------
 
-    async def on_command(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    async def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
         await ack()
+        respond = self._notifier.responder(str(command.get("response_url") or ""))
         self._background.spawn(self._command(command, respond), name="slash-command")
 
     async def _command(self, command: dict[str, Any], respond: Respond) -> None:
@@ -349,8 +350,9 @@ class Listeners:
 
     # -- approval buttons and the reject form ---------------------------------------------------------------
 
-    async def on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+    async def on_approve(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
+        respond = self._notifier.responder(str(body.get("response_url") or ""))
         self._background.spawn(self._approve(body, respond), name="approve")
 
     async def _approve(self, body: dict[str, Any], respond: Respond) -> None:
@@ -360,8 +362,9 @@ class Listeners:
         except BotError as exc:
             await _ephemeral(respond, explain(exc), replace_original=False)
 
-    async def on_reject(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+    async def on_reject(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
+        respond = self._notifier.responder(str(body.get("response_url") or ""))
         self._background.spawn(self._reject(body, respond), name="reject")
 
     async def _reject(self, body: dict[str, Any], respond: Respond) -> None:
@@ -393,15 +396,16 @@ class Listeners:
 
     # -- what nothing above handles -------------------------------------------------------------------------
 
-    async def on_unknown_action(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+    async def on_unknown_action(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
         action_id = str(body["actions"][0]["action_id"])
         log.info("a click on an action this bot does not know (%.64s)", action_id)
-        await _ephemeral(
-            respond,
+        answer = _ephemeral(
+            self._notifier.responder(str(body.get("response_url") or "")),
             "That button is not one I know (it may be from an older message); nothing changed.",
             replace_original=False,
         )
+        self._background.spawn(answer, name="unknown-action")
 
     async def on_unknown_view(self, ack: Ack, view: dict[str, Any]) -> None:
         log.info("a submitted form this bot does not know (%.64s)", view.get("callback_id"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.blocks import Message
 from bot.errors import SlackError
@@ -46,6 +48,29 @@ class Notifier:
         except SlackError as exc:
             log.info("ephemeral message in %s failed (%s); sending a direct message instead", channel, exc.error)
             await self._call("chat.postMessage", channel=user, text=text)
+
+    def responder(self, response_url: str) -> Callable[..., Awaitable[None]]:
+        """Answer through a request's `response_url` (ephemeral by default) on the bot's shared connection pool.
+
+        Bolt's own `respond()` opens a new HTTP client, and in production a new TLS connection, for every answer.
+        """
+        webhook = AsyncWebhookClient(
+            url=response_url,
+            session=self._client.session,
+            timeout=15,
+            retry_handlers=self._client.retry_handlers,
+        )
+
+        async def respond(**message: Any) -> None:
+            try:
+                reply = await webhook.send_dict(message)
+            except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("answer through response_url failed: %s", type(exc).__name__)
+                return
+            if reply.status_code != 200:
+                log.warning("answer through response_url refused: HTTP %s %s", reply.status_code, reply.body[:200])
+
+        return respond
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> tuple[str, str]:
         """Open a modal; returns its (view_id, hash) for the update that follows."""

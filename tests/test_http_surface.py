@@ -117,3 +117,11 @@ async def test_callback_route_takes_only_post(bot: Bot) -> None:
     assert bot.http is not None
     async with bot.http.get(f"{bot.url}/bkjob/callback/abc") as resp:
         assert resp.status == 405
+
+
+async def test_a_command_mentioning_payload_still_reaches_the_bot(bot: Bot) -> None:
+    """Bolt mistakes any form body containing "payload" for an interactivity payload; the bot corrects that."""
+    resp = await bot.command("run 100 --yes version=payload")
+    assert resp.status == 200
+    (req,) = await bot.bk.wait_for_request("execute_job")
+    assert {"id": 437, "value": "payload"} in req.body["global_vars"]
