@@ -167,10 +167,12 @@ class Outbox:
                 pass
 
     async def _deliver_batch(self, batch: Sequence[OutboxMessage]) -> None:
-        by_channel: dict[str, list[OutboxMessage]] = defaultdict(list)
+        """One lane per channel for posts (they are paced) and one for edits, which must not queue behind a
+        paced post: their order keys differ, so running the lanes side by side keeps every order_key's order."""
+        lanes: dict[tuple[str, bool], list[OutboxMessage]] = defaultdict(list)
         for message in batch:
-            by_channel[message.channel].append(message)
-        await asyncio.gather(*(self._deliver_channel(messages) for messages in by_channel.values()))
+            lanes[(message.channel, message.kind is OutboxKind.POST)].append(message)
+        await asyncio.gather(*(self._deliver_channel(messages) for messages in lanes.values()))
 
     async def _deliver_channel(self, messages: Sequence[OutboxMessage]) -> None:
         for message in messages:
