@@ -99,6 +99,7 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         notifier=notifier,
         web_root=settings.job_web_root(),
         channel_interval=settings.slack_channel_interval,
+        lease=settings.outbox_lease,
     )
     directory = Directory(client=slack, ttl=settings.directory_cache_ttl)
     identities = Identities(users=policy.users, directory=directory, fallback=settings.bk_username)
@@ -126,6 +127,7 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         progress_interval=settings.progress_interval,
         bk_timeout=settings.bk_timeout,
         reconcile_window=settings.reconcile_window,
+        lease=settings.poll_lease,
     )
     bolt = AsyncApp(
         client=slack,

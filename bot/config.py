@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     progress_interval: float = Field(default=15.0, gt=0, le=3600)
     reconcile_window: float = Field(default=120.0, gt=0, le=3600)
     slack_channel_interval: float = Field(default=1.0, ge=0, le=60)
+    outbox_lease: float = Field(default=60.0, gt=0, le=3600)
+    poll_lease: float = Field(default=120.0, gt=0, le=3600)
 
     bkjob_config: str | None = None
     approval_sweep_interval: float = Field(default=15.0, gt=0, le=3600)

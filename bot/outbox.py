@@ -55,8 +55,10 @@ class Outbox:
         web_root: str | None,
         channel_interval: float,
         poll_interval: float = 1.0,
+        lease: float = _LEASE_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._lease = lease
         self._store = store
         self._notifier = notifier
         self._web_root = web_root
@@ -72,7 +74,7 @@ class Outbox:
         self._last_seq = 0
         # A batch must be delivered well within its lease even when one channel's posts are paced, or another
         # replica would lease the same messages again.
-        self._batch = _BATCH if channel_interval <= 0 else max(1, min(_BATCH, int(_LEASE_S / 2 / channel_interval)))
+        self._batch = _BATCH if channel_interval <= 0 else max(1, min(_BATCH, int(lease / 2 / channel_interval)))
 
     # -- what callers queue ---------------------------------------------------------------------------------
 
@@ -154,7 +156,9 @@ class Outbox:
             self._started += 1
             round_id = self._started
             self._wake.clear()
-            batch = await self._store.lease_outbox(owner=self._owner, now=self._clock(), lease=_LEASE_S, limit=_BATCH)
+            batch = await self._store.lease_outbox(
+                owner=self._owner, now=self._clock(), lease=self._lease, limit=self._batch
+            )
             if batch:
                 await self._deliver_batch(batch)
                 continue

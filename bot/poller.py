@@ -46,8 +46,10 @@ class Poller:
         progress_interval: float,
         bk_timeout: float,
         reconcile_window: float = _RECONCILE_WINDOW_S,
+        lease: float = _LEASE_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._lease = lease
         self._window = reconcile_window
         self._store = store
         self._bk = bk
@@ -69,7 +71,7 @@ class Poller:
             await asyncio.sleep(self._tick)
 
     async def poll_once(self) -> int:
-        due = await self._store.lease_due_polls(owner=self._owner, now=self._clock(), lease=_LEASE_S, limit=_BATCH)
+        due = await self._store.lease_due_polls(owner=self._owner, now=self._clock(), lease=self._lease, limit=_BATCH)
         await asyncio.gather(*(self._check(launch) for launch in due))
         return len(due)
 

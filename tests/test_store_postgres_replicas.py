@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.app import STORE
 from bot.blocks import APPROVE_ACTION
 from bot.store import LaunchState, Store
-from tests.conftest import PLAN, Bot
+from tests.conftest import APP_CODE, APP_SECRET, BOT_TOKEN, PLAN, SIGNING_SECRET, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 from tests.test_store import PgSchema, postgres_url_or_skip
 
@@ -213,3 +218,87 @@ async def test_a_replica_stopping_mid_run_loses_no_result(
         await assert_one_reply_per_launch(a, 40)
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_a_replica_killed_mid_delivery_leaves_its_work_to_the_other(
+    slack: FakeSlack, bk: FakeBkJob, pg: PgSchema, tmp_path: Path
+) -> None:
+    """Replica A is a real `python -m bot` process, SIGKILLed while Slack holds it in a 429 wait with results
+    leased in its outbox; replica B takes those messages over once A's leases expire. Nothing is lost or doubled."""
+    port = _free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.base_url,
+        "BK_API_URL": bk.base_url,
+        "BK_APP_CODE": APP_CODE,
+        "BK_APP_SECRET": APP_SECRET,
+        "BK_USERNAME": "ops-bot",
+        "BK_BIZ_ID": "3",
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATABASE_URL": pg.url,
+        "OUTBOX_LEASE": "1",
+        "POLL_LEASE": "1",
+        "SLACK_CHANNEL_INTERVAL": "0",
+        "LOG_FORMAT": "text",
+    }
+    replica_a = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    client = Bot(slack=slack, bk=bk, db_path=tmp_path / "unused.sqlite3")  # only signs and sends requests to A
+    client.port = port
+    client.http = aiohttp.ClientSession()
+    replica_b: Bot | None = None
+    try:
+        await _wait_for_health(client, replica_a)
+        for _ in range(6):
+            assert (await client.command(f"run {PLAN} --yes", channel=OPEN)).status == 200
+        await bk.wait_for_request("execute_job", count=6, timeout=20)
+        await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") is None, count=6, timeout=20)
+        # From now on Slack lets one post per 5 s into the channel: A's second reply waits out a 429.
+        slack.channel_rate = 0.2
+        await asyncio.gather(*(bk.finish(i, status=3) for i in list(bk.instances)))
+        await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") is not None, count=2)
+        replica_a.kill()
+        await replica_a.wait()
+        slack.channel_rate = None
+        replica_b = Bot(slack=slack, bk=bk, db_path=tmp_path / "unused.sqlite3", DATABASE_URL=pg.url, OUTBOX_LEASE="1")
+        await replica_b.start()
+        launches = [m["ts"] for m in slack.messages(OPEN) if not m.get("thread_ts")]
+        assert len(launches) == 6
+        for ts in launches:
+            await slack.wait_for_call("chat.postMessage", lambda c, ts=ts: c.args.get("thread_ts") == ts, timeout=20)
+        await replica_b.idle()
+        assert sorted(len(slack.thread(OPEN, ts)) for ts in launches) == [1] * 6
+    finally:
+        if replica_a.returncode is None:
+            replica_a.kill()
+            await replica_a.wait()
+        if replica_b is not None:
+            await replica_b.close()
+        await client.http.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_for_health(client: Bot, process: asyncio.subprocess.Process) -> None:
+    """The replica is another process: there is no event to wait on, so ask /healthz until it answers (bounded)."""
+    assert client.http is not None
+    for _ in range(200):
+        if process.returncode is not None:
+            raise AssertionError(f"replica exited with {process.returncode}")
+        try:
+            async with client.http.get(f"{client.url}/healthz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("replica did not answer /healthz within 10 s")
