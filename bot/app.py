@@ -31,10 +31,11 @@ from bot.directory import Directory
 from bot.errors import BotError
 from bot.identity import Identities
 from bot.launches import Launches
-from bot.listeners import Listeners, payload_problem
+from bot.listeners import Listeners
 from bot.logs import request_ids
 from bot.notifier import Notifier
 from bot.outbox import Outbox
+from bot.payloads import payload_problem
 from bot.policy import Policy, load_policy
 from bot.poller import Poller
 from bot.results import Results

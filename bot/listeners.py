@@ -6,9 +6,8 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
@@ -46,12 +45,13 @@ from bot.explain import explain
 from bot.identity import Identities
 from bot.launches import Launches, LaunchRequest
 from bot.notifier import Notifier
+from bot.payloads import RejectMeta, RunMeta, verified
 from bot.policy import Policy
 from bot.store import ApprovalRecord, Store
 from bot.targets import parse_targets
 from bot.tokens import Signer
 
-__all__ = ["Listeners", "payload_problem"]
+__all__ = ["Listeners"]
 
 log = logging.getLogger(__name__)
 
@@ -59,117 +59,11 @@ Ack = Callable[..., Awaitable[None]]
 Respond = Callable[..., Awaitable[Any]]
 
 _MAX_INLINE_ERROR = 150
+_ANY = re.compile(r".*")
 _ENTRY = re.compile(r'^"[^"]*":')
 MAX_FORM_VALUE = 3000
 """Slack caps a plain-text input at 3000 characters; a longer value did not come from our form."""
-_ANY = re.compile(r".*")
-_URL = r"^https?://[^\s]+$"
 _FOREIGN_FORM = "This form is not one I issued (it may be from an older version of the bot); nothing was launched."
-
-
-class _Payload(BaseModel):
-    """The fields the listeners read, with the types they assume; anything else in the payload is ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-
-_M = TypeVar("_M", bound=_Payload)
-
-
-class _User(_Payload):
-    id: StrictStr
-
-
-class _SlashCommand(_Payload):
-    command: StrictStr
-    text: StrictStr = ""
-    user_id: StrictStr = Field(min_length=1)
-    channel_id: StrictStr = Field(min_length=1)
-    trigger_id: StrictStr
-    response_url: StrictStr = Field(pattern=_URL)
-
-
-class _Action(_Payload):
-    action_id: StrictStr
-    value: StrictStr = ""
-
-
-class _Container(_Payload):
-    channel_id: StrictStr = ""
-    message_ts: StrictStr = ""
-
-
-class _BlockActions(_Payload):
-    type: Literal["block_actions"]
-    user: _User
-    actions: list[_Action] = Field(min_length=1)
-    trigger_id: StrictStr = ""
-    response_url: StrictStr = Field(pattern=_URL)
-    container: _Container = _Container()
-
-
-class _Input(_Payload):
-    value: StrictStr | None = None
-
-
-class _State(_Payload):
-    values: dict[StrictStr, dict[StrictStr, _Input]] = {}
-
-
-class _View(_Payload):
-    type: StrictStr
-    id: StrictStr = ""
-    hash: StrictStr = ""
-    callback_id: StrictStr = ""
-    private_metadata: StrictStr = ""
-    state: _State = _State()
-
-
-class _ViewSubmission(_Payload):
-    type: Literal["view_submission"]
-    user: _User
-    view: _View
-
-
-def payload_problem(body: Mapping[str, Any]) -> str | None:
-    """Why a parsed Slack payload cannot be handled, or None.
-
-    Signed is not the same as well-formed, and Bolt indexes payloads blindly (even while building the arguments
-    of its error handler), so a payload whose fields lack the types the listeners read is refused before Bolt.
-    """
-    shape: type[_Payload] | None = None
-    if "command" in body:
-        shape = _SlashCommand
-    elif body.get("type") == "block_actions":
-        shape = _BlockActions
-    elif body.get("type") == "view_submission":
-        shape = _ViewSubmission
-    if shape is None:
-        return None
-    try:
-        shape.model_validate(body)
-    except ValidationError as exc:
-        return f"malformed {shape.__name__.lstrip('_')} payload ({exc.error_count()} problems)"
-    return None
-
-
-class _RunMeta(_Payload):
-    """What a run form's signed `private_metadata` holds: where, which plan, and for whom it was opened."""
-
-    p: Literal["run"]
-    c: StrictStr
-    b: StrictInt
-    j: StrictInt
-    u: StrictStr
-
-
-class _RejectMeta(_Payload):
-    """What a reject form's signed `private_metadata` holds: the approval request, the rejecter, the channel."""
-
-    p: Literal["reject"]
-    a: StrictStr
-    u: StrictStr
-    c: StrictStr
 
 
 class Listeners:
@@ -327,7 +221,7 @@ class Listeners:
 
     async def on_run_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body["user"]["id"])
-        meta = _verified(self._signer, _RunMeta, view.get("private_metadata"))
+        meta = verified(self._signer, RunMeta, view.get("private_metadata"))
         if meta is None or meta.u != user:
             log.warning("refused a run form with tampered metadata from %s", user)
             await ack(response_action="update", view=error_modal("This form was not issued to you by the bot."))
@@ -378,7 +272,7 @@ class Listeners:
 
     async def on_reject_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body["user"]["id"])
-        meta = _verified(self._signer, _RejectMeta, view.get("private_metadata"))
+        meta = verified(self._signer, RejectMeta, view.get("private_metadata"))
         if meta is None or meta.u != user:
             log.warning("refused a reject form with tampered metadata from %s", user)
             await ack(response_action="update", view=error_modal("This form was not issued to you by the bot."))
@@ -432,17 +326,6 @@ def _origin(body: Mapping[str, Any]) -> tuple[str, str]:
     """The channel and message the button was on: an approval is decided only from its own message."""
     container = body.get("container") or {}
     return str(container.get("channel_id", "")), str(container.get("message_ts", ""))
-
-
-def _verified(signer: Signer, shape: type[_M], metadata: object) -> _M | None:
-    """The form's metadata if this bot signed it for this kind of form; None for anything else."""
-    payload = signer.unsign(metadata) if isinstance(metadata, str) else None
-    if payload is None:
-        return None
-    try:
-        return shape.model_validate(payload)
-    except ValidationError:
-        return None
 
 
 def _permalink(approval: ApprovalRecord) -> str | None:
