@@ -9,7 +9,7 @@ wire format is spoken.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -42,6 +42,10 @@ __all__ = [
 # replaced by it too, so no password default is ever held by the bot.
 PASSWORD_PLACEHOLDER = "******"
 
+
+
+# BK-JOB's IDs are Java longs: anything outside (0, 2**63) is not one and would not fit the store's BIGINT either.
+InstanceId = Annotated[int, Field(gt=0, lt=2**63)]
 
 class VariableType(IntEnum):
     """`category` of a plan's global variable (JOB's TaskVariableTypeEnum)."""
@@ -134,7 +138,7 @@ class Envelope(_Wire):
 
 
 class ExecuteJobData(_Wire):
-    job_instance_id: int
+    job_instance_id: InstanceId
     job_instance_name: str = ""
 
 
@@ -224,7 +228,7 @@ class StatusBlock(_Wire):
 
 
 class JobInstance(_Wire):
-    job_instance_id: int
+    job_instance_id: InstanceId
     bk_job_id: int | None = None
     name: str | None = None
     status: int
@@ -249,7 +253,7 @@ class JobInstanceStatus(_Wire):
 class InstanceSummary(_Wire):
     """One `get_job_instance_list` (jobv3) row; times are epoch milliseconds."""
 
-    id: int
+    id: InstanceId
     job_plan_id: int | None = None
     name: str | None = None
     operator: str | None = None
@@ -271,7 +275,7 @@ class CallbackStep(_Wire):
 class CallbackBody(_Wire):
     """What BK-JOB POSTs to `bk_callback_url`; the v3 docs name the list `step_instance_list`."""
 
-    job_instance_id: int = Field(gt=0)
+    job_instance_id: InstanceId
     status: int
     step_instances: list[CallbackStep] = Field(
         default_factory=list, validation_alias=AliasChoices("step_instances", "step_instance_list")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -366,6 +367,59 @@ def test_any_bk_job_answer_to_a_plan_read_becomes_a_clear_message(
     assert not leaks(seen.texts())
     assert not seen.bot_errors()
     assert len(live.bot.bk.requests("execute_job")) - executions <= 1
+    live.run(_drain_injections(live))
+
+
+_execute_data = st.one_of(
+    _json,
+    st.fixed_dictionaries({"job_instance_id": st.integers() | _json, "job_instance_name": _clean | _json}),
+)
+_execute_answers = st.one_of(
+    st.builds(lambda d: json.dumps({"result": True, "code": 0, "data": d}).encode(), _execute_data),
+    st.binary(max_size=300),
+    st.builds(
+        lambda d, cut: json.dumps({"result": True, "code": 0, "data": d}).encode()[:cut],
+        _execute_data,
+        st.integers(1, 120),
+    ),
+    st.builds(lambda c, m: json.dumps({"result": False, "code": c, "message": m}).encode(), _json, _json),
+)
+
+
+@examples(40)
+@given(raw=_execute_answers)
+@example(raw=b'{"result": true, "code": 0, "data": {"job_instance_id": 18446744073709551616}}')
+@example(raw=b'{"result": true, "code": 0, "data": {"job_instance_id": -1}}')
+def test_any_execute_job_answer_is_sent_once_and_told_clearly(live: LiveBot, raw: bytes) -> None:
+    """Whatever execute_job answers, it was called once (never retried: that could run the job twice), the person
+    hears something clear, and the launch ends up running with an instance, refused, or "unknown"."""
+    executions = len(live.bot.bk.requests("execute_job"))
+
+    async def send() -> str:
+        bot = live.bot
+        bot.bk.garbage_next("execute_job", body=raw)
+        body = bot.command_body(f"run {PLAN} --yes version=x{secrets.token_hex(3)}", channel="C0EXEC")
+        await bot.post_signed(body)
+        await bot.idle()
+        return next(v for k, v in _form(body) if k == "response_url")
+
+    mark = live.mark()
+    url = live.run(send())
+    seen = live.since(mark)
+    assert len(live.bot.bk.requests("execute_job")) - executions == 1
+    assert not leaks(seen.texts())
+    assert not seen.bot_errors()
+    posted = [c for c in seen.calls if c.method == "chat.postMessage" and c.args.get("channel") == "C0EXEC"]
+    answered = [r for r in seen.responses if r.url == url]
+    assert posted, "no launch message"
+    with sqlite3.connect(live.db_path) as conn:
+        state, instance = conn.execute(
+            "SELECT state, job_instance_id FROM launches WHERE channel = 'C0EXEC' ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+    assert state in ("running", "finished", "not_started", "unknown")
+    assert (instance is not None) == (state in ("running", "finished"))
+    if state not in ("running", "finished"):
+        assert answered, "a refused or lost launch was not told to the person"
     live.run(_drain_injections(live))
 
 
