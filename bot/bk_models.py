@@ -214,7 +214,7 @@ class StepInstance(_Wire):
     execute_count: int | None = None
     start_time: str | None = None
     end_time: str | None = None
-    total_time: float | None = None
+    total_time: float | None = Field(default=None, allow_inf_nan=False)
     step_ip_status: list[StepIpStatus] | None = None
 
     def host_counts(self) -> tuple[int, int]:
@@ -235,7 +235,7 @@ class JobInstance(_Wire):
     operator: str | None = None
     start_time: str | None = None
     end_time: str | None = None
-    total_time: float | None = None
+    total_time: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class JobInstanceStatus(_Wire):

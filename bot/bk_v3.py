@@ -208,7 +208,7 @@ class _StepInstanceV3(_Wire):
     execute_count: int | None = None
     start_time: int | None = None
     end_time: int | None = None
-    total_time: float | None = None
+    total_time: float | None = Field(default=None, allow_inf_nan=False)
     step_ip_result_list: list[_StepIpResultV3] | None = None
 
     def to_domain(self) -> StepInstance:
@@ -235,7 +235,7 @@ class _JobInstanceV3(_Wire):
     operator: str | None = None
     start_time: int | None = None
     end_time: int | None = None
-    total_time: float | None = None
+    total_time: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class InstanceStatusV3(_Wire):

@@ -423,6 +423,84 @@ def test_any_execute_job_answer_is_sent_once_and_told_clearly(live: LiveBot, raw
     live.run(_drain_injections(live))
 
 
+_number = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True), _json)
+_status_data = st.one_of(
+    _json,
+    st.fixed_dictionaries(
+        {
+            "is_finished": st.booleans() | _json,
+            "job_instance": st.fixed_dictionaries(
+                {"job_instance_id": st.integers() | _json, "status": st.integers(-2, 20) | _json, "total_time": _number}
+            )
+            | _json,
+            "blocks": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "step_instances": st.lists(
+                            st.fixed_dictionaries(
+                                {
+                                    "step_instance_id": st.integers() | _json,
+                                    "status": st.integers(-2, 20) | _json,
+                                    "name": _clean | _json,
+                                    "total_time": _number,
+                                    "step_ip_status": st.lists(
+                                        st.fixed_dictionaries({"status": st.integers() | _json}), max_size=3
+                                    )
+                                    | _json,
+                                }
+                            ),
+                            max_size=3,
+                        )
+                    }
+                ),
+                max_size=3,
+            )
+            | _json,
+        }
+    ),
+)
+_status_answers = st.one_of(
+    st.builds(lambda d: json.dumps({"result": True, "code": 0, "data": d}).encode(), _status_data),
+    st.binary(max_size=200),
+    st.builds(lambda c, m: json.dumps({"result": False, "code": c, "message": m}).encode(), _json, _json),
+)
+
+
+@examples(30)
+@given(raw=_status_answers, final=st.sampled_from([3, 4, 11]))
+@example(
+    raw=b'{"result": true, "code": 0, "data": {"is_finished": true, "job_instance": {"job_instance_id": 1,'
+    b' "status": 3, "total_time": NaN}, "blocks": [{"step_instances": [{"step_instance_id": 1, "status": 4,'
+    b' "total_time": Infinity, "step_ip_status": [{"status": 11}]}]}]}}',
+    final=3,
+)
+def test_any_status_answer_after_a_callback_gives_at_most_one_clear_reply(
+    live: LiveBot, raw: bytes, final: int
+) -> None:
+    """The callback is confirmed with get_job_instance_status: whatever that answers, the callback gets 200, the
+    bot logs no error, and the thread gets at most one reply, never Python text."""
+
+    async def send() -> tuple[int, str]:
+        bot = live.bot
+        await bot.command(f"run {PLAN} --yes version=s{secrets.token_hex(3)}", channel="C0STATUS")
+        await bot.idle()
+        instance_id = max(bot.bk.instances)
+        ts = bot.slack.messages("C0STATUS")[-1]["ts"]
+        bot.bk.garbage_next("get_job_instance_status", body=raw)
+        statuses = await bot.bk.finish(instance_id, status=final)
+        await bot.idle()
+        return statuses[0] if statuses else 0, ts
+
+    mark = live.mark()
+    status, ts = live.run(send())
+    seen = live.since(mark)
+    assert status == 200
+    assert not seen.bot_errors()
+    assert not leaks(seen.texts())
+    assert len(live.bot.slack.thread("C0STATUS", ts)) <= 1
+    live.run(_drain_injections(live))
+
+
 async def _drain_injections(live: LiveBot) -> None:
     """A request that never reached get_job_detail (it failed earlier) leaves its injection queued: take it."""
     bk = live.bot.bk
