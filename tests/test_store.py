@@ -673,3 +673,18 @@ async def test_set_outcome_on_a_finished_launch_keeps_its_status(store: Store) -
     await store.set_outcome("L1", LaunchState.RUNNING, now=NOW + 1, job_instance_id=7)
     got = await store.get_launch("L1")
     assert got is not None and (got.state, got.job_status, got.job_instance_id) == (LaunchState.FINISHED, 4, 7)
+
+
+async def test_a_leased_refresh_no_longer_absorbs_newer_ones(store: Store) -> None:
+    """A refresh being delivered may have rendered the old state already: a newer refresh must queue behind it."""
+    first = message(1, "C0OPS:edit:1.0", dedupe_key="refresh-launch:L1")
+    assert await store.enqueue(first)
+    assert not await store.enqueue(message(2, "C0OPS:edit:1.0", dedupe_key="refresh-launch:L1"))
+    (leased,) = await store.lease_outbox(owner="w1", now=NOW, lease=60, limit=10)
+    assert leased.id == first.id
+    newer = message(3, "C0OPS:edit:1.0", dedupe_key="refresh-launch:L1")
+    assert await store.enqueue(newer)
+    assert await store.lease_outbox(owner="w2", now=NOW, lease=60, limit=10) == []  # it waits behind the first
+    await store.outbox_sent(first.id, owner="w1", ts="1.0", now=NOW)
+    (after,) = await store.lease_outbox(owner="w2", now=NOW, lease=60, limit=10)
+    assert after.id == newer.id

@@ -447,7 +447,9 @@ class PostgresStore(Store):
             f" AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key"
             f" AND p.state = 'pending' AND p.seq < o.seq)"
             f" ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED)"
-            f" UPDATE outbox m SET lease_owner = $3, lease_until = $4 FROM heads WHERE m.id = heads.id"
+            # A leased message may already be rendering: from here on it no longer absorbs newer refreshes.
+            f" UPDATE outbox m SET lease_owner = $3, lease_until = $4, dedupe_key = NULL"
+            f" FROM heads WHERE m.id = heads.id"
             f" RETURNING {_prefixed(OUTBOX_COLUMNS, 'm')}",
             now,
             limit,

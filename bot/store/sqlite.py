@@ -367,7 +367,9 @@ class SqliteStore(Store):
                 rows = await cur.fetchall()
             for row in rows:
                 await self.db.execute(
-                    "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id = ?", (owner, now + lease, row["id"])
+                    # A leased message may already be rendering: from here on it no longer absorbs newer refreshes.
+                    "UPDATE outbox SET lease_owner = ?, lease_until = ?, dedupe_key = NULL WHERE id = ?",
+                    (owner, now + lease, row["id"]),
                 )
         return [outbox_from(dict(row)) for row in rows]
 
