@@ -567,14 +567,11 @@ class FakeBkJob:
 
     # -- HTTP --------------------------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        api = request.match_info["api"]
-        handler = self._apis.get(api)
-        if handler is None:
-            return web.Response(status=404, text=f"component {api} not found")
-        if request.method != "POST" and not (request.method == "GET" and api in _GET_APIS):
-            return web.Response(status=405, text="method not allowed")
+    async def _record(self, request: web.Request, api: str, version: str) -> tuple[JsonDict, bool, Mapping[str, str]]:
+        """Read the parameters (query for GET, JSON body otherwise), record the request and tell the observers.
 
+        Returns (params, whether the body was malformed, the headers) for the handler to answer from.
+        """
         params: JsonDict = {}
         malformed = False
         if request.method == "GET":
@@ -590,12 +587,23 @@ class FakeBkJob:
             else:
                 malformed = True
         headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(request.headers))
-        record = BkRequest(api=api, method=request.method, headers=headers, body=params)
+        record = BkRequest(api=api, method=request.method, headers=headers, body=params, version=version)
         async with self._changed:
             self._requests.append(record)
             self._changed.notify_all()
         for observer in self._request_observers:
             observer(record)
+        return params, malformed, headers
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        api = request.match_info["api"]
+        handler = self._apis.get(api)
+        if handler is None:
+            return web.Response(status=404, text=f"component {api} not found")
+        if request.method != "POST" and not (request.method == "GET" and api in _GET_APIS):
+            return web.Response(status=405, text="method not allowed")
+
+        params, malformed, headers = await self._record(request, api, "v2")
 
         delay = _take(self._delays, api)
         if delay is not None:
@@ -681,27 +689,7 @@ class FakeBkJob:
         if handler is None or request.method != _V3_METHODS[api]:
             return _gateway_error(404, 1640401, "API_NOT_FOUND", f"API not found [method={request.method} api={api}]")
 
-        params: JsonDict = {}
-        malformed = False
-        if request.method == "GET":
-            params = dict(request.query)
-        else:
-            raw = await request.read()
-            try:
-                parsed = json.loads(raw) if raw else {}
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                parsed = None
-            if isinstance(parsed, dict):
-                params = parsed
-            else:
-                malformed = True
-        headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(request.headers))
-        record = BkRequest(api=api, method=request.method, headers=headers, body=params, version="v3")
-        async with self._changed:
-            self._requests.append(record)
-            self._changed.notify_all()
-        for observer in self._request_observers:
-            observer(record)
+        params, malformed, headers = await self._record(request, api, "v3")
 
         name = _canonical(api)
         delay = _take(self._delays, name)
