@@ -627,20 +627,35 @@ class FakeBkJob:
         if injected is not None:  # kind == "fail"
             return _job_response({"code": injected.code, "result": False, "message": injected.message})
 
-        english = request.headers.get("Blueking-Language", "").lower().startswith("en")
-        try:
-            if malformed:
-                raise _JobError(1240003, "bad_request")
-            data = handler(self, params, operator, headers)
-        except _JobError as exc:
-            body: JsonDict = {"code": exc.code, "result": False, "message": exc.message(english)}
-            if exc.permission is not None:
-                body["permission"] = exc.permission
-            return _job_response(body)
+        data, error = self._run(request, handler, params, operator, headers, malformed=malformed)
+        if error is not None:
+            return _job_response(error)
         if self._lost.get(api):
             self._lost[api] -= 1
             return web.Response(status=502, text="Bad Gateway", content_type="text/html")
         return _job_response({"code": 0, "result": True, "data": data, "message": ""})
+
+    def _run(
+        self,
+        request: web.Request,
+        handler: Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict],
+        params: JsonDict,
+        operator: str,
+        headers: Mapping[str, str],
+        *,
+        malformed: bool,
+    ) -> tuple[JsonDict, JsonDict | None]:
+        """(data, None) from the API's handler, or ({}, JOB's error body in the caller's language)."""
+        english = request.headers.get("Blueking-Language", "").lower().startswith("en")
+        try:
+            if malformed:
+                raise _JobError(1240003, "bad_request")
+            return handler(self, params, operator, headers), None
+        except _JobError as exc:
+            body: JsonDict = {"code": exc.code, "result": False, "message": exc.message(english)}
+            if exc.permission is not None:
+                body["permission"] = exc.permission
+            return {}, body
 
     def _authenticate(self, request: web.Request, params: Mapping[str, Any]) -> tuple[str | None, str]:
         """The ESB's app and user checks: header X-Bkapi-Authorization first, else the request params."""
@@ -713,16 +728,9 @@ class FakeBkJob:
         if injected is not None:  # kind == "fail"
             return _apigw_response({"code": injected.code, "result": False, "message": injected.message})
 
-        english = request.headers.get("Blueking-Language", "").lower().startswith("en")
-        try:
-            if malformed:
-                raise _JobError(1240003, "bad_request")
-            data = handler(self, params, operator, headers)
-        except _JobError as exc:
-            body: JsonDict = {"code": exc.code, "result": False, "message": exc.message(english)}
-            if exc.permission is not None:
-                body["permission"] = exc.permission
-            return _apigw_response(body)
+        data, error = self._run(request, handler, params, operator, headers, malformed=malformed)
+        if error is not None:
+            return _apigw_response(error)
         if self._lost.get(name):
             self._lost[name] -= 1
             return _gateway_error(
