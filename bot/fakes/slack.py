@@ -21,7 +21,6 @@ JsonDict = dict[str, Any]
 
 # slack_sdk form-encodes some methods; these fields then arrive as JSON strings.
 _JSON_FIELDS = ("blocks", "view", "attachments")
-_CALL_KEY = "fake_slack_call"
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,10 @@ class SlackCall:
     method: str
     args: JsonDict
     token: str | None
+
+
+# A typed key: aiohttp 3.14 warns on plain string keys (an error under the suite's filterwarnings).
+_CALL_KEY = web.RequestKey("fake_slack_call", SlackCall)
 
 
 @dataclass(frozen=True)
@@ -488,6 +491,9 @@ class FakeSlack:
             "real_name": real_name,
             "deleted": info.get("deleted", False),
             "is_bot": info.get("is_bot", False),
+            # Guests: multi-channel (restricted) and single-channel (ultra restricted), as users.info reports them.
+            "is_restricted": info.get("is_restricted", False),
+            "is_ultra_restricted": info.get("is_ultra_restricted", False),
             "tz": info.get("tz", "Asia/Shanghai"),
             "profile": profile,
         }
