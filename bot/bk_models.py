@@ -8,12 +8,15 @@ wire format is spoken.
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from enum import IntEnum
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 __all__ = [
+    "HOST_SUCCESS",
     "CallbackBody",
     "CallbackStep",
     "Envelope",
@@ -43,6 +46,9 @@ __all__ = [
 PASSWORD_PLACEHOLDER = "******"
 
 
+
+# Per-host statuses that count as success: 9 SUCCESS and 3 LAST_SUCCESS (reference §9.5).
+HOST_SUCCESS = frozenset({3, 9})
 
 # BK-JOB's IDs are Java longs: anything outside (0, 2**63) is not one and would not fit the store's BIGINT either.
 InstanceId = Annotated[int, Field(gt=0, lt=2**63)]
@@ -84,8 +90,21 @@ class TargetServer(_Wire):
     def is_empty(self) -> bool:
         return not (self.ip_list or self.dynamic_group_id_list or self.topo_node_list)
 
+    def counts(self) -> str:
+        """What a host variable runs on, in words: "2 IPs, 1 dynamic group, 1 topology node"."""
+        parts = [
+            _count(len(self.ip_list), "IP", "IPs"),
+            _count(len(self.dynamic_group_id_list), "dynamic group", "dynamic groups"),
+            _count(len(self.topo_node_list), "topology node", "topology nodes"),
+        ]
+        return ", ".join(p for p in parts if p) or "no hosts"
+
     def wire(self) -> dict[str, Any]:
         return self.model_dump(exclude_defaults=True)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return "" if n == 0 else f"{n} {one if n == 1 else many}"
 
 
 class GlobalVar(_Wire):
@@ -150,7 +169,7 @@ class PlanIp(_Wire):
 class PlanVariable(_Wire):
     """A `get_job_detail` `global_vars[]` item (v2 code: `category` is the type code).
 
-    `topo_node_list` is filled only from v3's `get_job_plan_detail`: v2 never returns a host default's nodes.
+    A host default's topology nodes come from v3's `server.topo_node_list`, or from v2's `value` JSON.
     """
 
     id: int | None = None
@@ -161,6 +180,25 @@ class PlanVariable(_Wire):
     ip_list: list[PlanIp] | None = None
     custom_query_id: list[str] | None = None
     topo_node_list: list[TopoNode] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_default_from_value(cls, data: Any) -> Any:
+        """v2 gives a host default whole only in `value`, JOB's TaskTargetDTO JSON (`ip_list` and
+        `custom_query_id` are derived from it, without the topology nodes): read the targets from there."""
+        if not isinstance(data, dict) or data.get("category") != VariableType.HOST_LIST:
+            return data
+        target = _task_target(data.get("value"))
+        if target is None:
+            return data
+        hosts, groups, nodes = target
+        return {
+            **data,
+            "value": None,
+            "ip_list": hosts or data.get("ip_list"),
+            "custom_query_id": groups or data.get("custom_query_id"),
+            "topo_node_list": nodes or data.get("topo_node_list"),
+        }
 
     @field_validator("value")
     @classmethod
@@ -179,12 +217,46 @@ class PlanVariable(_Wire):
         return self.category == VariableType.HOST_LIST
 
     def default_targets(self) -> TargetServer:
-        """The plan's default hosts; through v2 without topo nodes, which it never returns."""
+        """The plan's default targets: hosts, dynamic groups and topology nodes."""
         return TargetServer(
             ip_list=[IpEntry(bk_cloud_id=ip.bk_cloud_id, ip=ip.ip) for ip in self.ip_list or []],
             dynamic_group_id_list=list(self.custom_query_id or []),
             topo_node_list=list(self.topo_node_list or []),
         )
+
+
+def _task_target(value: Any) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]] | None:
+    """(hosts, dynamic group IDs, topology nodes) of a TaskTargetDTO JSON, or None when `value` is not one.
+
+    The shape is JOB's (`manage/.../model/dto/task/TaskTargetDTO.java`, `TaskHostNodeDTO.java`):
+    `{"hostNodeList": {"hostList": [{"hostId", "ip", "ipv6", "cloudAreaId"}], "dynamicGroupId": ["<id>"],
+    "nodeInfoList": [{"id", "type"}]}}`; a group ID may carry a historical `<appId>:` prefix, which JOB strips.
+    """
+    if not isinstance(value, str) or not value.strip().startswith("{"):
+        return None
+    try:
+        parsed = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    node = parsed.get("hostNodeList") if isinstance(parsed, dict) else None
+    if not isinstance(node, dict):
+        return None
+    hosts = [
+        {"bk_host_id": h.get("hostId"), "bk_cloud_id": h.get("cloudAreaId") or 0, "ip": h.get("ip")}
+        for h in node.get("hostList") or []
+        if isinstance(h, dict)
+    ]
+    groups: list[str] = []
+    for group in [*(node.get("dynamicGroupId") or []), *(node.get("dynamicGroupList") or [])]:
+        group_id = group.get("id") if isinstance(group, dict) else group
+        if isinstance(group_id, str) and group_id:
+            groups.append(group_id.split(":")[-1] if group_id.count(":") == 1 else group_id)
+    nodes = [
+        {"id": n.get("id"), "node_type": n.get("type") or n.get("node_type")}
+        for n in node.get("nodeInfoList") or []
+        if isinstance(n, dict)
+    ]
+    return hosts, groups, nodes
 
 
 class JobDetail(_Wire):
@@ -218,9 +290,10 @@ class StepInstance(_Wire):
     step_ip_status: list[StepIpStatus] | None = None
 
     def host_counts(self) -> tuple[int, int]:
-        """(hosts that succeeded, hosts in all); per-host 9 is success in JOB's ExecuteObjectTaskStatusEnum."""
+        """(hosts that succeeded, hosts in all): per-host 9 (success) and 3 (succeeded in an earlier run of a
+        retried step) are successes in JOB's `ExecuteObjectTaskStatusEnum.isSuccess`."""
         hosts = self.step_ip_status or []
-        return sum(1 for h in hosts if h.status == 9), len(hosts)
+        return sum(1 for h in hosts if h.status in HOST_SUCCESS), len(hosts)
 
 
 class StatusBlock(_Wire):
@@ -237,6 +310,16 @@ class JobInstance(_Wire):
     end_time: str | None = None
     total_time: float | None = Field(default=None, allow_inf_nan=False)
 
+    def started_at(self) -> float | None:
+        """`start_time` as epoch seconds when it carries its zone (v3's, converted; v2's documented `+0800`);
+        v2's code sends server-local time without one, which cannot be placed, so None."""
+        if not self.start_time:
+            return None
+        try:
+            return datetime.strptime(self.start_time, "%Y-%m-%d %H:%M:%S %z").timestamp()
+        except ValueError:
+            return None
+
 
 class JobInstanceStatus(_Wire):
     """`get_job_instance_status` (v2) data."""
@@ -249,11 +332,21 @@ class JobInstanceStatus(_Wire):
     def steps(self) -> list[StepInstance]:
         return [step for block in self.blocks or [] for step in block.step_instances]
 
+    def result_key(self) -> str:
+        """Which finish this is: a job retried in BK-JOB runs again and finishes again, with a higher step
+        `execute_count`; the first finish keeps the bare status as its key."""
+        runs = max((step.execute_count or 0 for step in self.steps), default=0)
+        status = str(self.job_instance.status)
+        return status if runs == 0 else f"{status}:{runs}"
+
 
 class InstanceSummary(_Wire):
-    """One `get_job_instance_list` (jobv3) row; times are epoch milliseconds."""
+    """One `get_job_instance_list` (jobv3) row; times are epoch milliseconds.
 
-    id: InstanceId
+    JOB names the instance `job_instance_id` (EsbTaskInstanceV3DTO); the published doc says `id`: both are read.
+    """
+
+    job_instance_id: InstanceId = Field(validation_alias=AliasChoices("job_instance_id", "id"))
     job_plan_id: int | None = None
     name: str | None = None
     operator: str | None = None

@@ -107,7 +107,7 @@ class Poller:
         stale = launch.progress_at is None or now - launch.progress_at >= self._progress_interval
         if not (changed or stale):
             return
-        await self._store.set_progress(launch.id, {**progress, "elapsed": detail.job_instance.total_time}, now=now)
+        await self._store.set_progress(launch.id, {**progress, "elapsed": _elapsed(launch, detail, now)}, now=now)
         fresh = await self._store.get_launch(launch.id)
         await self._outbox.refresh_launch(fresh or launch)
 
@@ -129,18 +129,20 @@ class Poller:
             await self._reconcile_failed(launch, str(exc))
             return
         known = {other.job_instance_id for other in await self._store.recent_launches(launch.channel, 500)}
-        candidates = [i for i in listing.data or [] if i.job_plan_id == launch.bk_job_id and i.id not in known]
+        candidates = [
+            i for i in listing.data or [] if i.job_plan_id == launch.bk_job_id and i.job_instance_id not in known
+        ]
         if not candidates:
             await self._not_found(launch)
         elif len(candidates) > 1:
-            ids = ", ".join(str(i.id) for i in candidates)
+            ids = ", ".join(str(i.job_instance_id) for i in candidates)
             await self._say(
                 launch,
                 f":grey_question: Several instances of this plan match the lost launch: {ids}. "
                 "Check BK-JOB; I will not guess.",
             )
             await self._store.schedule_poll(launch.id, at=None)
-        elif await self._store.claim_instance(launch.id, candidates[0].id, now=self._clock()):
+        elif await self._store.claim_instance(launch.id, candidates[0].job_instance_id, now=self._clock()):
             await self._found(launch, candidates[0])
         else:
             await self._store.schedule_poll(launch.id, at=self._clock() + 15, attempts=launch.poll_attempts + 1)
@@ -149,7 +151,7 @@ class Poller:
         when = utc_time(instance.create_time / 1000) if instance.create_time else "the launch time"
         await self._say(
             launch,
-            f":mag: Found it: BK-JOB started instance {instance.id} at {when} "
+            f":mag: Found it: BK-JOB started instance {instance.job_instance_id} at {when} "
             f"(matched by plan {launch.bk_job_id}, operator `{launch.bk_username}` and time).",
         )
         await self._store.schedule_poll(launch.id, at=self._clock(), attempts=0)
@@ -199,3 +201,13 @@ def _progress(detail: JobInstanceStatus) -> dict[str, Any]:
         "total": len(steps),
         "current": (current.name or str(current.step_instance_id)) if current else None,
     }
+
+
+def _elapsed(launch: LaunchRecord, detail: JobInstanceStatus, now: float) -> float:
+    """BK-JOB's `total_time` is null until the job finishes: count from its start time, or from the launch when
+    that time has no zone (v2)."""
+    job = detail.job_instance
+    if job.total_time is not None:
+        return job.total_time
+    started = job.started_at() or launch.created_at
+    return max(0.0, now - started)

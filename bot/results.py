@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 class Results:
     """A callback is only a trigger (it carries no signature): the status posted is the one BK-JOB reports.
 
-    Results are de-duplicated by (launch, final status): a callback and the poller reporting the same end, or
-    two callbacks, give one reply. The reply is queued in the same transaction that records the result.
+    Results are de-duplicated by (launch, final status, run): a callback and the poller reporting the same end,
+    or two callbacks, give one reply; a job retried in BK-JOB that finishes again is reported again. The reply
+    is queued in the same transaction that records the result.
     """
 
     def __init__(
@@ -62,7 +63,8 @@ class Results:
         job_status = detail.job_instance.status if detail is not None else hinted_status
         if job_status is None or not status.is_finished(job_status):
             return False
-        key = str(job_status)
+        # A job retried in BK-JOB's UI finishes again: each finish has its own key, so each is reported once.
+        key = detail.result_key() if detail is not None else str(job_status)
         message = result_reply(launch, job_status=job_status, detail=detail, note=note, web_root=self._web_root)
         reply = self._outbox.reply(
             launch.channel, message, thread_ts=launch.message_ts, on_sent={"result": [launch.id, key]}

@@ -110,8 +110,9 @@ def _override(var: PlanVariable, text: str) -> GlobalVar | None:
 
 
 def _shown(item: GlobalVar) -> str:
+    """A host variable leads with what it runs on ("2 IPs, 1 topology node: …"): the list may be cut for Slack."""
     if item.target_server is not None:
-        return format_targets(item.target_server)
+        return f"{item.target_server.counts()}: {format_targets(item.target_server)}"
     return item.value or ""
 
 

@@ -13,7 +13,15 @@ import aiohttp
 import pytest
 
 from bot.bk import ApigwV3Client, BkClient, EsbV2Client
-from bot.bk_models import ExecuteJobRequest, GlobalVar, IpEntry, TargetServer, TopoNode
+from bot.bk_models import (
+    ExecuteJobRequest,
+    GlobalVar,
+    InstanceList,
+    IpEntry,
+    PlanVariable,
+    TargetServer,
+    TopoNode,
+)
 from bot.errors import BkApiError, BkTimeout, BkUnavailable
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, PLAN_VARS
 from tests.fakes import FakeBkJob
@@ -209,7 +217,9 @@ async def test_recent_instances_are_listed_by_operator_and_time(bkc: BkClient, b
         bk_username=USER,
     )
     (row,) = listing.data or []
-    assert (row.id, row.job_plan_id, row.operator, row.create_time) == (data.job_instance_id, PLAN, USER, started_ms)
+    expected = (data.job_instance_id, PLAN, USER, started_ms)
+    assert (row.job_instance_id, row.job_plan_id, row.operator, row.create_time) == expected
+    (wire_row,) = bk.requests("get_job_instance_list")
     other = await bkc.get_job_instance_list(
         bk_biz_id=BIZ,
         create_time_start_ms=started_ms - 60_000,
@@ -217,7 +227,69 @@ async def test_recent_instances_are_listed_by_operator_and_time(bkc: BkClient, b
         operator="bob",
         bk_username=USER,
     )
-    assert other.data == []
+    assert not other.data
+    assert wire_row.body["launch_mode"] in (2, "2") and wire_row.body["type"] in (0, "0")
+
+
+def test_instance_list_rows_are_read_by_job_instance_id_or_the_docs_id() -> None:
+    """JOB sends `job_instance_id` (EsbTaskInstanceV3DTO); the published doc shows `id`."""
+    for key in ("job_instance_id", "id"):
+        listing = InstanceList.model_validate({"data": [{key: 20001, "job_plan_id": PLAN}], "total": 1})
+        assert [r.job_instance_id for r in listing.data or []] == [20001]
+
+
+async def test_running_instances_have_no_total_time_yet(bkc: BkClient, bk: FakeBkJob) -> None:
+    """`total_time` is set by finishJob: null while the job runs, in both versions."""
+    data = await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    running = await bkc.get_job_instance_status(bk_biz_id=BIZ, job_instance_id=data.job_instance_id, bk_username=USER)
+    assert running.job_instance.total_time is None and running.steps[0].total_time is None
+
+
+async def test_host_default_with_topology_nodes_is_read_whole(bkc: BkClient, bk: FakeBkJob) -> None:
+    """v2 gives the nodes only in `value` (TaskTargetDTO JSON), v3 in `server.topo_node_list`."""
+    bk.add_plan(
+        BIZ,
+        120,
+        "topo",
+        [
+            {
+                "id": 7,
+                "name": "servers",
+                "category": 3,
+                "ip_list": [{"bk_host_id": 11, "bk_cloud_id": 2, "ip": "10.0.0.1"}],
+                "custom_query_id": ["g1"],
+                "topo_node_list": [{"id": 1000, "node_type": "module"}, {"id": 5, "node_type": "set"}],
+            }
+        ],
+    )
+    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=120, bk_username=USER)
+    (servers,) = detail.variables
+    assert servers.default_targets() == TargetServer(
+        ip_list=[IpEntry(bk_cloud_id=2, ip="10.0.0.1")],
+        dynamic_group_id_list=["g1"],
+        topo_node_list=[TopoNode(id=1000, node_type="module"), TopoNode(id=5, node_type="set")],
+    )
+
+
+def test_task_target_json_of_a_v2_host_default_is_parsed() -> None:
+    """JOB's stored TaskTargetDTO, as v2 get_job_detail hands it out in `value` (historical `<appId>:` group
+    prefixes stripped as JOB does)."""
+    value = json.dumps(
+        {
+            "hostNodeList": {
+                "nodeInfoList": [{"id": 1000, "type": "module"}],
+                "dynamicGroupId": ["2:g1", "g2"],
+                "hostList": [{"hostId": 11, "ip": "10.0.0.1", "cloudAreaId": 0, "cloudIp": "0:10.0.0.1"}],
+            }
+        }
+    )
+    var = PlanVariable.model_validate({"id": 1, "name": "servers", "category": 3, "value": value, "ip_list": []})
+    assert var.value is None
+    assert var.default_targets() == TargetServer(
+        ip_list=[IpEntry(bk_cloud_id=0, ip="10.0.0.1")],
+        dynamic_group_id_list=["g1", "g2"],
+        topo_node_list=[TopoNode(id=1000, node_type="module")],
+    )
 
 
 # -- BK-JOB's own errors --------------------------------------------------------------------------------------

@@ -325,3 +325,53 @@ async def test_bk_injected_failures_and_delay(http: aiohttp.ClientSession) -> No
                 pass
         assert len(await bk.wait_for_request("execute_job", count=3)) == 3
     # Leaving the block did not wait out the 60 s delay.
+
+
+async def test_bk_instance_list_validates_and_filters_like_job(bk: FakeBkJob, http: aiohttp.ClientSession) -> None:
+    """EsbGetJobInstanceListV3ResourceImpl: rows keyed `job_instance_id` with scope fields, filters applied,
+    end after start within 30 days, `length` 1..1000; `total_time` null while running."""
+    api_job = await start_job(http, bk)
+    web_job = await start_job(http, bk)
+    bk.instances[web_job].launch_mode = 1  # started from BK-JOB's web UI
+    await bk.finish(web_job, status=3)
+    now_ms = int(bk.instances[api_job].create_time * 1000)
+    url = bk.url("get_job_instance_list").replace("/v2/job/", "/v2/jobv3/")
+
+    async def listing(**params: Any) -> dict[str, Any]:
+        body = {**AUTH, "bk_biz_id": 2, "create_time_start": now_ms - 60_000, "create_time_end": now_ms + 60_000}
+        async with http.post(url, json={**body, **params}, headers={"Blueking-Language": "en"}) as resp:
+            result: dict[str, Any] = await resp.json()
+            return result
+
+    rows = (await listing())["data"]["data"]
+    assert [r["job_instance_id"] for r in rows] == [web_job, api_job]  # newest first
+    assert "id" not in rows[0] and "bk_biz_id" not in rows[0] and rows[0]["bk_scope_id"] == "2"
+    assert rows[1]["total_time"] is None and rows[0]["total_time"] is not None
+    assert [r["job_instance_id"] for r in (await listing(launch_mode=2))["data"]["data"]] == [api_job]
+    assert [r["job_instance_id"] for r in (await listing(status=3))["data"]["data"]] == [web_job]
+    assert (await listing(name="nope"))["data"]["data"] is None
+    page = (await listing(length=1))["data"]
+    assert (len(page["data"]), page["total"]) == (1, 2)
+
+    refused = [
+        ({"create_time_end": now_ms - 120_000}, 1241007, "[create_time_start|create_time_end]"),
+        ({"create_time_start": now_ms - 31 * 86_400_000}, 1241002, "Invalid request parameters"),
+        ({"length": 0}, 1240003, "must be in range: [1,1000]"),
+        ({"length": 1001}, 1240003, "must be in range: [1,1000]"),
+        ({"create_time_start": None}, 1241007, "[create_time_start]"),
+    ]
+    for params, code, message in refused:
+        reply = await listing(**params)
+        assert (reply["code"], message in reply["message"]) == (code, True), (params, reply)
+
+
+async def test_bk_variable_without_id_or_name_is_refused_before_the_plan_lookup(
+    bk: FakeBkJob, http: aiohttp.ClientSession
+) -> None:
+    """checkExecuteTaskRequest runs before the plan is read: `id <= 0` with a blank name is 1241005 even for a
+    plan that does not exist."""
+    for item in ({"id": 0, "name": ""}, {"id": -1, "name": "  "}):
+        body = {**AUTH, "bk_biz_id": 2, "bk_job_id": 999, "global_vars": [item]}
+        reply = await esb(http, bk, "execute_job", body, {"Blueking-Language": "en"})
+        expected = (1241005, "Invalid request parameter [global_vars.id|global_vars.name]")
+        assert (reply["code"], reply["message"]) == expected

@@ -241,3 +241,44 @@ async def test_secrets_reach_neither_slack_nor_the_database(bot: Bot, db_path: P
     for secret in (APP_SECRET, BOT_TOKEN, SIGNING_SECRET, PASSWORD, token):
         assert secret not in to_slack, secret
         assert secret.encode() not in stored, secret
+
+
+RETRY_PLAN = 130
+
+
+async def launch_two_host_plan(bot: Bot) -> tuple[int, str]:
+    hosts = [{"bk_host_id": 20 + i, "bk_cloud_id": 0, "ip": f"10.0.0.{i}"} for i in (1, 2)]
+    bot.bk.add_plan(3, RETRY_PLAN, "Two hosts", [], steps=[{"name": "deploy", "ip_list": hosts}, {"name": "check"}])
+    return await launch(bot, f"run {RETRY_PLAN} --yes")
+
+
+async def wait_for_replies(bot: Bot, ts: str, count: int) -> list[dict[str, object]]:
+    await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, count=count)
+    await bot.idle()
+    return replies(bot, ts)
+
+
+async def test_a_job_retried_in_bkjob_reports_every_finish(bot: Bot) -> None:
+    """After "retry failed hosts" in BK-JOB's UI the job runs again and calls back again: each finish is told,
+    even one with the same status, and a host that succeeded the first time (status 3) counts as a success."""
+    instance_id, ts = await launch_two_host_plan(bot)
+    assert await bot.bk.finish(instance_id, status=4, host_statuses={0: [9, 104]}) == [200]
+    (first,) = await wait_for_replies(bot, ts, 1)
+    assert "1 of 2 hosts failed" in step_line(first, "deploy")
+
+    bot.bk.retry_failed_hosts(instance_id)
+    assert await bot.bk.finish(instance_id, status=4) == [200]  # failed again, on the same host
+    _, second = await wait_for_replies(bot, ts, 2)
+    assert ":x: *Failed*" in json.dumps(second["blocks"])
+    assert "1 of 2 hosts failed" in step_line(second, "deploy")  # 10.0.0.1 is in 3 (LAST_SUCCESS)
+    assert await bot.bk.send_callback(instance_id) == 200  # a duplicate of the second finish
+    await bot.idle()
+    assert len(replies(bot, ts)) == 2
+
+    bot.bk.retry_failed_hosts(instance_id)
+    assert await bot.bk.finish(instance_id, status=3) == [200]
+    *_, third = await wait_for_replies(bot, ts, 3)
+    assert ":white_check_mark: *Succeeded*" in json.dumps(third["blocks"])
+    assert len(replies(bot, ts)) == 3
+    message = bot.slack.message(CHANNEL, ts)
+    assert message is not None and message["text"].startswith("Succeeded")

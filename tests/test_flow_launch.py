@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import BIZ, CHANNEL, PLAN, USER, Bot
 
 
@@ -37,3 +39,59 @@ async def test_modal_path_launches_and_posts_result_in_thread(bot: Bot) -> None:
     (reply,) = bot.slack.thread(CHANNEL, ts)
     assert "Succeeded" in reply["text"]
     assert USER
+
+
+TOPO_PLAN = 120
+
+
+def _topo_plan(bot: Bot) -> None:
+    """A plan whose host default is an IP, a dynamic group and a topology node (v2 gives the node only inside
+    `value`, JOB's TaskTargetDTO JSON)."""
+    bot.bk.add_plan(
+        BIZ,
+        TOPO_PLAN,
+        "Topo deploy",
+        [
+            {
+                "id": 901,
+                "name": "servers",
+                "category": 3,
+                "ip_list": [{"bk_host_id": 11, "bk_cloud_id": 0, "ip": "10.0.0.1"}],
+                "custom_query_id": ["g1"],
+                "topo_node_list": [{"id": 1000, "node_type": "module"}],
+            },
+            {"id": 902, "name": "version", "category": 1, "value": "1.0"},
+        ],
+    )
+
+
+async def test_host_default_with_groups_and_nodes_keeps_every_target(bot: Bot) -> None:
+    _topo_plan(bot)
+    view = await bot.open_form(f"run {TOPO_PLAN}")
+    (servers,) = [b for b in view["blocks"] if b.get("block_id") == "var:3:id:901"]
+    prefilled = servers["element"]["initial_value"]
+    assert prefilled.splitlines() == ["10.0.0.1", "group:g1", "module:1000"]
+
+    # Unchanged: nothing is sent for the host variable, BK-JOB keeps its own default.
+    await bot.submit(view, {"version": "2.0"})
+    (first,) = await bot.bk.wait_for_request("execute_job")
+    sent = first.body.get("global_vars") or first.body.get("global_var_list")
+    assert sent == [{"id": 902, "value": "2.0"}]
+
+    # Edited: one IP added, the group and the node the person did not remove still run.
+    await bot.command(f"run {TOPO_PLAN}")
+    second = await bot.slack.wait_for_call("views.update", count=2)
+    view = bot.slack.view(second[-1].args["view_id"])
+    assert view is not None
+    await bot.submit(view, {"servers": prefilled + "\n10.0.0.2"})
+    await bot.bk.wait_for_request("execute_job", count=2)
+    await bot.idle()
+    instance = bot.bk.instances[max(bot.bk.instances)]
+    assert instance.resolved_vars["servers"] == {
+        "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.0.1"}, {"bk_cloud_id": 0, "ip": "10.0.0.2"}],
+        "dynamic_group_id_list": ["g1"],
+        "topo_node_list": [{"id": 1000, "node_type": "module"}],
+    }
+    # The launch message says what the changed host variable runs on.
+    message = bot.slack.messages(CHANNEL)[-1]
+    assert "2 IPs, 1 dynamic group, 1 topology node" in json.dumps(message["blocks"])

@@ -100,8 +100,11 @@ async def test_restart_with_a_job_still_running_loses_nothing(quick: Bot) -> Non
 async def test_live_progress_is_shown_and_edits_are_throttled(quick: Bot) -> None:
     instance_id, ts = await launch(quick)
     quick.bk.advance(instance_id, done_steps=1)
+    # BK-JOB's total_time is null while the job runs: the elapsed time is counted from its start.
     await quick.slack.wait_for_call(
-        "chat.update", lambda c: c.args.get("ts") == ts and "step 2/2" in json.dumps(c.args), timeout=10
+        "chat.update",
+        lambda c: c.args.get("ts") == ts and "step 2/2" in json.dumps(c.args) and "so far" in json.dumps(c.args),
+        timeout=10,
     )
     edits = len(quick.slack.calls("chat.update"))
     polls = len(quick.bk.requests("get_job_instance_status"))
@@ -123,8 +126,15 @@ async def test_lost_execute_job_answer_is_reconciled_to_the_started_instance(qui
     found = await reply_in(quick, ts, "Found it")
     assert str(instance_id) in json.dumps(found)
     assert len(quick.bk.requests("execute_job")) == 1  # never retried
+    # BK-JOB's list names the instance `job_instance_id`; the bot asked for API launches of this operator only.
+    (listing, *_) = quick.bk.requests("get_job_instance_list")
+    assert (listing.body["launch_mode"], listing.body["operator"]) in ((2, "ops-bot"), ("2", "ops-bot"))
     await quick.bk.finish(instance_id, status=3)
     await reply_in(quick, ts, "Succeeded")
+    assert await quick.bk.send_callback(instance_id) == 200  # a late duplicate: still one result
+    await quick.idle()
+    thread = [json.dumps(m) for m in quick.slack.thread(CHANNEL, ts)]
+    assert sum("Found it" in m for m in thread) == 1 and sum("Succeeded" in m for m in thread) == 1
 
 
 async def test_lost_answer_of_a_launch_that_never_started_says_so(quick: Bot) -> None:

@@ -114,7 +114,8 @@ def test_problems_are_user_input_errors() -> None:
 def test_shown_values_are_safe_to_store() -> None:
     overrides = build_overrides(plan(), {"servers": "10.0.0.1,2:10.0.0.2,group:g", "version": "2.0"})
     shown = {v.name: (v.id, v.category, v.shown) for v in overrides.shown}
-    assert shown == {"servers": (436, 3, "10.0.0.1\n2:10.0.0.2\ngroup:g"), "version": (437, 1, "2.0")}
+    expected = (436, 3, "2 IPs, 1 dynamic group: 10.0.0.1\n2:10.0.0.2\ngroup:g")
+    assert shown == {"servers": expected, "version": (437, 1, "2.0")}
     assert all(PASSWORD not in v.shown for v in overrides.shown)
 
 

@@ -42,6 +42,7 @@ _V3_METHODS = {
 }
 # v3 names of the v2 APIs: tests record, wait for and inject failures by either name, so one test serves both.
 _V2_NAMES = {"execute_job_plan": "execute_job", "get_job_plan_detail": "get_job_detail"}
+_MAX_HISTORY_MS = 30 * 24 * 60 * 60 * 1000  # Consts.MAX_SEARCH_TASK_HISTORY_RANGE_MILLS
 _IPV4 = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 
 # (zh, en) texts of JOB's message_*.properties for the codes the fake produces (reference §2.3, §3).
@@ -55,7 +56,9 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "no_biz": ("业务/业务集不存在或已被归档", "Business/Business Set not exist or archived"),
     "invalid_param": ("请求参数[{0}]不合法", "Invalid request parameter [{0}]"),
-    "missing_param": ("请求参数[{0}]缺失或不合法", "Invalid request parameter [{0}]"),
+    "missing_param": ("请求参数[{0}]缺失或不合法", "Missing or invalid request parameter [{0}]"),
+    "illegal_param": ("请求参数不合法", "Invalid request parameters"),
+    "bad_length": ("单次返回最大记录数量length必须在 1-1000 之间", "The param 'length' must be in range: [1,1000]"),
     "no_plan": ("执行方案不存在", "Job plan does not exist"),
     "bad_var_id": ("非法的全局变量 ID", "Invalid id of globalVar"),
     "bad_ip": ("IP 非法", "Invalid IP"),
@@ -74,9 +77,10 @@ def _fmt_time(epoch: float | None) -> str | None:
 
 
 def _total_time(start: float | None, end: float | None) -> float | None:
-    if start is None:
+    """Set when the job or step ends; null while it runs (reference §9.4)."""
+    if start is None or end is None:
         return None
-    return round(((end if end is not None else time.time()) - start), 3)
+    return round(end - start, 3)
 
 
 def _hex() -> str:
@@ -153,6 +157,7 @@ class Instance:
     start_time: float | None = None
     end_time: float | None = None
     callbacks: list[CallbackAttempt] = field(default_factory=list)
+    launch_mode: int = 2  # TaskStartupModeEnum: 1 web, 2 API, 3 cron
 
     @property
     def is_finished(self) -> bool:
@@ -359,8 +364,13 @@ class FakeBkJob:
             **var,
         }
         if out["category"] == 3:
-            out["ip_list"] = [{"bk_host_id": None, "bk_cloud_id": 0, **ip} for ip in (out["ip_list"] or [])]
+            out["ip_list"] = [
+                {"bk_host_id": None, "bk_cloud_id": 0, "ip": None, "ipv6": None, **ip} for ip in (out["ip_list"] or [])
+            ]
             out["custom_query_id"] = list(out["custom_query_id"] or [])
+            out["topo_node_list"] = list(out.get("topo_node_list") or [])
+            if "value" not in var:
+                out["value"] = _target_json(out)
         else:
             out["ip_list"] = out["custom_query_id"] = None
         return out
@@ -475,12 +485,15 @@ class FakeBkJob:
         status: int = 3,
         step_statuses: Sequence[int] | None = None,
         callback: bool = True,
+        host_statuses: Mapping[int, Sequence[int]] | None = None,
     ) -> list[int]:
         """End an instance and deliver its callback like JOB; returns the HTTP statuses of the attempts.
 
         Default step statuses: all 3 for success; otherwise earlier steps 3, the running step `status`,
         later steps 1 (never run). The callback goes out only for statuses that run JOB's finishJob.
         An empty list means no callback was sent or its first attempt failed in transport (see `callbacks`).
+        `host_statuses` gives a step (by index) its per-host statuses; otherwise they follow the step's status,
+        except hosts in 3 (succeeded in an earlier run, see `retry_failed_hosts`), which stay so.
         """
         inst = self.instances[instance_id]
         if step_statuses is None:
@@ -494,12 +507,33 @@ class FakeBkJob:
             step.status = step_status
             if step_status in FINISHED_STATUSES and step.end_time is None:
                 step.end_time = now
+        for index, step in enumerate(inst.steps):
+            explicit = list((host_statuses or {}).get(index, ()))
+            for i, host in enumerate(step.hosts):
+                if i < len(explicit):
+                    host["status"] = explicit[i]
+                elif host.get("status") != 3:
+                    host.pop("status", None)
         inst.status = status
         if status in FINISHED_STATUSES:
             inst.end_time = now
         if callback and inst.callback_url and status in CALLBACK_STATUSES:
             return await self._deliver_callback(inst)
         return []
+
+    def retry_failed_hosts(self, instance_id: int) -> None:
+        """operate_step_instance code 2 from BK-JOB's UI: the failed step runs again on its failed hosts (its
+        `execute_count` goes up, hosts that succeeded show 3, LAST_SUCCESS) and the job is running again; the
+        next `finish` calls back once more (reference §10)."""
+        inst = self.instances[instance_id]
+        if inst.status != 4:
+            raise ValueError(f"instance {instance_id} has status {inst.status}: only a failed job can be retried")
+        step = next(s for s in inst.steps if s.status == 4)
+        for host in step.hosts:
+            host["status"] = 3 if _host_status(step, host) in (3, 9) else 7
+        step.status, step.end_time = 2, None
+        step.execute_count += 1
+        inst.status, inst.end_time = 2, None
 
     async def send_callback(
         self,
@@ -799,13 +833,14 @@ class FakeBkJob:
         job_id = _as_int(params.get(job_key))
         if job_id is None or job_id < 1:
             raise _JobError(1241005, "invalid_param", job_key)
+        for item in passed:  # checkExecuteTaskRequest, before the plan is looked up
+            var_id = _as_int(item.get("id"))
+            if (var_id is None or var_id <= 0) and not str(item.get("name") or "").strip():
+                field_ = "global_var.id|global_var.name" if v3 else "global_vars.id|global_vars.name"
+                raise _JobError(1241005, "invalid_param", field_)
         plan = self.plans.get((biz, job_id))
         if plan is None:
             raise _JobError(1244012, "no_plan")
-        for item in passed:
-            if item.get("id") is None and not str(item.get("name") or "").strip():
-                field_ = "global_var.id|global_var.name" if v3 else "global_vars.id|global_vars.name"
-                raise _JobError(1241005, "invalid_param", field_)
         if operator in self.denied_users:
             raise _JobError(9900403, "no_permission", operator, permission=_permission(plan))
 
@@ -817,7 +852,10 @@ class FakeBkJob:
                 name=step["name"],
                 type=step.get("execute_type", 1),
                 status=2 if i == 0 else 1,
-                hosts=[{"ip": h["ip"], "bk_cloud_id": h.get("bk_cloud_id", 0)} for h in step["ip_list"] or []],
+                hosts=[
+                    {"bk_host_id": h.get("bk_host_id"), "ip": h.get("ip"), "bk_cloud_id": h.get("bk_cloud_id", 0)}
+                    for h in step["ip_list"] or []
+                ],
                 start_time=now if i == 0 else None,
             )
             for i, step in enumerate(plan.steps)
@@ -862,8 +900,8 @@ class FakeBkJob:
             "create_time": _fmt_time(plan.create_time),
             "last_modify_time": _fmt_time(plan.create_time),
             "steps": [{k: v for k, v in s.items() if k != "execute_type"} for s in plan.steps],
-            # v2 never returns a host default's topology nodes (reference §3.1).
-            "global_vars": [{k: x for k, x in v.items() if k != "topo_node_list"} for v in plan.global_vars],
+            # Host defaults: topology nodes only inside `value`, JOB's TaskTargetDTO JSON (reference §9.2).
+            "global_vars": [_v2_plan_var(v) for v in plan.global_vars],
         }
 
     def _get_job_instance_status(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
@@ -892,42 +930,53 @@ class FakeBkJob:
                 "create_time": _fmt_time(inst.create_time),
                 "start_time": _fmt_time(inst.start_time),
                 "end_time": _fmt_time(inst.end_time),
-                "total_time": _total_time(inst.start_time, inst.end_time),
-                "start_way": 2,
+                "total_time": _finished_total(inst),
+                "start_way": inst.launch_mode,
                 "current_step_instance_id": current.step_instance_id,
             },
             "blocks": [{"step_instances": [_step_status(s, inst.operator)]} for s in inst.steps],
         }
 
     def _get_job_instance_list(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
-        """jobv3 get_job_instance_list: times are epoch ms, `create_time_start/end` required, operator exact."""
+        """EsbGetJobInstanceListV3ResourceImpl (the ESB's jobv3 component and APIGW alike): epoch-ms times, end
+        after start within 30 days, `length` 1..1000 (default 20), the filters applied, rows keyed
+        `job_instance_id` with scope fields (EsbTaskInstanceV3DTO), newest first."""
+        length = _as_int(params.get("length"))
+        length = 20 if length is None else length
+        if not 1 <= length <= 1000:
+            raise _JobError(1240003, "bad_length")
+        offset = _as_int(params.get("start")) or 0
         biz = self._biz_id(params)
         self._check_biz(biz)
         start, end = _as_int(params.get("create_time_start")), _as_int(params.get("create_time_end"))
-        if start is None or end is None:
+        if start is None or start < 1:
             raise _JobError(1241007, "missing_param", "create_time_start")
+        if end is None or end < 1:
+            raise _JobError(1241007, "missing_param", "create_time_end")
+        if end - start <= 0:
+            raise _JobError(1241007, "missing_param", "create_time_start|create_time_end")
+        if end - start > _MAX_HISTORY_MS:
+            raise _JobError(1241002, "illegal_param")
+        task_type = _as_int(params.get("type"))
+        if task_type is not None and task_type not in (0, 1, 2):
+            raise _JobError(1241002, "illegal_param")
+        wanted = {
+            "job_instance_id": _as_int(params.get("job_instance_id")),
+            "launch_mode": _as_int(params.get("launch_mode")),
+            "type": task_type,
+            "status": _as_int(params.get("status")),
+        }
+        name = params.get("name") or None
         rows = [
-            {
-                "bk_biz_id": inst.bk_biz_id,
-                "id": inst.job_instance_id,
-                "job_template_id": inst.bk_job_id,
-                "job_plan_id": inst.bk_job_id,
-                "name": inst.name,
-                "operator": inst.operator,
-                "create_time": int(inst.create_time * 1000),
-                "start_time": int((inst.start_time or inst.create_time) * 1000),
-                "end_time": int(inst.end_time * 1000) if inst.end_time else None,
-                "total_time": int((_total_time(inst.start_time, inst.end_time) or 0) * 1000),
-                "launch_mode": 2,
-                "status": inst.status,
-                "type": 0,
-            }
-            for inst in self.instances.values()
+            _instance_row(inst)
+            for inst in sorted(self.instances.values(), key=lambda i: i.create_time, reverse=True)
             if inst.bk_biz_id == biz
             and start <= inst.create_time * 1000 <= end
             and (not params.get("operator") or params.get("operator") == inst.operator)
+            and (name is None or str(name) in inst.name)
         ]
-        return {"data": rows, "start": 0, "length": len(rows), "total": len(rows)}
+        rows = [r for r in rows if all(v is None or r[k] == v for k, v in wanted.items())]
+        return {"data": rows[offset : offset + length] or None, "start": offset, "length": length, "total": len(rows)}
 
     def advance(self, instance_id: int, done_steps: int) -> None:
         """Move a running instance on: the first `done_steps` steps succeed, the next one runs (no callback)."""
@@ -977,7 +1026,7 @@ class FakeBkJob:
         if inst is None or inst.bk_biz_id != biz:
             raise _JobError(1244006, "no_instance")
         ip_results = str(params.get("return_ip_result", "false")).lower() == "true"
-        total = _total_time(inst.start_time, inst.end_time)
+        total = _finished_total(inst)
         return {
             "finished": inst.is_finished,
             "job_instance": {
@@ -994,19 +1043,11 @@ class FakeBkJob:
             "step_instance_list": [_step_status_v3(s, ip_results) for s in inst.steps],
         }
 
-    def _get_job_instance_list_v3(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
-        """The same rows as through the ESB, scoped like every v3 answer."""
-        page = self._get_job_instance_list(params, operator, headers)
-        for row in page["data"]:
-            biz = row.pop("bk_biz_id")
-            row.update({"bk_scope_type": "biz", "bk_scope_id": str(biz)})
-        return page
-
     _apis_v3: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
         "execute_job_plan": _execute_job_plan,
         "get_job_plan_detail": _get_job_plan_detail,
         "get_job_instance_status": _get_job_instance_status_v3,
-        "get_job_instance_list": _get_job_instance_list_v3,
+        "get_job_instance_list": _get_job_instance_list,
     }
 
     _apis: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
@@ -1050,6 +1091,87 @@ def _apigw_response(body: JsonDict) -> web.Response:
     envelope: JsonDict = {"code": body["code"], "result": body["result"], "job_request_id": _hex()}
     envelope.update({k: v for k, v in body.items() if k not in envelope})
     return web.json_response(envelope, headers={"X-Bkapi-Request-Id": str(uuid.uuid4())})
+
+
+def _target_json(var: Mapping[str, Any]) -> str | None:
+    """A host variable's stored default: JOB's TaskTargetDTO as JSON (nonEmptyMapper, so no null or empty keys),
+    which v2 get_job_detail hands out as `value` (TaskTargetDTO.java, TaskHostNodeDTO.java, ApplicationHostDTO.java).
+    """
+    hosts = []
+    for ip in var.get("ip_list") or []:
+        host = {
+            "hostId": ip.get("bk_host_id"),
+            "ip": ip.get("ip"),
+            "ipv6": ip.get("ipv6"),
+            "cloudAreaId": ip.get("bk_cloud_id", 0),
+            "cloudIp": f"{ip.get('bk_cloud_id', 0)}:{ip['ip']}" if ip.get("ip") else None,
+            "gseAgentAlive": False,
+        }
+        hosts.append({k: v for k, v in host.items() if v is not None})
+    node = {
+        "nodeInfoList": [{"id": n["id"], "type": n["node_type"]} for n in var.get("topo_node_list") or []],
+        "dynamicGroupId": list(var.get("custom_query_id") or []),
+        "hostList": hosts,
+    }
+    node = {k: v for k, v in node.items() if v}
+    if not node:
+        return None
+    return json.dumps({"hostNodeList": node}, separators=(",", ":"))
+
+
+def _esb_ip(ip: Mapping[str, Any]) -> JsonDict:
+    """EsbIpDTO as v2 get_job_detail lists a host: `ip` is null for an IPv6-only host."""
+    return {
+        "bk_host_id": ip.get("bk_host_id"),
+        "bk_cloud_id": ip.get("bk_cloud_id", 0),
+        "bk_cloud_name": None,
+        "ip": ip.get("ip"),
+        "ipv6": ip.get("ipv6"),
+        "bk_agent_id": None,
+        "alive": None,
+    }
+
+
+def _v2_plan_var(var: Mapping[str, Any]) -> JsonDict:
+    """EsbGetJobDetailResourceImpl.buildVariable: `value` is the raw stored default (the TaskTargetDTO JSON of a
+    host variable, a password in clear), and the structured host fields have no topology nodes."""
+    out = {k: v for k, v in var.items() if k != "topo_node_list"}
+    if var["category"] == 3:
+        out["ip_list"] = [_esb_ip(ip) for ip in var.get("ip_list") or []]
+    return out
+
+
+def _instance_row(inst: Instance) -> JsonDict:
+    """EsbTaskInstanceV3DTO: the instance ID is `job_instance_id` (the published doc says `id`), `total_time`
+    is null until the job has finished."""
+    return {
+        "bk_scope_type": "biz",
+        "bk_scope_id": str(inst.bk_biz_id),
+        "job_instance_id": inst.job_instance_id,
+        "job_plan_id": inst.bk_job_id,
+        "job_template_id": inst.bk_job_id,
+        "name": inst.name,
+        "operator": inst.operator,
+        "launch_mode": inst.launch_mode,
+        "status": inst.status,
+        "start_time": _ms(inst.start_time),
+        "end_time": _ms(inst.end_time),
+        "total_time": _total_ms(inst),
+        "create_time": _ms(inst.create_time),
+        "type": 0,
+    }
+
+
+def _total_ms(inst: Instance) -> int | None:
+    total = _finished_total(inst)
+    return None if total is None else int(total * 1000)
+
+
+def _finished_total(inst: Instance) -> float | None:
+    """`total_time` is set by finishJob: null while the job runs (reference §9.4)."""
+    if not inst.is_finished:
+        return None
+    return _total_time(inst.start_time, inst.end_time)
 
 
 def _v3_var_as_v2(item: Mapping[str, Any]) -> JsonDict:
@@ -1195,6 +1317,11 @@ def _permission(plan: _Plan) -> JsonDict:
 _HOST_STATUS = {1: 5, 2: 7, 3: 9, 4: 104, 5: 5, 6: 104, 8: 403, 11: 403}
 
 
+def _host_status(step: StepInstance, host: Mapping[str, Any]) -> int:
+    explicit = host.get("status")
+    return int(explicit) if explicit is not None else _HOST_STATUS.get(step.status, 0)
+
+
 def _step_status(step: StepInstance, operator: str) -> JsonDict:
     return {
         "step_instance_id": step.step_instance_id,
@@ -1210,8 +1337,7 @@ def _step_status(step: StepInstance, operator: str) -> JsonDict:
         "create_time": _fmt_time(step.create_time),
         "pause": None,
         "step_ip_status": [
-            {"ip": h["ip"], "bk_cloud_id": h["bk_cloud_id"], "status": _HOST_STATUS.get(step.status, 0)}
-            for h in step.hosts
+            {"ip": h["ip"], "bk_cloud_id": h["bk_cloud_id"], "status": _host_status(step, h)} for h in step.hosts
         ],
     }
 
@@ -1220,10 +1346,10 @@ def _step_status_v3(step: StepInstance, ip_results: bool) -> JsonDict:
     total = _total_time(step.start_time, step.end_time)
     hosts = [
         {
-            "bk_host_id": None,
+            "bk_host_id": h.get("bk_host_id"),
             "ip": h["ip"],
             "bk_cloud_id": h["bk_cloud_id"],
-            "status": _HOST_STATUS.get(step.status, 0),
+            "status": _host_status(step, h),
             "tag": "",
             "exit_code": 0 if step.status == 3 else None,
             "error_code": 0,
