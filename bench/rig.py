@@ -69,6 +69,7 @@ class Rig:
             # Launches left running by a benchmark must not be polled halfway through the next one.
             "CALLBACK_GRACE": "3600",
             "LOG_LEVEL": "INFO",
+            "BKJOB_OPEN_MODE": "on",  # no policy file: measured ungoverned, as before
         }
         settings.update(overrides)
         return Served.bot(settings, port=port, cwd=self.workdir, log=self.workdir / "bot.log")

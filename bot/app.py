@@ -28,7 +28,7 @@ from bot.bk import create_bk_client
 from bot.callback import CallbackRoute
 from bot.config import Settings
 from bot.directory import Directory
-from bot.errors import BotError
+from bot.errors import BotError, ConfigError
 from bot.identity import Identities
 from bot.launches import Launches
 from bot.listeners import Listeners
@@ -53,6 +53,7 @@ BACKGROUND = web.AppKey("background", Background)
 OUTBOX = web.AppKey("outbox", Outbox)
 _BOLT = web.AppKey("bolt", AsyncApp)
 _CALLBACK = web.AppKey("callback", CallbackRoute)
+_POLICY_MODE = web.AppKey("policy_mode", str)
 
 MAX_SLACK_BODY = 1024 * 1024
 """aiohttp answers 413 above this; Slack's own payloads stay far below it."""
@@ -64,19 +65,27 @@ _UNREADABLE = (ValueError, LookupError, RecursionError, TypeError, AttributeErro
 
 
 def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Application:
-    """Raises ConfigError for a bad policy file before anything is served."""
+    """Raises ConfigError for a bad or missing policy file before anything is served."""
     policy = policy if policy is not None else load_policy(settings.bkjob_config)
+    if policy is None and not settings.bkjob_open_mode:
+        raise ConfigError(
+            "no policy file (BKJOB_CONFIG, or bkjob.toml in the working directory): write one (see "
+            "bkjob.example.toml), or set BKJOB_OPEN_MODE=on to let every channel launch any plan without approval"
+        )
     app = web.Application(client_max_size=MAX_SLACK_BODY, middlewares=[request_ids, _deadline])
     app[_DEADLINE] = settings.request_timeout
-    app.cleanup_ctx.append(lambda a: _resources(a, settings, policy))
+    app[_POLICY_MODE] = "file" if policy is not None else "open"
+    governed = policy
+    app.cleanup_ctx.append(lambda a: _resources(a, settings, governed))
     app.router.add_post(SLACK_PATH, _slack_events)
     app.router.add_post("/bkjob/callback/{token}", _callback)
     app.router.add_get("/healthz", _healthz)
     return app
 
 
-async def _resources(app: web.Application, settings: Settings, policy: Policy) -> AsyncIterator[None]:
+async def _resources(app: web.Application, settings: Settings, governed: Policy | None) -> AsyncIterator[None]:
     """Every resource is opened here and closed here, in reverse order."""
+    policy = _announce_policy(governed)
     store = open_store(settings.database_url)
     await store.open()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -103,7 +112,7 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         lease=settings.outbox_lease,
     )
     directory = Directory(client=slack, ttl=settings.directory_cache_ttl)
-    identities = Identities(users=policy.users, directory=directory, fallback=settings.bk_username)
+    identities = _identities(governed, directory, settings.bk_username)
     launches = Launches(
         store=store,
         bk=bk,
@@ -146,6 +155,8 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         audit=audit,
         outbox=outbox,
         web_root=settings.job_web_root(),
+        identities=identities,
+        policy=policy,
     )
     Listeners(
         store=store,
@@ -187,6 +198,34 @@ async def _resources(app: web.Application, settings: Settings, policy: Policy) -
         await asyncio.gather(loops[0], return_exceptions=True)
         await session.close()
         await store.close()
+
+
+def _announce_policy(governed: Policy | None) -> Policy:
+    """Ungoverned operation is allowed only when asked for, and then said loudly at every start."""
+    if governed is None:
+        log.warning(
+            "OPEN MODE (BKJOB_OPEN_MODE=on, no policy file): every channel and DM may launch any plan in any "
+            "business without approval, and everyone runs as BK_USERNAME"
+        )
+        return Policy()
+    if governed.defaults.unrestricted:
+        log.warning(
+            "the policy's [defaults] allow any business and plan without approval: channels it does not name, "
+            "and DMs, may launch anything (set allowed_biz = [] there to refuse them)"
+        )
+    return governed
+
+
+def _identities(governed: Policy | None, directory: Directory, service_account: str | None) -> Identities:
+    """Open mode runs everyone as the service account; a policy maps people and falls back only if it says so."""
+    if governed is None:
+        return Identities(fallback=service_account)
+    return Identities(
+        users=governed.users,
+        directory=directory,
+        fallback=service_account if governed.identity.service_account_fallback else None,
+        email_domains=governed.identity.email_domains,
+    )
 
 
 async def _sweep(approvals: Approvals, interval: float) -> None:
@@ -266,5 +305,5 @@ async def _healthz(request: web.Request) -> web.StreamResponse:
     """Load balancers take a replica out of rotation on 503: the database is what a replica cannot do without."""
     store = request.app[STORE]
     ok = await store.ping()
-    body = {"ok": ok, "store": "up" if ok else "down", "database": store.kind}
+    body = {"ok": ok, "store": "up" if ok else "down", "database": store.kind, "policy": request.app[_POLICY_MODE]}
     return web.json_response(body, status=200 if ok else 503)

@@ -12,10 +12,11 @@ from bot.blocks import approval_message, mention, notice, utc_time
 from bot.directory import Directory
 from bot.errors import BotError, SlackError
 from bot.explain import explain
+from bot.identity import Identities
 from bot.launches import Launches, LaunchFailed, LaunchRequest
 from bot.notifier import Notifier
 from bot.outbox import Outbox
-from bot.policy import ChannelPolicy
+from bot.policy import ChannelPolicy, Policy
 from bot.store import ApprovalRecord, ApprovalState, Store, Vote
 
 __all__ = ["Approvals", "Decision"]
@@ -40,8 +41,12 @@ class Approvals:
         audit: Audit,
         outbox: Outbox,
         web_root: str | None,
+        identities: Identities | None = None,
+        policy: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._identities = identities
+        self._policy = policy
         self._store = store
         self._launches = launches
         self._notifier = notifier
@@ -107,14 +112,64 @@ class Approvals:
         self._still_open(approval)
         if user == approval.requester:
             raise Decision("You cannot approve or reject your own launch: another approver has to.")
-        if not await self._is_approver(approval.approvers, user):
+        approvers = self._current_approvers(approval)
+        if not await self._is_approver(approvers, user):
+            raise Decision(f"Only {', '.join(mention(a) for a in approvers)} may decide this request; nothing changed.")
+        if await self._bk_user(user) == approval.bk_username:
+            # A second Slack account of the requester's BK-JOB user is still the requester.
             raise Decision(
-                f"Only {', '.join(mention(a) for a in approval.approvers)} may decide this request; nothing changed."
+                f"You act as the same BK-JOB user as the requester (`{approval.bk_username}`), so you cannot decide "
+                "this request: another approver has to."
             )
         return approval
 
+    def _current_approvers(self, approval: ApprovalRecord) -> list[str]:
+        """Listed when requested and still listed now: an approver removed from the policy no longer decides."""
+        if self._policy is None:
+            return list(approval.approvers)
+        now_listed = set(self._policy.for_channel(approval.channel).approvers)
+        return [a for a in approval.approvers if a in now_listed]
+
+    async def _bk_user(self, user: str) -> str:
+        """Deciding is acting: a person with no BK-JOB user (or whose profile cannot be read) is refused."""
+        if self._identities is None:
+            return user
+        try:
+            return await self._identities.bk_username(user)
+        except BotError as exc:
+            raise Decision(f"{exc} Nothing changed.") from exc
+
+    async def _distinct_voters(self, votes: Sequence[Vote]) -> int:
+        """Approvals count once per BK-JOB user: two Slack accounts of one person are one approval."""
+        users: set[str] = set()
+        for vote in votes:
+            try:
+                users.add(await self._bk_user(vote.approver))
+            except Decision:
+                log.warning("approver %s no longer maps to a BK-JOB user; the vote is not counted", vote.approver)
+        return len(users)
+
+    def _policy_refusal(self, approval: ApprovalRecord) -> str | None:
+        """The channel's policy as it is now: a plan forbidden since the request was made does not launch."""
+        if self._policy is None:
+            return None
+        return self._policy.for_channel(approval.channel).refusal(
+            channel=approval.channel, bk_biz_id=approval.bk_biz_id, bk_job_id=approval.bk_job_id
+        )
+
     async def approve(self, approval_id: str, user: str, *, origin: tuple[str, str] | None = None) -> None:
         approval = await self.check_approver(approval_id, user, origin=origin)
+        refusal = self._policy_refusal(approval)
+        if refusal is not None:
+            await self._audit.record(user, "approval_refused", channel=approval.channel, approval_id=approval.id)
+            raise Decision(f"{refusal} Nothing was approved or launched.")
+        me = await self._bk_user(user)
+        for vote in await self._store.votes(approval.id):
+            if vote.approver != user and await self._bk_user_or_none(vote.approver) == me:
+                raise Decision(
+                    f"{mention(vote.approver)} has already approved as the same BK-JOB user (`{me}`); "
+                    "it counts once, so another approver is needed."
+                )
         now = self._clock()
         if not await self._store.add_vote(approval.id, user, now=now):
             fresh = await self._store.get_approval(approval.id) or approval
@@ -124,7 +179,7 @@ class Approvals:
         await self._audit.record(
             user, "approval_vote", channel=approval.channel, approval_id=approval.id, detail=f"{len(votes)}"
         )
-        if len(votes) < approval.min_approvals:
+        if await self._distinct_voters(votes) < approval.min_approvals:
             await self._refresh(approval)
             return
         if not await self._store.decide(approval.id, ApprovalState.APPROVED, by=user, now=self._clock()):
@@ -179,6 +234,12 @@ class Approvals:
             await self._reply(approval, f"<@{approval.requester}> the approved launch could not start. {explain(exc)}")
             return
         await self._store.set_approval_launch(approval.id, launch.id, now=self._clock())
+
+    async def _bk_user_or_none(self, user: str) -> str | None:
+        try:
+            return await self._bk_user(user)
+        except Decision:
+            return None
 
     def _still_open(self, approval: ApprovalRecord) -> None:
         if approval.state is ApprovalState.PENDING and approval.expires_at <= self._clock():

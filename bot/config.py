@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     poll_lease: float = Field(default=120.0, gt=0, le=3600)
 
     bkjob_config: str | None = None
+    bkjob_open_mode: bool = False
+    """Without a policy file the bot refuses to start unless this says so: then it runs ungoverned ("open")."""
     approval_sweep_interval: float = Field(default=15.0, gt=0, le=3600)
     directory_cache_ttl: float = Field(default=300.0, ge=0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -14,9 +15,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackError
 
-__all__ = ["Directory"]
+__all__ = ["Directory", "Profile"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What identity mapping needs from `users.info`: the e-mail, and whether the account is a guest."""
+
+    email: str | None
+    restricted: bool  # a multi- or single-channel guest (is_restricted / is_ultra_restricted)
 
 
 class Directory:
@@ -36,14 +45,18 @@ class Directory:
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._emails: TTLCache[str, str | None] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
+        self._profiles: TTLCache[str, Profile] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
         self._groups: TTLCache[str, frozenset[str]] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
         # One in-flight read per key: 50 people clicking at once make one call, not 50.
         self._pending: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     async def email(self, user_id: str) -> str | None:
         """The email on the person's Slack profile; None when the profile has none (bots, hidden emails)."""
-        return await self._cached(self._emails, "users.info", user_id, lambda: self._fetch_email(user_id))
+        return (await self.profile(user_id)).email
+
+    async def profile(self, user_id: str) -> Profile:
+        """The person's e-mail and guest status, as Slack knows them now (give or take `ttl`)."""
+        return await self._cached(self._profiles, "users.info", user_id, lambda: self._fetch_profile(user_id))
 
     async def group_members(self, group_id: str) -> frozenset[str]:
         """The user IDs currently in a Slack user group (S…)."""
@@ -68,11 +81,13 @@ class Directory:
         if not done.cancelled() and done.exception() is None:
             cache[key] = done.result()
 
-    async def _fetch_email(self, user_id: str) -> str | None:
+    async def _fetch_profile(self, user_id: str) -> Profile:
         response = await self._call("users.info", user=user_id)
         user = response.get("user") or {}
         email = (user.get("profile") or {}).get("email")
-        return str(email) if email else None
+        # Slack omits the flags for some accounts (bots); a flag present and not plainly false counts as a guest.
+        restricted = any(user.get(flag, False) is not False for flag in ("is_restricted", "is_ultra_restricted"))
+        return Profile(email=str(email) if email else None, restricted=restricted)
 
     async def _fetch_group(self, group_id: str) -> frozenset[str]:
         response = await self._call("usergroups.users.list", usergroup=group_id)

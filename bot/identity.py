@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from bot.directory import Directory
@@ -24,9 +24,11 @@ class NoIdentity(UserInputError):
 
 
 class Identities:
-    """Maps Slack users to BK-JOB usernames: [users], then the Slack profile email, then BK_USERNAME.
+    """Maps Slack users to BK-JOB usernames: [users], then the Slack profile e-mail, then the fallback.
 
-    BK-JOB checks permissions as this user, so an explicit mapping always wins over a guess from the email.
+    BK-JOB checks permissions as this user, so it fails closed: an explicit mapping always wins; an e-mail counts
+    only in a domain the policy lists (anyone can be a guest with `admin@attacker.example`); guests are refused
+    unless mapped; and when Slack cannot say who someone is, they are refused rather than run as the fallback.
     """
 
     def __init__(
@@ -35,18 +37,21 @@ class Identities:
         users: Mapping[str, str] = _NO_USERS,
         directory: Directory | None = None,
         fallback: str | None,
+        email_domains: Iterable[str] = (),
     ) -> None:
         self._users = dict(users)
         self._directory = directory
         self._fallback = fallback
+        self._domains = frozenset(domain.lower() for domain in email_domains)
 
     async def bk_username(self, slack_user: str) -> str:
         mapped = self._users.get(slack_user)
         if mapped:
             return mapped
-        from_email = await self._from_email(slack_user)
-        if from_email:
-            return from_email
+        if self._directory is not None:
+            from_email = await self._from_profile(self._directory, slack_user)
+            if from_email:
+                return from_email
         if self._fallback:
             return self._fallback
         raise NoIdentity(
@@ -54,16 +59,24 @@ class Identities:
             f'`{slack_user} = "<your BK-JOB username>"` under [users] in the bot\'s policy file.'
         )
 
-    async def _from_email(self, slack_user: str) -> str | None:
-        if self._directory is None:
-            return None
+    async def _from_profile(self, directory: Directory, slack_user: str) -> str | None:
         try:
-            email = await self._directory.email(slack_user)
+            profile = await directory.profile(slack_user)
         except SlackError as exc:
-            # Slack being down should not stop a launch the fallback user may still make.
-            log.warning("could not read the Slack profile of %s (%s); trying the next identity source", slack_user, exc)
-            return None
+            log.warning("could not read the Slack profile of %s (%s); refused", slack_user, exc)
+            raise NoIdentity(
+                f"I could not read your Slack profile ({exc.error}), so I cannot tell which BK-JOB user you are; "
+                "nothing was done. Try again in a minute."
+            ) from exc
+        if profile.restricted:
+            raise NoIdentity(
+                "Guest accounts may act only once a bkjob-bot admin maps them: ask for "
+                f'`{slack_user} = "<your BK-JOB username>"` under [users] in the bot\'s policy file.'
+            )
+        email = profile.email
         if not email or "@" not in email:
             return None
-        local = email.rpartition("@")[0]
+        local, _, domain = email.rpartition("@")
+        if domain.lower() not in self._domains:
+            return None
         return local if _PLAUSIBLE_BK_USERNAME.fullmatch(local) else None

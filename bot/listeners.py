@@ -129,6 +129,9 @@ class Listeners:
             await _ephemeral(respond, f":warning: {exc}\n\n{USAGE}")
             return
         channel = str(command.get("channel_id", ""))
+        user = str(command.get("user_id", ""))
+        if isinstance(parsed, PendingCommand | HistoryCommand) and not await self._may_read(user, channel, respond):
+            return
         if isinstance(parsed, RunCommand):
             await self._run(parsed, command, respond)
         elif isinstance(parsed, PendingCommand):
@@ -172,6 +175,21 @@ class Listeners:
         await _ephemeral(respond, f":no_entry: {refusal}")
         return False
 
+    async def _may_read(self, user: str, channel: str, respond: Respond, biz: int | None = None) -> str | None:
+        """Looking is governed like launching: the channel's policy, then who the person is in BK-JOB.
+
+        Returns their BK-JOB user, or None once they have been told why not.
+        """
+        refusal = self._policy.for_channel(channel).read_refusal(channel=channel, bk_biz_id=biz)
+        if refusal is not None:
+            await _ephemeral(respond, f":no_entry: {refusal}")
+            return None
+        try:
+            return await self._identities.bk_username(user)
+        except BotError as exc:
+            await _ephemeral(respond, explain(exc))
+            return None
+
     async def _start(self, request: LaunchRequest) -> None:
         """Launch now, or post an approval request where the channel demands one."""
         policy = self._policy.for_channel(request.channel)
@@ -207,13 +225,19 @@ class Listeners:
         if biz is None:
             await _ephemeral(respond, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here).")
             return
+        bk_username = await self._may_read(user, channel, respond, biz)
+        if bk_username is None:
+            return
         try:
-            bk_username = await self._identities.bk_username(user)
             detail = await self._bk.get_job_instance_status(
                 bk_biz_id=biz, job_instance_id=cmd.job_instance_id, bk_username=bk_username
             )
         except BotError as exc:
             await _ephemeral(respond, explain(exc))
+            return
+        allowed = self._policy.for_channel(channel).allowed_jobs
+        if allowed is not None and detail.job_instance.bk_job_id not in allowed:
+            await _ephemeral(respond, f":no_entry: This channel (<#{channel}>) may not look into that instance's plan.")
             return
         await _ephemeral(respond, instance_status(detail, web_root=self._web_root))
 
@@ -236,6 +260,14 @@ class Listeners:
 
     async def _submitted(self, request: LaunchRequest, claim: str) -> None:
         if not await self._store.claim(claim, now=self._clock()):
+            return
+        # The policy as it is now, not as it was when the form opened: limits tightened meanwhile apply.
+        refusal = self._policy.for_channel(request.channel).refusal(
+            channel=request.channel, bk_biz_id=request.bk_biz_id, bk_job_id=request.bk_job_id
+        )
+        if refusal is not None:
+            await self._audit.record(request.requester, "launch_refused", channel=request.channel, detail=refusal)
+            await self._notifier.tell(request.channel, request.requester, f":no_entry: {refusal}")
             return
         try:
             await self._start(request)

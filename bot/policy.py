@@ -26,7 +26,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from bot.errors import ConfigError
 
-__all__ = ["DEFAULT_POLICY_FILE", "ChannelPolicy", "Policy", "load_policy", "parse_duration"]
+__all__ = ["DEFAULT_POLICY_FILE", "ChannelPolicy", "IdentityPolicy", "Policy", "load_policy", "parse_duration"]
 
 DEFAULT_POLICY_FILE = "bkjob.toml"
 
@@ -37,6 +37,7 @@ _GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 _DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
 _DURATION_HINT = 'write it like "90s", "30m", "2h", "1h30m" or "1d"'
+_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
 def _problem(message: str) -> PydanticCustomError:
@@ -92,15 +93,14 @@ class ChannelPolicy(BaseModel):
     approvers: tuple[StrictStr, ...] = Field(default=(), validate_default=True)
     approval_ttl: timedelta = timedelta(minutes=30)
     min_approvals: int = Field(default=1, strict=True, ge=1, validate_default=True)
+    max_pending_per_person: int = Field(default=5, strict=True, ge=1)
+    max_pending: int = Field(default=20, strict=True, ge=1)
 
     @field_validator("allowed_biz", "allowed_jobs")
     @classmethod
-    def _not_empty(cls, value: frozenset[int] | None, info: ValidationInfo) -> frozenset[int] | None:
-        """An empty list would lock the channel out entirely, which is never what the writer meant."""
-        if value is not None and not value:
-            what = "business" if info.field_name == "allowed_biz" else "plan"
-            raise _problem(f"is empty, so no {what} could be launched; leave the key out to allow any {what}")
-        if info.field_name == "allowed_biz" and value is not None:
+    def _holds_default(cls, value: frozenset[int] | None, info: ValidationInfo) -> frozenset[int] | None:
+        """An empty list is deny-by-default (nothing may be launched); a default business must be allowed."""
+        if info.field_name == "allowed_biz" and value:
             default_biz = info.data.get("bk_biz_id")
             if default_biz is not None and default_biz not in value:
                 raise _problem(f"does not include the channel's default business (bk_biz_id = {default_biz})")
@@ -146,6 +146,8 @@ class ChannelPolicy(BaseModel):
 
     def refusal(self, *, channel: str, bk_biz_id: int, bk_job_id: int) -> str | None:
         """Why this channel may not launch the plan, for the person who asked; None when it may."""
+        if self.closed:
+            return _closed(channel)
         if self.allowed_biz is not None and bk_biz_id not in self.allowed_biz:
             allowed = _numbers("business", "businesses", self.allowed_biz)
             return (
@@ -159,6 +161,50 @@ class ChannelPolicy(BaseModel):
             )
         return None
 
+    @property
+    def closed(self) -> bool:
+        """Nothing at all may be launched here (`allowed_biz = []` or `allowed_jobs = []`)."""
+        return self.allowed_biz == frozenset() or self.allowed_jobs == frozenset()
+
+    def read_refusal(self, *, channel: str, bk_biz_id: int | None = None) -> str | None:
+        """Why this channel may not look into a business (status, history, pending); None when it may."""
+        if self.closed:
+            return _closed(channel)
+        if bk_biz_id is not None and self.allowed_biz is not None and bk_biz_id not in self.allowed_biz:
+            allowed = _numbers("business", "businesses", self.allowed_biz)
+            return f"This channel (<#{channel}>) may look only into {allowed}; business {bk_biz_id} is not allowed."
+        return None
+
+    @property
+    def unrestricted(self) -> bool:
+        """Any business and plan, without approval: worth a warning when channels nobody listed get it."""
+        return self.allowed_biz is None and self.allowed_jobs is None and not self.approval
+
+
+def _closed(channel: str) -> str:
+    where = "Direct messages with me" if channel.startswith("D") else f"This channel (<#{channel}>)"
+    return (
+        f"{where} may not launch or look into BK-JOB plans: the bot's policy allows nothing here. "
+        "Use a channel the policy names, or ask a bkjob-bot admin to add this one."
+    )
+
+
+class IdentityPolicy(BaseModel):
+    """Who may be taken for whom besides the explicit [users] mapping."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email_domains: tuple[StrictStr, ...] = ()
+    service_account_fallback: StrictBool = False
+
+    @field_validator("email_domains")
+    @classmethod
+    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not _DOMAIN.fullmatch(v.lower())]
+        if bad:
+            raise _problem(f"{', '.join(repr(v) for v in bad)}: not an e-mail domain (write it like \"example.com\")")
+        return tuple(dict.fromkeys(v.lower() for v in value))
+
 
 class Policy(BaseModel):
     """The whole policy file; `channels` hold each listed channel already merged over `defaults`."""
@@ -166,6 +212,7 @@ class Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     users: dict[SlackUserId, BkUsername] = {}
+    identity: IdentityPolicy = IdentityPolicy()
     channels: dict[SlackChannelId, ChannelPolicy] = {}
     defaults: ChannelPolicy = ChannelPolicy()
 
@@ -190,15 +237,16 @@ class Policy(BaseModel):
         return self.channels.get(channel, self.defaults)
 
 
-def load_policy(path: str | None) -> Policy:
+def load_policy(path: str | None) -> Policy | None:
     """Read and validate the policy file; every problem is one line naming the file and the key.
 
-    No path means the optional `bkjob.toml` in the working directory; a path someone named must exist.
+    No path means the optional `bkjob.toml` in the working directory; a path someone named must exist. None when
+    there is no file at all: the caller decides whether that may run in open mode.
     """
     if path is None:
         candidate = Path(DEFAULT_POLICY_FILE)
         if not candidate.is_file():
-            return Policy()
+            return None
         file = candidate
     else:
         file = Path(path)
@@ -266,6 +314,8 @@ def _explain(err: ErrorDetails, names: Sequence[str]) -> str:
         return "is required"
     if kind == "extra_forbidden":
         known = ChannelPolicy.model_fields if names[:1] in (["channels"], ["defaults"]) else Policy.model_fields
+        if names[:1] == ["identity"]:
+            known = IdentityPolicy.model_fields
         close = difflib.get_close_matches(names[-1], list(known), n=1)
         hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})"
         return f"is not a known key{hint}"

@@ -133,6 +133,8 @@ class Bot:
             "POLL_TICK": "0.05",
             "PUBLIC_URL": self.url,
             "DATABASE_URL": f"sqlite:///{self.db_path}",
+            # Tests without a policy file run ungoverned; governance tests name a BKJOB_CONFIG.
+            "BKJOB_OPEN_MODE": "on",
         }
         env.update(self.overrides)
         return load_settings(env)

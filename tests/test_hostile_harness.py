@@ -43,6 +43,10 @@ MARKERS = ("Traceback", "Error(", 'File "', "<bot.", "object at 0x", "Exception:
 APPROVAL_CHANNEL = "C0APPR"
 APPROVER = "U0BOB"
 POLICY = f"""
+[users]
+U0ALICE = "alice"
+{APPROVER} = "bob"
+
 [channels.{APPROVAL_CHANNEL}]
 bk_biz_id = {BIZ}
 approval = true

@@ -20,7 +20,11 @@ USERS: dict[str, dict[str, Any]] = {
     "U0BOB": {"email": "bob.smith@example.com"},
     "U0PLUS": {"email": "carol+ops@example.com"},
     "U0NOMAIL": {},
+    "U0EVIL": {"email": "admin@attacker.example", "is_restricted": True},
+    "U0OUTSIDER": {"email": "root@attacker.example"},
+    "U0SINGLE": {"email": "dave@example.com", "is_ultra_restricted": True},
 }
+DOMAINS = ("example.com",)
 
 
 @pytest.fixture
@@ -42,14 +46,32 @@ async def test_users_mapping_wins_without_asking_slack(directory: Directory, fak
 
 
 async def test_email_local_part(directory: Directory, fake: FakeSlack) -> None:
-    identities = Identities(users={}, directory=directory, fallback="ops-bot")
+    identities = Identities(users={}, directory=directory, fallback="ops-bot", email_domains=DOMAINS)
     assert await identities.bk_username("U0BOB") == "bob.smith"
     assert await identities.bk_username("U0BOB") == "bob.smith"
     assert len(fake.calls("users.info")) == 1  # the directory's cache
 
 
+async def test_email_outside_the_listed_domains_is_not_an_identity(directory: Directory) -> None:
+    """A guest or anyone with `admin@attacker.example` must not run as BK-JOB's `admin`."""
+    identities = Identities(users={}, directory=directory, fallback=None, email_domains=DOMAINS)
+    with pytest.raises(NoIdentity):
+        await identities.bk_username("U0OUTSIDER")
+    with pytest.raises(NoIdentity):
+        await Identities(directory=directory, fallback=None).bk_username("U0ALICE")  # no domain listed: none
+
+
+@pytest.mark.parametrize("user", ["U0EVIL", "U0SINGLE"])
+async def test_guests_are_refused_unless_mapped(directory: Directory, user: str) -> None:
+    identities = Identities(users={}, directory=directory, fallback="ops-bot", email_domains=DOMAINS)
+    with pytest.raises(NoIdentity) as caught:
+        await identities.bk_username(user)
+    assert "Guest" in str(caught.value) and "[users]" in str(caught.value)
+    assert await Identities(users={user: "dave"}, directory=directory, fallback=None).bk_username(user) == "dave"
+
+
 async def test_implausible_email_local_part_falls_back(directory: Directory) -> None:
-    identities = Identities(users={}, directory=directory, fallback="ops-bot")
+    identities = Identities(users={}, directory=directory, fallback="ops-bot", email_domains=DOMAINS)
     assert await identities.bk_username("U0PLUS") == "ops-bot"
 
 
@@ -58,13 +80,14 @@ async def test_no_email_falls_back(directory: Directory) -> None:
     assert await identities.bk_username("U0NOMAIL") == "ops-bot"
 
 
-async def test_slack_failure_falls_through_and_is_logged(
+async def test_slack_failure_refuses_never_the_service_account_and_is_logged(
     directory: Directory, fake: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.fail_next("users.info", "internal_error")
-    identities = Identities(users={}, directory=directory, fallback="ops-bot")
-    with caplog.at_level(logging.WARNING, logger="bot.identity"):
-        assert await identities.bk_username("U0ALICE") == "ops-bot"
+    identities = Identities(users={}, directory=directory, fallback="ops-bot", email_domains=DOMAINS)
+    with caplog.at_level(logging.WARNING, logger="bot.identity"), pytest.raises(NoIdentity) as caught:
+        await identities.bk_username("U0ALICE")
+    assert "could not read your Slack profile" in str(caught.value) and "internal_error" in str(caught.value)
     assert "U0ALICE" in caplog.text and "internal_error" in caplog.text
     assert "xoxb" not in caplog.text
     # The failure was not cached: the next launch finds the email.

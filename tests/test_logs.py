@@ -104,6 +104,7 @@ def test_python_m_bot_logs_json_without_secrets(tmp_path: Path) -> None:
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+        "BKJOB_OPEN_MODE": "on",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL

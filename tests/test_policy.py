@@ -46,13 +46,26 @@ def test_example_file_validates() -> None:
     assert staging.approval is False
     assert staging.approval_ttl == timedelta(hours=1)  # not set in the channel: from [defaults]
     assert policy.for_channel("C0UNLISTED") == policy.defaults
+    assert policy.identity.email_domains == ("example.com",)
+    assert policy.identity.service_account_fallback is False
 
 
-def test_no_path_and_no_file_is_an_empty_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_file_is_deny_by_default() -> None:
+    """The shipped example refuses channels it does not name, and DMs, before anything reaches BK-JOB."""
+    policy = load_policy(str(EXAMPLE))
+    assert policy is not None
+    for channel in ("C0UNLISTED", "D0DIRECT", "G0PRIVATE"):
+        refused = policy.for_channel(channel).refusal(channel=channel, bk_biz_id=3, bk_job_id=100)
+        assert refused is not None and "allows nothing here" in refused
+        assert policy.for_channel(channel).read_refusal(channel=channel, bk_biz_id=3) is not None
+    dm = policy.for_channel("D0DIRECT").refusal(channel="D0DIRECT", bk_biz_id=3, bk_job_id=1)
+    assert dm is not None and dm.startswith("Direct messages")
+
+
+def test_no_path_and_no_file_is_no_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No policy at all is not an empty (allow-all) policy: the app decides whether open mode was asked for."""
     monkeypatch.chdir(tmp_path)
-    policy = load_policy(None)
-    assert policy == Policy()
-    assert policy.for_channel("C0OPS") == ChannelPolicy()
+    assert load_policy(None) is None
 
 
 def test_no_path_reads_bkjob_toml_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +90,13 @@ def test_a_named_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
 def test_a_directory_is_not_a_policy_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the policy file"):
         load_policy(str(tmp_path))
+
+
+def test_identity_keys_are_checked(tmp_path: Path) -> None:
+    assert problems(tmp_path, '[identity]\nemail_domains = ["example.com", "not a domain"]\nfallback = true\n') == [
+        "identity.email_domains: 'not a domain': not an e-mail domain (write it like \"example.com\")",
+        "identity.fallback: is not a known key (known keys: email_domains, service_account_fallback)",
+    ]
 
 
 def test_empty_file_is_an_empty_policy(tmp_path: Path) -> None:
@@ -210,12 +230,11 @@ def test_duplicate_approvers_count_once(tmp_path: Path) -> None:
     ]
 
 
-def test_allowed_lists_must_not_be_empty_and_must_hold_the_default_business(tmp_path: Path) -> None:
-    assert problems(tmp_path, "[channels.C0OPS]\nallowed_biz = []\nallowed_jobs = []\n") == [
-        "channels.C0OPS.allowed_biz: is empty, so no business could be launched; "
-        "leave the key out to allow any business",
-        "channels.C0OPS.allowed_jobs: is empty, so no plan could be launched; leave the key out to allow any plan",
-    ]
+def test_empty_allowed_lists_deny_and_a_list_must_hold_the_default_business(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, "[defaults]\nallowed_biz = []\n[channels.C0JOBS]\nallowed_jobs = []\n"))
+    assert policy is not None
+    assert policy.for_channel("C0ANY").closed and policy.for_channel("C0JOBS").closed
+    assert not ChannelPolicy().closed
     assert problems(tmp_path, "[channels.C0OPS]\nbk_biz_id = 5\nallowed_biz = [3, 4]\n") == [
         "channels.C0OPS.allowed_biz: does not include the channel's default business (bk_biz_id = 5)"
     ]

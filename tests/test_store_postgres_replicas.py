@@ -33,6 +33,9 @@ APPROVERS = ["U0BOB", "U0CAROL", "U0DAVE"]
 POLICY = f"""
 [users]
 {REQUESTER} = "alice"
+U0BOB = "bob"
+U0CAROL = "carol"
+U0DAVE = "dave"
 
 [channels.{OPS}]
 approval = true
@@ -244,6 +247,7 @@ async def test_a_replica_killed_mid_delivery_leaves_its_work_to_the_other(
         "POLL_LEASE": "1",
         "SLACK_CHANNEL_INTERVAL": "0",
         "LOG_FORMAT": "text",
+        "BKJOB_OPEN_MODE": "on",
     }
     replica_a = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
