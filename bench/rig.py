@@ -102,7 +102,7 @@ async def rig(*, channel_rate: float | None = None) -> AsyncIterator[Rig]:
     with tempfile.TemporaryDirectory(prefix="bkjob-bench-") as tmp:
         async with (
             FakeSlack(token=TOKEN, channel_rate=channel_rate, users=USERS) as slack,
-            FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET) as bk,
+            FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET, skip_user_auth=True) as bk,
         ):
             bk.add_plan(BIZ, PLAN, "Deploy web", PLAN_VARS)
             yield Rig(slack=slack, bk=bk, workdir=Path(tmp), signed=SlackRequests(secret=SECRET, slack=slack))

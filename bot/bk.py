@@ -21,10 +21,18 @@ from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
 from bot import bk_v3
-from bot.bk_models import Envelope, ExecuteJobData, ExecuteJobRequest, InstanceList, JobDetail, JobInstanceStatus
+from bot.bk_models import (
+    Envelope,
+    ExecuteJobData,
+    ExecuteJobRequest,
+    InstanceList,
+    JobDetail,
+    JobInstanceStatus,
+    Permission,
+)
 from bot.bodies import read_at_most
 from bot.config import Settings
-from bot.errors import BkApiError, BkTimeout, BkUnavailable
+from bot.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
 
 __all__ = ["ApigwV3Client", "BkClient", "EsbV2Client", "create_bk_client"]
 
@@ -33,6 +41,27 @@ log = logging.getLogger(__name__)
 _Model = TypeVar("_Model", bound=BaseModel)
 
 _MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+# What an operator must configure when the credentials are refused (reference §5, §9.7).
+_HINT_APP = "Check BK_APP_CODE and BK_APP_SECRET: they must be the BlueKing app's code and secret, as a pair."
+_HINT_ESB_USER = (
+    "The ESB believes a bare bk_username only from apps on its skip-user-auth list: ask the BlueKing admin to add "
+    "app `{app}` to the ESB's 免用户认证应用白名单, or set BK_API_VERSION=v3 to call the API gateway's app-state "
+    "API (/api/v3/system/<api>, the user in X-Bk-Username), which needs no such list."
+)
+_HINT_APIGW_USER = (
+    "This API gateway verifies the user of /api/v3/<api> and has no skip-user-auth list for app `{app}`: set "
+    "BK_API_V3_PATH=system (the default) to call the app-state API /api/v3/system/<api> with the user in "
+    "X-Bk-Username."
+)
+_HINT_APIGW_GRANT = (
+    "Grant app `{app}` the bk-job gateway's resources it calls ({resources}): in the BlueKing API gateway, "
+    "bk-job → permissions, or ask the admin to."
+)
+_HINT_NO_USER = (
+    "BK-JOB received no user: the bot sends BK_USERNAME or the requester's mapped BK user in X-Bk-Username; "
+    "check that the gateway passes the header to bk-job (its app-state resources do)."
+)
 
 
 class BkClient(ABC):
@@ -58,11 +87,14 @@ class BkClient(ABC):
         self._app_secret = app_secret
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._language = language
-        self._plans: TTLCache[tuple[int, int], JobDetail] = TTLCache(maxsize=512, ttl=max(plan_cache_ttl, 0.001))
+        self._plans: TTLCache[tuple[int, int, str], JobDetail] = TTLCache(
+            maxsize=512, ttl=max(plan_cache_ttl, 0.001)
+        )
 
     async def get_job_detail(self, *, bk_biz_id: int, bk_job_id: int, bk_username: str) -> JobDetail:
-        """Plan details are cached briefly: the modal and the launch that follows read the same plan."""
-        key = (bk_biz_id, bk_job_id)
+        """Plan details are cached briefly: the modal and the launch that follows read the same plan. Per BK user,
+        since BK-JOB checks `view_job_plan` for each: one user's read must not show the plan to another."""
+        key = (bk_biz_id, bk_job_id, bk_username)
         cached = self._plans.get(key)
         if cached is not None:
             return cached
@@ -145,6 +177,8 @@ class BkClient(ABC):
     @staticmethod
     def _data(api: str, status: int, envelope: Envelope, request_id: str | None = None) -> Any:
         """JOB's business errors come as `result: false` (HTTP 200 for v2 and v3 alike)."""
+        if envelope.code == _PERMISSION_DENIED:
+            _raise_permission_denied(api, status, envelope, request_id)
         if not envelope.result or (envelope.code not in (None, 0)):
             raise BkApiError(
                 api,
@@ -223,16 +257,49 @@ class EsbV2Client(BkClient):
         url = f"{self._root}/api/c/compapi/v2/{component}/{api}/"
         body = {**self._credentials(bk_username), **params}
         status, raw, _ = await self._send(api, "POST", url, headers=self._headers(bk_username), body=body)
-        return self._data(api, status, self._envelope(api, status, raw))
+        envelope = self._envelope(api, status, raw)
+        self._raise_refused_credentials(api, envelope)
+        return self._data(api, status, envelope)
+
+    def _raise_refused_credentials(self, api: str, envelope: Envelope) -> None:
+        """The ESB's own refusals (code 1306000, paas2/esb bkauth and bkapp validators) say which credential."""
+        message = envelope.message or ""
+        if envelope.result or envelope.code != _ESB_ERROR:
+            return
+        if message.startswith("User authentication failed"):
+            hint = _HINT_ESB_USER.format(app=self._app_code)
+        elif message.startswith(("APP Secret", "Invalid APP Code", "APP Code")):
+            hint = _HINT_APP
+        else:
+            return
+        _refused(api, envelope.code, message, envelope.request_id, hint)
 
 
 class ApigwV3Client(BkClient):
-    """Calls `<stage root>/api/v3/<api>` through the API gateway: POST for the launch, GET for the reads.
+    """Calls the API gateway: POST for the launch, GET for the reads.
 
+    By default the app-state resources `<stage root>/api/v3/system/<api>`: the gateway checks only the app, and
+    JOB takes the user from `X-Bk-Username` (a current gateway has no skip-user-auth list for the user-state
+    `/api/v3/<api>`, which `path="user"` calls with `bk_username` in the auth header, for old gateways).
     The gateway reads credentials only from `X-Bkapi-Authorization` (`allow_auth_from_params: false`), so they
     are never put in a body or a query string. Its own refusals (`code_name`, HTTP 4xx/5xx) are told apart
     from JOB's answers.
     """
+
+    def __init__(self, *, path: Literal["system", "user"] = "system", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._path = path
+
+    def _headers(self, bk_username: str) -> dict[str, str]:
+        if self._path == "user":
+            return super()._headers(bk_username)
+        app = {"bk_app_code": self._app_code, "bk_app_secret": self._app_secret}
+        return {
+            "X-Bkapi-Authorization": json.dumps(app),
+            "X-Bk-Username": bk_username,
+            "Blueking-Language": self._language,
+            "Accept": "application/json",
+        }
 
     async def _fetch_job_detail(self, *, bk_biz_id: int, bk_job_id: int, bk_username: str) -> JobDetail:
         query = bk_v3.plan_detail_query(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id)
@@ -278,12 +345,71 @@ class ApigwV3Client(BkClient):
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Any:
-        url = f"{self._root}/api/v3/{api}"
+        prefix = "/api/v3/system" if self._path == "system" else "/api/v3"
+        url = f"{self._root}{prefix}/{api}"
         status, raw, request_id = await self._send(
             api, method, url, headers=self._headers(bk_username), query=query, body=body
         )
+        self._raise_refused_credentials(api, status, raw, request_id)
         _raise_gateway_error(api, status, raw, request_id)
         return self._data(api, status, self._envelope(api, status, raw), request_id)
+
+    def _raise_refused_credentials(self, api: str, status: int, raw: bytes, request_id: str | None) -> None:
+        """The gateway's INVALID_ARGS / APP_NO_PERMISSION, and job-gateway's 401 without a user or app."""
+        if status not in (400, 401, 403):
+            return
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return
+        if not isinstance(body, dict):
+            return
+        code = body.get("code") if isinstance(body.get("code"), int) else None
+        message = str(body.get("message") or "")
+        if code == _APIGW_INVALID_ARGS and "user authentication failed" in message.lower():
+            hint = _HINT_APIGW_USER.format(app=self._app_code)
+        elif code == _APIGW_INVALID_ARGS and "app" in message.lower():
+            hint = _HINT_APP
+        elif code == _APIGW_APP_NO_PERMISSION:
+            prefix = "/api/v3/system/" if self._path == "system" else "/api/v3/"
+            hint = _HINT_APIGW_GRANT.format(app=self._app_code, resources=prefix + "*")
+        elif code in (_JOB_MISSING_USER, _JOB_MISSING_APP):
+            hint = _HINT_NO_USER if code == _JOB_MISSING_USER else _HINT_APP
+        else:
+            return
+        if isinstance(body.get("code_name"), str):
+            message = f"API gateway {body['code_name']}: {message}"
+        _refused(api, code, message, request_id, hint)
+
+
+_PERMISSION_DENIED = 9900403
+_ESB_ERROR = 1306000
+_APIGW_INVALID_ARGS = 1640001
+_APIGW_APP_NO_PERMISSION = 1640301
+_JOB_MISSING_USER = 1247002
+_JOB_MISSING_APP = 1247004
+
+
+def _raise_permission_denied(api: str, status: int, envelope: Envelope, request_id: str | None) -> None:
+    """9900403 from any API (launch, plan detail, status): the missing IAM actions and resources, by name."""
+    try:
+        permission = Permission.model_validate(envelope.permission or {})
+    except ValidationError:
+        permission = Permission()
+    raise BkPermissionDenied(
+        api,
+        envelope.code,
+        envelope.message or f"HTTP {status}",
+        envelope.job_request_id or envelope.request_id or request_id,
+        missing=permission.missing(),
+        apply_url=permission.apply_url,
+    )
+
+
+def _refused(api: str, code: int | None, message: str, request_id: str | None, hint: str) -> None:
+    """Every call fails the same way until an operator fixes the settings: say so loudly, and what to set."""
+    log.error("BK-JOB %s refused the bot's credentials: [%s] %s. %s", api, code, message, hint)
+    raise BkCredentialsRefused(api, code, message, request_id, hint=hint)
 
 
 def _raise_gateway_error(api: str, status: int, raw: bytes, request_id: str | None) -> None:
@@ -316,12 +442,14 @@ def _raise_gateway_error(api: str, status: int, raw: bytes, request_id: str | No
 
 def create_bk_client(settings: Settings, session: aiohttp.ClientSession) -> BkClient:
     """`BK_API_VERSION` picks the wire format; everything else is configured the same way for both."""
-    cls: type[BkClient] = ApigwV3Client if settings.bk_api_version == "v3" else EsbV2Client
-    return cls(
-        session=session,
-        api_root=settings.bk_api_root(),
-        app_code=settings.bk_app_code,
-        app_secret=settings.bk_app_secret.get_secret_value(),
-        timeout=settings.bk_timeout,
-        plan_cache_ttl=settings.bk_plan_cache_ttl,
-    )
+    common: dict[str, Any] = {
+        "session": session,
+        "api_root": settings.bk_api_root(),
+        "app_code": settings.bk_app_code,
+        "app_secret": settings.bk_app_secret.get_secret_value(),
+        "timeout": settings.bk_timeout,
+        "plan_cache_ttl": settings.bk_plan_cache_ttl,
+    }
+    if settings.bk_api_version == "v3":
+        return ApigwV3Client(path=settings.bk_api_v3_path, **common)
+    return EsbV2Client(**common)

@@ -30,6 +30,7 @@ __all__ = [
     "JobInstance",
     "JobInstanceStatus",
     "PASSWORD_PLACEHOLDER",
+    "Permission",
     "PlanIp",
     "PlanVariable",
     "StatusBlock",
@@ -154,6 +155,7 @@ class Envelope(_Wire):
     data: Any = None
     job_request_id: str | None = None
     request_id: str | None = None
+    permission: dict[str, Any] | None = None
 
 
 class ExecuteJobData(_Wire):
@@ -373,3 +375,52 @@ class CallbackBody(_Wire):
     step_instances: list[CallbackStep] = Field(
         default_factory=list, validation_alias=AliasChoices("step_instances", "step_instance_list")
     )
+
+
+class _PermissionInstance(_Wire):
+    id: str | None = None
+    type: str | None = None
+    type_name: str | None = None
+    name: str | None = None
+
+
+class _PermissionResourceType(_Wire):
+    type: str | None = None
+    type_name: str | None = None
+    instances: list[list[_PermissionInstance]] | None = None
+
+
+class _PermissionAction(_Wire):
+    id: str
+    name: str | None = None
+    related_resource_types: list[_PermissionResourceType] | None = None
+
+
+class Permission(_Wire):
+    """The `permission` object JOB attaches to 9900403 (OpenApiApplyPermissionDTO): what to apply for in IAM.
+
+    JOB's DTO has no apply URL; `apply_url` is read should a gateway or a later JOB add one.
+    """
+
+    system_id: str | None = None
+    system_name: str | None = None
+    actions: list[_PermissionAction] | None = None
+    apply_url: str | None = None
+
+    def missing(self) -> list[str]:
+        """One line per missing action: its name and ID, and the resources it is needed on (the last element of
+        each instance path, e.g. the plan of `biz → job_plan`)."""
+        lines = []
+        for action in self.actions or []:
+            label = f"{action.name} ({action.id})" if action.name else action.id
+            resources = []
+            for rtype in action.related_resource_types or []:
+                for path in rtype.instances or []:
+                    if not path:
+                        continue
+                    leaf = path[-1]
+                    kind = leaf.type_name or leaf.type or rtype.type_name or rtype.type or "resource"
+                    shown = f"{leaf.name} ({leaf.id})" if leaf.name else str(leaf.id)
+                    resources.append(f"{kind} {shown}")
+            lines.append(label + (" on " + ", ".join(resources) if resources else ""))
+        return lines

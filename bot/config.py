@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     # v2: ESB `<root>/api/c/compapi/v2/job/...`; v3: the API gateway, `bk_api_url` being its stage root
     # (`https://bkapi.example.com/api/bk-job/prod`).
     bk_api_version: Literal["v2", "v3"] = "v2"
+    # v3 only: `system` calls the gateway's app-state resources (`/api/v3/system/<api>`, the user in
+    # `X-Bk-Username`), which a current gateway accepts from any app granted them; `user` calls `/api/v3/<api>`
+    # with `bk_username` in the auth header, which only an old gateway's skip-user-auth list lets through.
+    bk_api_v3_path: Literal["system", "user"] = "system"
     bk_app_code: str = Field(min_length=1, max_length=32)
     bk_app_secret: SecretStr
     bk_username: str | None = None
@@ -69,7 +73,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("bk_callback", "bk_api_version", mode="before")
+    @field_validator("bk_callback", "bk_api_version", "bk_api_v3_path", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

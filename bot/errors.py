@@ -7,6 +7,8 @@
     │   └── TargetError      a host-list field holds entries that are not hosts, groups or nodes
     ├── BkError              BK-JOB did not do what was asked
     │   ├── BkApiError       BK-JOB answered `result: false` (carries its code and message)
+    │   │   ├── BkCredentialsRefused  the ESB, gateway or JOB refused the bot's credentials; `hint` says what to set
+    │   │   └── BkPermissionDenied    9900403: the BK user lacks IAM actions; `missing` names them
     │   ├── BkUnavailable    BK-JOB could not be reached, or answered something that is not its envelope
     │   └── BkTimeout        BK-JOB did not answer in time
     └── SlackError           Slack refused a call the bot needed (e.g. not in the channel)
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 __all__ = [
     "BkApiError",
+    "BkCredentialsRefused",
     "BkError",
+    "BkPermissionDenied",
     "BkTimeout",
     "BkUnavailable",
     "BotError",
@@ -67,6 +71,34 @@ class BkApiError(BkError):
         self.message = message
         self.request_id = request_id
         super().__init__(f"BK-JOB {api} failed: [{code}] {message}")
+
+
+class BkCredentialsRefused(BkApiError):
+    """The ESB, the API gateway or JOB refused the bot's app or user credentials; `hint` tells the operator what to
+    configure."""
+
+    def __init__(self, api: str, code: int | None, message: str, request_id: str | None, *, hint: str) -> None:
+        self.hint = hint
+        super().__init__(api, code, message, request_id)
+
+
+class BkPermissionDenied(BkApiError):
+    """9900403: the BK user lacks IAM permissions; `missing` names each action and resource, `apply_url` is where
+    to apply when BK-JOB sent one."""
+
+    def __init__(
+        self,
+        api: str,
+        code: int | None,
+        message: str,
+        request_id: str | None,
+        *,
+        missing: list[str],
+        apply_url: str | None = None,
+    ) -> None:
+        self.missing = missing
+        self.apply_url = apply_url
+        super().__init__(api, code, message, request_id)
 
 
 class BkUnavailable(BkError):

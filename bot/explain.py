@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from bot.errors import BkApiError, BkTimeout, BkUnavailable, BotError, SlackError
+from bot.errors import (
+    BkApiError,
+    BkCredentialsRefused,
+    BkPermissionDenied,
+    BkTimeout,
+    BkUnavailable,
+    BotError,
+    SlackError,
+)
 from bot.launches import LaunchFailed
 from bot.store import LaunchState
 
@@ -24,6 +32,10 @@ def explain(exc: BotError) -> str:
         )
     if isinstance(exc, LaunchFailed):
         return explain(exc.cause)
+    if isinstance(exc, BkCredentialsRefused):
+        return f":lock: BK-JOB refused the bot's credentials ({exc.api}): [{exc.code}] {exc.message}\n{exc.hint}"
+    if isinstance(exc, BkPermissionDenied):
+        return _permission_denied(exc)
     if isinstance(exc, BkApiError):
         return f":x: BK-JOB refused ({exc.api}): [{exc.code}] {exc.message}"
     if isinstance(exc, BkTimeout):
@@ -33,3 +45,13 @@ def explain(exc: BotError) -> str:
     if isinstance(exc, SlackError):
         return ":warning: " + _SLACK_HINTS.get(exc.error, f"Slack refused `{exc.method}`: {exc.error}.")
     return f":warning: {exc}"
+
+
+def _permission_denied(exc: BkPermissionDenied) -> str:
+    """9900403: which IAM actions on which resources the BK user lacks, and where to apply for them."""
+    text = f":no_entry: BK-JOB refused ({exc.api}): [{exc.code}] {exc.message}"
+    if exc.missing:
+        text += "\nMissing:" + "".join(f"\n• {line}" for line in exc.missing[:10])
+    if exc.apply_url:
+        return text + f"\nApply at {exc.apply_url}"
+    return text + "\nApply for them in BlueKing's permission center (IAM)."

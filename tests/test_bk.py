@@ -18,11 +18,12 @@ from bot.bk_models import (
     GlobalVar,
     InstanceList,
     IpEntry,
+    Permission,
     PlanVariable,
     TargetServer,
     TopoNode,
 )
-from bot.errors import BkApiError, BkTimeout, BkUnavailable
+from bot.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, PLAN_VARS
 from tests.fakes import FakeBkJob
 
@@ -70,7 +71,7 @@ def bkc(session: aiohttp.ClientSession, bk: FakeBkJob) -> BkClient:
 @pytest.fixture
 async def esb() -> AsyncIterator[FakeBkJob]:
     """ESB v2 only, for v2's exact wire format."""
-    async with FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET) as fake:
+    async with FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET, skip_user_auth=True) as fake:
         fake.add_plan(BIZ, PLAN, "Deploy web", PLAN_VARS)
         yield fake
 
@@ -145,6 +146,16 @@ async def test_wrong_app_secret_is_the_esbs_error(session: aiohttp.ClientSession
     with pytest.raises(BkApiError) as err:
         await bad.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
     assert err.value.code == 1306000 and "APP Secret" in err.value.message
+    assert isinstance(err.value, BkCredentialsRefused) and "BK_APP_SECRET" in err.value.hint
+
+
+async def test_bare_username_without_the_esbs_exemption_says_what_to_set(esbc: BkClient, esb: FakeBkJob) -> None:
+    """The ESB believes a bare bk_username only from apps on its skip-user-auth list (paas2/esb bkauth)."""
+    esb.skip_user_auth = False
+    with pytest.raises(BkCredentialsRefused) as err:
+        await esbc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert err.value.code == 1306000 and err.value.message.startswith("User authentication failed")
+    assert APP_CODE in err.value.hint and "skip-user-auth" in err.value.hint and "BK_API_VERSION=v3" in err.value.hint
 
 
 # -- the same answers from both wire formats ------------------------------------------------------------------
@@ -321,6 +332,46 @@ async def test_no_permission_is_9900403_with_the_users_name(bkc: BkClient, bk: F
         await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
     assert err.value.code == 9900403 and "User (alice) permission not allowed" in err.value.message
     assert bk.instances == {}
+    assert isinstance(err.value, BkPermissionDenied)
+    assert err.value.missing == ["执行方案运行 (launch_job_plan) on 执行方案 Deploy web (100)"]
+
+
+async def test_plan_and_status_reads_can_be_refused_9900403_too(bkc: BkClient, bk: FakeBkJob) -> None:
+    """Viewing a plan needs `view_job_plan`, reading an instance `view_history` (reference §11)."""
+    data = await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
+    bk.deny_user(USER, "view_job_plan")
+    bk.deny_user(USER, "view_history")
+    with pytest.raises(BkPermissionDenied) as plan_err:
+        await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert plan_err.value.missing == ["执行方案查看 (view_job_plan) on 执行方案 Deploy web (100)"]
+    with pytest.raises(BkPermissionDenied) as status_err:
+        await bkc.get_job_instance_status(bk_biz_id=BIZ, job_instance_id=data.job_instance_id, bk_username=USER)
+    assert status_err.value.missing == [f"执行历史查看 (view_history) on 业务 {BIZ}"]
+
+
+def test_permission_payload_is_read_by_name_with_an_apply_url_when_one_is_sent() -> None:
+    permission = Permission.model_validate(
+        {
+            "system_id": "bk_job",
+            "actions": [
+                {
+                    "id": "launch_job_plan",
+                    "name": "Launch Job Plan",
+                    "related_resource_types": [
+                        {"type": "job_plan", "instances": [[{"id": "3", "type": "biz"}, {"id": "100", "name": "x"}]]},
+                        {"type": "host", "type_name": "Host", "instances": [[{"id": "7", "name": "10.0.0.1"}]]},
+                    ],
+                },
+                {"id": "use_account"},
+            ],
+            "apply_url": "https://iam.example.com/apply?x=1",
+        }
+    )
+    assert permission.missing() == [
+        "Launch Job Plan (launch_job_plan) on job_plan x (100), Host 10.0.0.1 (7)",
+        "use_account",
+    ]
+    assert permission.apply_url == "https://iam.example.com/apply?x=1"
 
 
 async def test_injected_failure_keeps_code_and_message(bkc: BkClient, bk: FakeBkJob) -> None:

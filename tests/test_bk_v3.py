@@ -17,13 +17,14 @@ from bot.bk import ApigwV3Client, BkClient, EsbV2Client, create_bk_client
 from bot.bk_models import ExecuteJobRequest, GlobalVar, IpEntry, TargetServer, TopoNode
 from bot.bk_v3 import InstanceStatusV3, PlanDetailV3, execute_body
 from bot.config import load_settings
-from bot.errors import BkApiError, BkTimeout, BkUnavailable, ConfigError
+from bot.errors import BkApiError, BkCredentialsRefused, BkTimeout, BkUnavailable, ConfigError
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, BOT_TOKEN, CHANNEL, PLAN, SIGNING_SECRET, Bot
-from tests.fakes import FakeBkJob
+from tests.fakes import FakeBkJob, FakeSlack
 
 USER = "alice"
 PASSWORD = "hunter2-plan-secret"
-CREDENTIALS = {"bk_app_code": APP_CODE, "bk_app_secret": APP_SECRET, "bk_username": USER}
+# The app-state API (`/api/v3/system/<api>`): only the app in the auth header, the user in X-Bk-Username.
+CREDENTIALS = {"bk_app_code": APP_CODE, "bk_app_secret": APP_SECRET}
 
 
 @pytest.fixture
@@ -57,6 +58,7 @@ def bkc(session: aiohttp.ClientSession, bk: FakeBkJob) -> ApigwV3Client:
 def assert_header_only_credentials(headers: Mapping[str, str], body: Mapping[str, object]) -> None:
     """APIGW reads credentials only from the header: none may leak into a body or a (logged) query string."""
     assert json.loads(headers["X-Bkapi-Authorization"]) == CREDENTIALS
+    assert headers["X-Bk-Username"] == USER
     assert not {"bk_app_code", "bk_app_secret", "bk_username", "bk_token"} & set(body)
     assert APP_SECRET not in json.dumps(body)
 
@@ -71,6 +73,7 @@ async def test_plan_detail_is_a_get_on_the_stage_root_with_scope_and_header_only
     await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
     (req,) = bk.requests("get_job_plan_detail")
     assert (req.api, req.method, req.version) == ("get_job_plan_detail", "GET", "v3")
+    assert req.path == "/api/bk-job/prod/api/v3/system/get_job_plan_detail"
     assert req.body == {"bk_scope_type": "biz", "bk_scope_id": str(BIZ), "job_plan_id": str(PLAN)}
     assert_header_only_credentials(req.headers, req.body)
     assert req.headers["Blueking-Language"] == "en"
@@ -327,7 +330,7 @@ async def test_credentials_only_in_the_body_are_ignored_by_the_gateway(
 
 
 async def test_the_fake_validates_v3_variables_like_job(session: aiohttp.ClientSession, bk: FakeBkJob) -> None:
-    headers = {"X-Bkapi-Authorization": json.dumps(CREDENTIALS)}
+    headers = {"X-Bkapi-Authorization": json.dumps(CREDENTIALS), "X-Bk-Username": USER}
     cases = [
         ({"id": 0, "value": "x"}, 1240003, "Invalid id of globalVar"),
         ({"value": "x"}, 1241005, "Invalid request parameter [global_var.id|global_var.name]"),
@@ -411,7 +414,7 @@ async def test_modal_path_sends_the_v3_body(bot: Bot) -> None:
             {"id": 437, "value": "2.0"},
         ],
     }
-    assert json.loads(req.headers["X-Bkapi-Authorization"])["bk_username"] == "ops-bot"
+    assert req.headers["X-Bk-Username"] == "ops-bot" and "bk_username" not in req.headers["X-Bkapi-Authorization"]
     await bot.idle()
     instance_id = next(iter(bot.bk.instances))
     assert await bot.bk.finish(instance_id, status=3) == [200]
@@ -454,3 +457,82 @@ async def test_a_rate_limited_launch_is_shown_with_the_gateways_code_and_not_sta
     await bot.idle()
     (update,) = bot.slack.calls("chat.update")
     assert update.args["text"].startswith("Not launched")
+
+
+# -- credentials the way a current gateway takes them ---------------------------------------------------------
+
+
+async def test_user_state_path_needs_the_retired_exemption_and_says_what_to_set(
+    session: aiohttp.ClientSession, bk: FakeBkJob
+) -> None:
+    """A new gateway has no skip-user-auth list: `/api/v3/<api>` with a bare bk_username is refused (INVALID_ARGS),
+    and the error names the setting that fixes it; an old gateway with the app on its list lets it through."""
+    user_state = ApigwV3Client(
+        session=session,
+        api_root=bk.base_url,
+        app_code=APP_CODE,
+        app_secret=APP_SECRET,
+        timeout=2.0,
+        plan_cache_ttl=60.0,
+        path="user",
+    )
+    with pytest.raises(BkCredentialsRefused) as err:
+        await user_state.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert err.value.code == 1640001 and "user authentication failed" in err.value.message
+    assert "BK_API_V3_PATH=system" in err.value.hint
+    bk.skip_user_auth = True
+    detail = await user_state.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert detail.bk_job_id == PLAN
+    req = bk.requests("get_job_plan_detail")[-1]
+    assert req.path == "/api/bk-job/prod/api/v3/get_job_plan_detail"
+    assert json.loads(req.headers["X-Bkapi-Authorization"])["bk_username"] == USER
+
+
+async def test_app_state_without_a_user_is_jobs_401(session: aiohttp.ClientSession, bk: FakeBkJob) -> None:
+    """job-gateway (CheckOpenApiJwtGatewayFilterFactory): no user in the JWT nor in X-Bk-Username is HTTP 401
+    with 1247002."""
+    headers = {"X-Bkapi-Authorization": json.dumps(CREDENTIALS), "Blueking-Language": "en"}
+    query = {"bk_scope_type": "biz", "bk_scope_id": str(BIZ), "job_plan_id": str(PLAN)}
+    async with session.get(bk.url("get_job_plan_detail"), params=query, headers=headers) as resp:
+        assert resp.status == 401
+        assert (await resp.json())["code"] == 1247002
+
+
+async def test_app_not_granted_the_resources_says_what_to_grant(bkc: BkClient, bk: FakeBkJob) -> None:
+    bk.gateway_error_next("get_job_plan_detail", status=403, code=1640301, code_name="APP_NO_PERMISSION")
+    with pytest.raises(BkCredentialsRefused) as err:
+        await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=PLAN, bk_username=USER)
+    assert err.value.code == 1640301 and "/api/v3/system/*" in err.value.hint and APP_CODE in err.value.hint
+
+
+@pytest.mark.parametrize(("value", "path"), [(None, "system"), ("system", "system"), ("USER", "user")])
+def test_bk_api_v3_path_setting(value: str | None, path: str) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "BK_API_URL": "https://bkapi.example.com/api/bk-job/prod/",
+        "BK_API_VERSION": "v3",
+        "BK_APP_CODE": APP_CODE,
+        "BK_APP_SECRET": APP_SECRET,
+        "PUBLIC_URL": "https://bot.example.com",
+    }
+    if value is not None:
+        env["BK_API_V3_PATH"] = value
+    assert load_settings(env).bk_api_v3_path == path
+    with pytest.raises(ConfigError, match="BK_API_V3_PATH"):
+        load_settings({**env, "BK_API_V3_PATH": "esb"})
+
+
+async def test_a_launch_refused_for_its_credentials_tells_the_operator_what_to_set(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
+) -> None:
+    bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "user-path.sqlite3", BK_API_V3_PATH="user")
+    await bot.start()
+    try:
+        await bot.command(f"run {PLAN} --yes version=2.0")
+        (answer,) = await bot.slack.wait_for_response()
+        text = str(answer.body["text"])
+        assert "refused the bot's credentials" in text and "BK_API_V3_PATH=system" in text
+        assert bot.bk.instances == {}
+    finally:
+        await bot.close()

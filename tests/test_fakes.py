@@ -38,7 +38,7 @@ async def client(slack: FakeSlack) -> AsyncIterator[AsyncWebClient]:
 
 @pytest.fixture
 async def bk() -> AsyncIterator[FakeBkJob]:
-    fake = FakeBkJob()
+    fake = FakeBkJob(skip_user_auth=True)
     await fake.start()
     fake.add_business(2)
     fake.add_plan(
@@ -309,7 +309,7 @@ async def test_bk_callback_delivery_and_resend(bk: FakeBkJob, http: aiohttp.Clie
 
 
 async def test_bk_injected_failures_and_delay(http: aiohttp.ClientSession) -> None:
-    async with FakeBkJob() as bk:
+    async with FakeBkJob(skip_user_auth=True) as bk:
         bk.add_plan(2, 100, "deploy", [])
         bk.fail_next("execute_job", 1244032, "quota")
         assert (await esb(http, bk, "execute_job", {**AUTH, "bk_biz_id": 2, "bk_job_id": 100}))["code"] == 1244032

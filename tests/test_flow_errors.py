@@ -216,6 +216,15 @@ async def test_no_permission_shows_9900403(bot: Bot) -> None:
     assert update.args["text"].startswith("Not launched") and "9900403" in json.dumps(update.args["blocks"])
 
 
+async def test_esb_refusing_a_bare_username_tells_the_operator_what_to_set(bot: Bot) -> None:
+    bot.bk.skip_user_auth = False  # the app is not on the ESB's skip-user-auth list
+    await bot.command(f"run {PLAN} --yes version=2.0")
+    answer = await ephemeral(bot)
+    assert "refused the bot's credentials" in answer and "[1306000] User authentication failed" in answer
+    assert "skip-user-auth" in answer and "BK_API_VERSION=v3" in answer
+    assert_nothing_launched(bot)
+
+
 async def test_no_default_business_asks_for_biz(make_bot: type[Bot]) -> None:
     bot = make_bot(BK_BIZ_ID="")
     await bot.start()

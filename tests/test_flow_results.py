@@ -192,6 +192,23 @@ async def test_status_command_shows_steps_ephemerally(bot: Bot) -> None:
     assert "failed" in text and "step 1" in text and "step 2" in text and "api_execute" in text
 
 
+async def test_permission_errors_name_what_is_missing(bot: Bot) -> None:
+    """9900403 from the plan read (the form), the launch and the status read: each names its missing action."""
+    instance_id, _ = await launch(bot)
+    bot.bk.deny_user("ops-bot", "view_history")
+    await bot.command(f"status {instance_id}")
+    (post,) = await bot.slack.wait_for_response()
+    text = str(post.body["text"])
+    assert "[9900403]" in text and "执行历史查看 (view_history)" in text and "permission center" in text
+
+    bot.bk.add_plan(3, 101, "Restart", [])
+    bot.bk.deny_user("ops-bot", "view_job_plan")
+    await bot.command("run 101")
+    (update,) = await bot.slack.wait_for_call("views.update")
+    shown = json.dumps(update.args["view"], ensure_ascii=False)
+    assert "执行方案查看 (view_job_plan) on 执行方案 Restart (101)" in shown
+
+
 async def test_status_of_an_unknown_instance_shows_bkjob_code(bot: Bot) -> None:
     await bot.command("status 424242")
     (post,) = await bot.slack.wait_for_response()

@@ -117,7 +117,7 @@ class LiveBot:
     async def _start(self) -> None:
         slack = FakeSlack(token=BOT_TOKEN)
         await slack.start()
-        bk = FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET)
+        bk = FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET, skip_user_auth=True)
         await bk.start()
         bk.add_plan(BIZ, PLAN, "Deploy web", PLAN_VARS)
         self._policy_path.write_text(POLICY)

@@ -84,7 +84,7 @@ class Simulator:
     def __init__(self, options: DemoOptions | None = None) -> None:
         self.options = options or DemoOptions()
         self.slack = FakeSlack(token=BOT_TOKEN, users=slack_users(), usergroups=slack_usergroups())
-        self.bk = FakeBkJob(app_code=APP_CODE, app_secret=secrets.token_hex(16))
+        self.bk = FakeBkJob(app_code=APP_CODE, app_secret=secrets.token_hex(16), skip_user_auth=True)
         self._signing_secret = secrets.token_hex(16)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._runners: list[web.AppRunner] = []

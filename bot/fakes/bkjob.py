@@ -108,6 +108,7 @@ class BkRequest:
     headers: Mapping[str, str]
     body: JsonDict
     version: str = "v2"
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -245,16 +246,24 @@ class FakeBkJob:
     """
 
     def __init__(
-        self, *, app_code: str = "bkjob-bot", app_secret: str = "s3cret", api_version: Literal["v2", "v3"] = "v2"
+        self,
+        *,
+        app_code: str = "bkjob-bot",
+        app_secret: str = "s3cret",
+        api_version: Literal["v2", "v3"] = "v2",
+        skip_user_auth: bool = False,
     ) -> None:
         self.app_code = app_code
         self.app_secret = app_secret
         self.api_version = api_version
+        # Whether the app is on the ESB's (or an old gateway's) skip-user-auth list, the only way a bare
+        # `bk_username` is believed; new gateways have retired the list (reference §5.1, §9.7).
+        self.skip_user_auth = skip_user_auth
         self.businesses: set[int] = set()
         self.plans: dict[tuple[int, int], _Plan] = {}
         self.instances: dict[int, Instance] = {}
         self.callbacks: list[CallbackAttempt] = []
-        self.denied_users: set[str] = set()
+        self.denied: dict[str, set[str]] = defaultdict(set)  # IAM action -> users without it
         self._requests: list[BkRequest] = []
         self._injections: dict[str, list[_Injection]] = defaultdict(list)
         self._delays: dict[str, list[_Injection]] = defaultdict(list)
@@ -276,6 +285,8 @@ class FakeBkJob:
         app = web.Application()
         if self.api_version == "v3":
             app.router.add_route("*", APIGW_STAGE_PATH + "/api/v3/{api}", self._handle_v3)
+            # The app-state copy of every resource: the user comes from `X-Bk-Username` (resources.yaml).
+            app.router.add_route("*", APIGW_STAGE_PATH + "/api/v3/system/{api}", self._handle_v3)
         else:
             app.router.add_route("*", "/api/c/compapi/v2/job/{api}/", self._handle)
             # BK-JOB's v3 components through the ESB (only what the bot uses: get_job_instance_list).
@@ -314,9 +325,10 @@ class FakeBkJob:
         root = f"http://127.0.0.1:{self._port}"
         return root + APIGW_STAGE_PATH if self.api_version == "v3" else root
 
-    def url(self, api: str) -> str:
+    def url(self, api: str, *, app_state: bool = True) -> str:
+        """v3: the app-state resource (`/api/v3/system/<api>`) unless `app_state=False`."""
         if self.api_version == "v3":
-            return f"{self.base_url}/api/v3/{api}"
+            return f"{self.base_url}/api/v3/{'system/' if app_state else ''}{api}"
         return f"{self.base_url}/api/c/compapi/v2/job/{api}/"
 
     # -- data setup --------------------------------------------------------------------------------------
@@ -348,9 +360,16 @@ class FakeBkJob:
             steps=[self._normalise_step(i, s) for i, s in enumerate(steps, start=1)],
         )
 
-    def deny_user(self, username: str) -> None:
-        """`username` lacks IAM `launch_job_plan`: execute_job answers 9900403."""
-        self.denied_users.add(username)
+    def deny_user(self, username: str, action: str = "launch_job_plan") -> None:
+        """`username` lacks an IAM action, so the API that needs it answers 9900403 with the apply payload:
+        `launch_job_plan` (execute_job), `view_job_plan` (plan detail), `view_history` (instance status)."""
+        if action not in _ACTIONS:
+            raise ValueError(f"unknown IAM action {action!r}; known: {sorted(_ACTIONS)}")
+        self.denied[action].add(username)
+
+    def _check_permission(self, action: str, operator: str, biz: int, plan: _Plan | None = None) -> None:
+        if operator in self.denied[action]:
+            raise _JobError(9900403, "no_permission", operator, permission=_permission(action, biz, plan))
 
     def _normalise_var(self, var: Mapping[str, Any]) -> JsonDict:
         out: JsonDict = {
@@ -621,7 +640,9 @@ class FakeBkJob:
             else:
                 malformed = True
         headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(request.headers))
-        record = BkRequest(api=api, method=request.method, headers=headers, body=params, version=version)
+        record = BkRequest(
+            api=api, method=request.method, headers=headers, body=params, version=version, path=request.path
+        )
         async with self._changed:
             self._requests.append(record)
             self._changed.notify_all()
@@ -720,13 +741,13 @@ class FakeBkJob:
                 f"[bk_app_code={app_code}] match",
                 "",
             )
+        # paas2/esb/esb/bkauth/validators.py UserAuthValidator: a bare username only for skip-user-auth apps.
         username = auth.get("bk_username") or auth.get("username")
-        if not (username or auth.get("bk_token")):
-            return (
-                "User authentication failed, please provide a valid user identity, such as bk_token, bk_username",
-                "",
-            )
-        return None, str(username or "admin")
+        if auth.get("bk_token"):
+            return None, str(username or "admin")
+        if username and self.skip_user_auth:
+            return None, str(username)
+        return "User authentication failed, please provide a valid user identity, such as bk_token, bk_username", ""
 
     # -- HTTP: the API gateway (v3) ----------------------------------------------------------------------
 
@@ -749,9 +770,16 @@ class FakeBkJob:
                 return web.Response(status=503, text="shutting down")
             except TimeoutError:
                 pass
-        auth_error, operator = self._authenticate_v3(request)
+        app_state = request.path.startswith(APIGW_STAGE_PATH + "/api/v3/system/")
+        auth_error, operator = self._authenticate_v3(request, app_state=app_state)
         if auth_error is not None:
             return _gateway_error(400, 1640001, "INVALID_ARGS", auth_error)
+        if not operator:
+            # job-gateway's CheckOpenApiJwtGatewayFilterFactory: no user in the JWT nor in X-Bk-Username.
+            english = request.headers.get("Blueking-Language", "").lower().startswith("en")
+            message = "Missing user info" if english else "缺少有效的用户信息"
+            body = {"code": 1247002, "result": False, "job_request_id": _hex(), "message": message}
+            return web.json_response(body, status=401)
         injected = _take(self._injections, name)
         if injected is not None and injected.kind == "gateway":
             return _gateway_error(injected.status, injected.code, injected.code_name, injected.message)
@@ -772,9 +800,11 @@ class FakeBkJob:
             )
         return _apigw_response({"code": 0, "result": True, "data": data})
 
-    def _authenticate_v3(self, request: web.Request) -> tuple[str | None, str]:
+    def _authenticate_v3(self, request: web.Request, *, app_state: bool) -> tuple[str | None, str]:
         """`allow_auth_from_params: false`: only X-Bkapi-Authorization counts; credentials in a body are
-        ignored, so such a request has no app code at all."""
+        ignored, so such a request has no app code at all. A user-state resource verifies the user (a bare
+        `bk_username` only with the retired skip-user-auth list); an app-state one (`/api/v3/system/`) does not,
+        and JOB takes the user from `X-Bk-Username`."""
         header = request.headers.get("X-Bkapi-Authorization")
         if header is None:
             return "app code cannot be empty", ""
@@ -788,10 +818,17 @@ class FakeBkJob:
             return "app code cannot be empty", ""
         if auth.get("bk_app_code") != self.app_code or auth.get("bk_app_secret") != self.app_secret:
             return "bk_app_code or bk_app_secret is incorrect", ""
+        if app_state:
+            return None, str(request.headers.get("X-Bk-Username") or "").strip()
         username = auth.get("bk_username")
-        if not (username or auth.get("bk_token") or auth.get("access_token")):
-            return "user authentication failed, please provide a valid user identity, such as bk_username", ""
-        return None, str(username or "admin")
+        if auth.get("bk_token") or auth.get("access_token"):
+            return None, str(username or "admin")
+        if username and self.skip_user_auth:
+            return None, str(username)
+        return (
+            "user authentication failed, please provide a valid user identity, such as bk_token, access_token",
+            "",
+        )
 
     # -- APIs: params, operator, headers -> data, or raise _JobError ------------------------------------
 
@@ -841,8 +878,7 @@ class FakeBkJob:
         plan = self.plans.get((biz, job_id))
         if plan is None:
             raise _JobError(1244012, "no_plan")
-        if operator in self.denied_users:
-            raise _JobError(9900403, "no_permission", operator, permission=_permission(plan))
+        self._check_permission("launch_job_plan", operator, biz, plan)
 
         now = time.time()
         steps = [
@@ -888,6 +924,7 @@ class FakeBkJob:
         plan = self.plans.get((biz, job_id))
         if plan is None:
             raise _JobError(1243009, "no_plan")
+        self._check_permission("view_job_plan", operator, biz, plan)
         return {
             "bk_biz_id": biz,
             "bk_scope_type": "biz",
@@ -913,6 +950,7 @@ class FakeBkJob:
         inst = self.instances.get(instance_id)
         if inst is None or inst.bk_biz_id != biz:
             raise _JobError(1244006, "no_instance")
+        self._check_permission("view_history", operator, biz)
         current = next((s for s in inst.steps if s.status == 2), None) or next(
             (s for s in reversed(inst.steps) if s.status != 1), inst.steps[0]
         )
@@ -999,6 +1037,7 @@ class FakeBkJob:
         plan = self.plans.get((biz, job_id))
         if plan is None:
             raise _JobError(1243009, "no_plan")
+        self._check_permission("view_job_plan", operator, biz, plan)
         return {
             "bk_scope_type": "biz",
             "bk_scope_id": str(biz),
@@ -1025,6 +1064,7 @@ class FakeBkJob:
         inst = self.instances.get(instance_id)
         if inst is None or inst.bk_biz_id != biz:
             raise _JobError(1244006, "no_instance")
+        self._check_permission("view_history", operator, biz)
         ip_results = str(params.get("return_ip_result", "false")).lower() == "true"
         total = _finished_total(inst)
         return {
@@ -1275,37 +1315,36 @@ def _resolve_vars(plan_vars: Iterable[JsonDict], passed: Iterable[Mapping[str, A
     return resolved
 
 
-def _permission(plan: _Plan) -> JsonDict:
-    """The IAM apply-for-permission payload EsbResp.buildAuthFailResult attaches to 9900403."""
+# IAM actions the fake checks: (name, resource type, its name) as JOB registers them in IAM
+# (support-files/bkiam/0001_bk_job_20200808-1000_iam.json).
+_ACTIONS = {
+    "launch_job_plan": ("执行方案运行", "job_plan", "执行方案"),
+    "view_job_plan": ("执行方案查看", "job_plan", "执行方案"),
+    "view_history": ("执行历史查看", "biz", "业务"),
+}
+
+
+def _permission(action: str, biz: int, plan: _Plan | None) -> JsonDict:
+    """The IAM apply-for-permission payload EsbResp.buildAuthFailResult attaches to 9900403
+    (OpenApiApplyPermissionDTO: no apply URL of its own)."""
+    name, resource_type, type_name = _ACTIONS[action]
+    path = [{"id": str(biz), "type": "biz", "type_name": "业务", "name": ""}]
+    if plan is not None and resource_type == "job_plan":
+        path.append({"id": str(plan.bk_job_id), "type": "job_plan", "type_name": "执行方案", "name": plan.name})
     return {
         "system_id": "bk_job",
         "system_name": "作业平台",
         "actions": [
             {
-                "id": "launch_job_plan",
-                "name": "执行方案运行",
+                "id": action,
+                "name": name,
                 "related_resource_types": [
                     {
                         "system_id": "bk_job",
                         "system_name": "作业平台",
-                        "type": "job_plan",
-                        "type_name": "执行方案",
-                        "instances": [
-                            [
-                                {
-                                    "id": str(plan.bk_biz_id),
-                                    "type": "business",
-                                    "type_name": "业务",
-                                    "name": "",
-                                },
-                                {
-                                    "id": str(plan.bk_job_id),
-                                    "type": "job_plan",
-                                    "type_name": "执行方案",
-                                    "name": plan.name,
-                                },
-                            ]
-                        ],
+                        "type": resource_type,
+                        "type_name": type_name,
+                        "instances": [path],
                     }
                 ],
             }
