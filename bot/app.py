@@ -176,7 +176,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     app[BACKGROUND] = background
     app[OUTBOX] = outbox
     app[_BOLT] = bolt
-    app[_CALLBACK] = CallbackRoute(store=store, results=results, background=background)
+    app[_CALLBACK] = CallbackRoute(store=store, results=results, background=background, bk=bk)
     # On start-up these resume whatever the store holds: unsent messages, unfinished launches, due expiries.
     loops = [
         asyncio.create_task(outbox.run(), name="outbox"),

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import STORE
+from bot.callback import REPLAYS_PER_WINDOW
 from bot.fakes.bkjob import FORM_CONTENT_TYPE
+from bot.store import LaunchState
 from tests.conftest import APP_SECRET, BOT_TOKEN, CHANNEL, PLAN, SIGNING_SECRET, USER, Bot
 
 PASSWORD = "hunter2-plan-secret"
@@ -82,16 +85,67 @@ async def test_unknown_step_status_is_shown_as_its_number(bot: Bot) -> None:
     assert "step 1: status 77" in json.dumps(reply["blocks"])
 
 
-async def test_status_query_failing_still_replies_from_the_callback_with_a_note(bot: Bot) -> None:
+async def test_a_failed_status_read_posts_nothing_and_the_poller_reports_the_truth(bot: Bot) -> None:
+    """The callback's own claim is never reported: when the read fails, the poller reads again soon."""
     instance_id, ts = await launch(bot)
     bot.bk.fail_next("get_job_instance_status", 1244006, "Task instance does not exist")
     assert await bot.bk.finish(instance_id, status=4) == [200]
-    reply = await wait_for_reply(bot, ts)
+    await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=20)
+    await bot.idle()
+    (reply,) = replies(bot, ts)
     body = json.dumps(reply["blocks"])
     assert ":x: *Failed*" in body and f"<@{USER}>" in body
-    assert "status could not be read" in body and "callback reported" in body
+    assert "callback reported" not in body
+    assert len(bot.bk.requests("get_job_instance_status")) == 2
+
+
+async def test_a_forged_failure_with_a_failed_read_does_not_turn_success_into_failure(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    await bot.bk.finish(instance_id, status=3)
+    await wait_for_reply(bot, ts)
+    bot.bk.fail_next("get_job_instance_status", 1244006, "Task instance does not exist")
+    forged = {"job_instance_id": instance_id, "status": 4, "step_instances": []}
+    assert await bot.bk.send_callback(instance_id, forged) == 200
+    await bot.bk.wait_for_request("get_job_instance_status", count=2)
+    await bot.idle()
+    (reply,) = replies(bot, ts)
+    assert "Succeeded" in str(reply["text"])
     message = bot.slack.message(CHANNEL, ts)
-    assert message is not None and message["text"].startswith("Failed")
+    assert message is not None and message["text"].startswith("Succeeded")
+
+
+async def test_replayed_callbacks_of_a_finished_launch_cost_no_bkjob_call_and_are_rate_limited(bot: Bot) -> None:
+    instance_id, ts = await launch(bot)
+    await bot.bk.finish(instance_id, status=3)
+    await wait_for_reply(bot, ts)
+    statuses = [await bot.bk.send_callback(instance_id) for _ in range(REPLAYS_PER_WINDOW + 5)]
+    await bot.idle()
+    # The finish and its first repeat are read (a retry in BK-JOB would call back the same way); no more.
+    assert len(bot.bk.requests("get_job_instance_status")) == 2
+    assert statuses[: REPLAYS_PER_WINDOW - 1] == [200] * (REPLAYS_PER_WINDOW - 1)
+    assert set(statuses[REPLAYS_PER_WINDOW - 1 :]) == {429}
+    assert len(replies(bot, ts)) == 1
+
+
+async def test_a_callback_cannot_revive_a_launch_bkjob_refused(bot: Bot) -> None:
+    bot.bk.fail_next("execute_job", 1244012, "Job plan does not exist")
+    await bot.command(f"run {PLAN} --yes")
+    await bot.bk.wait_for_request("execute_job")
+    await bot.idle()
+    store = bot.runner.app[STORE]  # type: ignore[union-attr]
+    (refused,) = await store.recent_launches(CHANNEL, 5)
+    assert refused.state is LaunchState.NOT_STARTED
+    (req,) = bot.bk.requests("execute_job")
+    token = str(req.body.get("bk_callback_url") or req.body.get("callback_url")).rsplit("/", 1)[1]
+    other = 4242
+    assert bot.http is not None
+    async with bot.http.post(
+        f"{bot.url}/bkjob/callback/{token}", json={"job_instance_id": other, "status": 3, "step_instances": []}
+    ) as resp:
+        assert resp.status == 409
+    await bot.idle()
+    assert (await store.get_launch(refused.id)).state is LaunchState.NOT_STARTED  # type: ignore[union-attr]
+    assert bot.bk.requests("get_job_instance_status") == []
 
 
 async def test_callback_claiming_success_for_a_running_job_posts_nothing(bot: Bot) -> None:
