@@ -164,15 +164,123 @@ async def test_slack_rate_limit_is_retried_by_sdk_handler(slack: FakeSlack) -> N
     assert len(slack.messages("C1")) == 1
 
 
+_VIEW = {
+    "type": "modal",
+    "title": {"type": "plain_text", "text": "Launch"},
+    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}],
+}
+
+
 async def test_slack_views_trigger_once_and_hash(slack: FakeSlack, client: AsyncWebClient) -> None:
-    view = {"type": "modal", "title": {"type": "plain_text", "text": "Launch"}, "blocks": []}
-    opened = (await client.views_open(trigger_id="t1", view=view))["view"]
+    view = _VIEW
+    trigger = slack.new_trigger_id()
+    opened = (await client.views_open(trigger_id=trigger, view=view))["view"]
+    with pytest.raises(SlackApiError, match="exchanged_trigger_id"):
+        await client.views_open(trigger_id=trigger, view=view)
     with pytest.raises(SlackApiError, match="expired_trigger_id"):
-        await client.views_open(trigger_id="t1", view=view)
+        await client.views_open(trigger_id=slack.new_trigger_id(age=3.5), view=view)
+    with pytest.raises(SlackApiError, match="invalid_trigger_id"):
+        await client.views_open(trigger_id="made-up", view=view)
     updated = (await client.views_update(view_id=opened["id"], hash=opened["hash"], view=view))["view"]
     assert updated["hash"] != opened["hash"]
     with pytest.raises(SlackApiError, match="hash_conflict"):
         await client.views_update(view_id=opened["id"], hash=opened["hash"], view=view)
+
+
+async def test_slack_closed_views_are_not_found(slack: FakeSlack, client: AsyncWebClient) -> None:
+    opened = (await client.views_open(trigger_id=slack.new_trigger_id(), view=_VIEW))["view"]
+    slack.close_view(opened["id"])
+    with pytest.raises(SlackApiError, match="not_found"):
+        await client.views_update(view_id=opened["id"], view=_VIEW)
+    with pytest.raises(SlackApiError, match="not_found"):
+        await client.views_push(trigger_id=slack.new_trigger_id(view_id=opened["id"]), view=_VIEW)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "text", "error"),
+    [
+        ([{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}], "t", "invalid_blocks"),
+        ([{"type": "context", "elements": [{"type": "mrkdwn", "text": "x" * 3001}]}], "t", "invalid_blocks"),
+        ([{"type": "section", "text": {"type": "mrkdwn", "text": "x"}, "bogus": 1}], "t", "invalid_blocks"),
+        ([{"type": "no_such_block"}], "t", "invalid_blocks"),
+        ([{"type": "divider"}] * 51, "t", "invalid_blocks"),
+        (None, "x" * 40_001, "msg_too_long"),
+    ],
+)
+async def test_slack_refuses_invalid_messages_everywhere(
+    slack: FakeSlack, client: AsyncWebClient, blocks: Any, text: str, error: str
+) -> None:
+    with pytest.raises(SlackApiError, match=error):
+        await client.chat_postMessage(channel="C1", text=text, blocks=blocks)
+    with pytest.raises(SlackApiError, match=error):
+        await client.chat_postEphemeral(channel="C1", user="U1", text=text, blocks=blocks)
+    ts = (await client.chat_postMessage(channel="C1", text="ok"))["ts"]
+    with pytest.raises(SlackApiError, match=error):
+        await client.chat_update(channel="C1", ts=ts, text=text, blocks=blocks)
+    reply = await AsyncWebhookClient(slack.response_url()).send(text=text, blocks=blocks)
+    assert (reply.status_code, reply.body) == (400, error)
+
+
+async def test_slack_refuses_invalid_views(slack: FakeSlack, client: AsyncWebClient) -> None:
+    too_long_title = {**_VIEW, "title": {"type": "plain_text", "text": "x" * 25}}
+    with pytest.raises(SlackApiError, match="invalid_arguments"):
+        await client.views_open(trigger_id=slack.new_trigger_id(), view=too_long_title)
+    many = {**_VIEW, "blocks": [{"type": "divider"}] * 101}
+    with pytest.raises(SlackApiError, match="invalid_arguments"):
+        await client.views_open(trigger_id=slack.new_trigger_id(), view=many)
+    opened = (await client.views_open(trigger_id=slack.new_trigger_id(), view=_VIEW))["view"]
+    button = {"type": "button", "text": {"type": "plain_text", "text": "x" * 76}, "action_id": "a"}
+    with pytest.raises(SlackApiError, match="invalid_arguments"):
+        actions = [{"type": "actions", "elements": [button]}]
+        await client.views_update(view_id=opened["id"], view={**_VIEW, "blocks": actions})
+
+
+async def test_slack_response_url_takes_five_posts_in_thirty_minutes(slack: FakeSlack) -> None:
+    hook = AsyncWebhookClient(slack.response_url())
+    assert [(await hook.send(text=f"{i}")).status_code for i in range(6)] == [200] * 5 + [404]
+    assert (await hook.send(text="again")).body == "used_url"
+    late = await AsyncWebhookClient(slack.response_url(age=31 * 60)).send(text="late")
+    assert (late.status_code, late.body) == (404, "expired_url")
+    assert [r.refused for r in slack.responses()] == [None] * 5 + ["used_url", "used_url", "expired_url"]
+
+
+async def test_slack_scopes_come_from_the_manifest() -> None:
+    async with FakeSlack(users={"U1": {"email": "a@example.com"}}) as full:
+        assert {"chat:write", "users:read", "users:read.email", "usergroups:read"} <= full.scopes
+    async with FakeSlack(users={"U1": {"email": "a@example.com"}}, scopes=["users:read"]) as narrow:
+        client = AsyncWebClient(token="xoxb-test", base_url=narrow.base_url)
+        try:
+            with pytest.raises(SlackApiError, match="missing_scope") as err:
+                await client.chat_postMessage(channel="C1", text="x")
+            assert err.value.response["needed"] == "chat:write"
+            assert "email" not in (await client.users_info(user="U1"))["user"]["profile"]
+            assert (await client.chat_getPermalink(channel="C1", message_ts="1.2")).get("ok") is None
+        except SlackApiError as exc:
+            assert exc.response["error"] == "message_not_found"  # getPermalink needs no scope
+        finally:
+            if client.session is not None:
+                await client.session.close()
+
+
+async def test_slack_rate_tiers_answer_429_with_retry_after(slack: FakeSlack, client: AsyncWebClient) -> None:
+    slack.usergroups["S1"] = ["U1"]
+    for _ in range(20):  # usergroups.users.list is Tier 2: 20 a minute
+        await client.usergroups_users_list(usergroup="S1")
+    with pytest.raises(SlackApiError) as err:
+        await client.usergroups_users_list(usergroup="S1")
+    assert err.value.response.status_code == 429
+    assert 1 <= int(err.value.response.headers["Retry-After"]) <= 60
+
+
+async def test_slack_permalinks(slack: FakeSlack, client: AsyncWebClient) -> None:
+    parent = await client.chat_postMessage(channel="C1", text="a")
+    reply = await client.chat_postMessage(channel="C1", text="b", thread_ts=parent["ts"])
+    link = (await client.chat_getPermalink(channel="C1", message_ts=parent["ts"]))["permalink"]
+    assert link.endswith(f"/archives/C1/p{parent['ts'].replace('.', '')}")
+    threaded = (await client.chat_getPermalink(channel="C1", message_ts=reply["ts"]))["permalink"]
+    assert f"thread_ts={parent['ts']}" in threaded
+    with pytest.raises(SlackApiError, match="message_not_found"):
+        await client.chat_getPermalink(channel="C1", message_ts="1.2")
 
 
 async def test_slack_waits_and_response_urls(slack: FakeSlack, client: AsyncWebClient) -> None:

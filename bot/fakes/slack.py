@@ -8,12 +8,15 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
+
+from bot.fakes.slack_rules import METHOD_SCOPES as _METHOD_SCOPES
+from bot.fakes.slack_rules import RateTiers, manifest_scopes, message_problems, view_problems
 
 __all__ = ["FakeSlack", "ResponseUrlPost", "SlackCall"]
 
@@ -21,6 +24,11 @@ JsonDict = dict[str, Any]
 
 # slack_sdk form-encodes some methods; these fields then arrive as JSON strings.
 _JSON_FIELDS = ("blocks", "view", "attachments")
+TRIGGER_TTL = 3.0
+"""Slack: a trigger_id is good for one views.open (or push) within 3 seconds of the interaction."""
+RESPONSE_URL_USES = 5
+RESPONSE_URL_TTL = 30 * 60.0
+"""Slack: a response_url takes at most 5 posts, within 30 minutes of the interaction."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class ResponseUrlPost:
 
     url: str
     body: JsonDict
+    refused: str | None = None  # why Slack refused it (`used_url`, `invalid_blocks`, …); None when shown
 
 
 @dataclass
@@ -69,10 +78,18 @@ class FakeSlack:
         users: Mapping[str, Mapping[str, Any]] | None = None,
         usergroups: Mapping[str, Sequence[str]] | None = None,
         channel_rate: float | None = None,
+        scopes: Iterable[str] | None = None,
+        rate_tiers: bool = True,
     ) -> None:
         """`channel_rate` (posts per second per channel) turns on Slack's chat.postMessage limit: a token bucket
-        of one per channel, and 429 with an integer `Retry-After` when it is empty. Off by default."""
+        of one per channel, and 429 with an integer `Retry-After` when it is empty. Off by default.
+
+        `scopes` are the bot token's scopes, by default exactly those `manifest.yml` asks for, so the manifest and
+        the methods the bot calls cannot drift apart. `rate_tiers` answers 429 once a method's per-minute tier
+        (Tier 2: 20, Tier 3: 50, Tier 4: 100) is used up, as Slack does."""
         self.token = token
+        self.scopes = frozenset(scopes) if scopes is not None else manifest_scopes()
+        self._tiers = RateTiers() if rate_tiers else None
         self.channel_rate = channel_rate
         self.throttled = 0  # chat.postMessage calls answered 429 by the channel limit
         self._next_post: dict[str, float] = {}
@@ -82,7 +99,11 @@ class FakeSlack:
         self._responses: list[ResponseUrlPost] = []
         self._messages: dict[str, list[JsonDict]] = defaultdict(list)
         self._views: dict[str, JsonDict] = {}
+        self._triggers: dict[str, float] = {}  # trigger_id -> when it was handed out (monotonic)
         self._used_triggers: set[str] = set()
+        self._trigger_views: dict[str, str] = {}
+        self._closed_views: set[str] = set()
+        self._response_uses: dict[str, list[float]] = {}  # rid -> [issued_at, posts so far]
         self._not_in_channel: set[str] = set()
         self._response_ids: set[str] = set()
         self._injections: dict[str, list[_Injection]] = defaultdict(list)
@@ -140,6 +161,10 @@ class FakeSlack:
     def join_channel(self, channel_id: str) -> None:
         self._not_in_channel.discard(channel_id)
 
+    def lift_rate_tiers(self) -> None:
+        """No per-minute tiers from now on, for tests whose volume is about something else (bursts of hundreds)."""
+        self._tiers = None
+
     def fail_next(self, method: str, error: str = "internal_error", times: int = 1) -> None:
         self._injections[method].append(_Injection(times=times, kind="fail", error=error))
 
@@ -153,15 +178,27 @@ class FakeSlack:
     def server_error_next(self, method: str, times: int = 1, status: int = 500) -> None:
         self._injections[method].append(_Injection(times=times, kind="server_error", status=status))
 
-    def response_url(self) -> str:
-        """A fresh response URL, as Slack puts in slash-command and interaction payloads."""
+    def response_url(self, *, age: float = 0.0) -> str:
+        """A fresh response URL, as Slack puts in slash-command and interaction payloads (`age`: handed out that
+        many seconds ago, to test its 30-minute life without waiting)."""
         rid = f"R{next(self._ids):06d}"
         self._response_ids.add(rid)
+        self._response_uses[rid] = [time.monotonic() - age, 0]
         return f"{self.origin}/response/{rid}"
 
-    def new_trigger_id(self) -> str:
-        """A unique trigger_id; any unused string works too, this just avoids collisions."""
-        return f"{next(self._ids)}.1234.abcdef"
+    def new_trigger_id(self, *, age: float = 0.0, view_id: str | None = None) -> str:
+        """A trigger_id as an interaction payload carries it, good for one views.open within 3 seconds (`age`:
+        handed out that many seconds ago); `view_id` when the interaction came from inside that modal (views.push
+        stacks onto it). Slack refuses trigger IDs it never issued."""
+        trigger = f"{next(self._ids)}.1234.abcdef"
+        self._triggers[trigger] = time.monotonic() - age
+        if view_id is not None:
+            self._trigger_views[trigger] = view_id
+        return trigger
+
+    def close_view(self, view_id: str) -> None:
+        """The person closed the modal (Cancel, the X, or Escape): Slack no longer knows the view."""
+        self._closed_views.add(view_id)
 
     def observe(
         self,
@@ -308,6 +345,15 @@ class FakeSlack:
                 raise asyncio.CancelledError  # the answer can no longer be sent; aiohttp drops the request
         if token != self.token:
             return _error("invalid_auth")
+        if method in self._methods and (needed := _METHOD_SCOPES.get(method)) and needed not in self.scopes:
+            return web.json_response(
+                {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(sorted(self.scopes))}
+            )
+        if self._tiers is not None and (tier_wait := self._tiers.wait(method, time.monotonic())):
+            self.throttled += 1
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(tier_wait)}
+            )
         if method == "chat.postMessage" and (wait := self._channel_wait(str(args.get("channel") or ""))) > 0:
             self.throttled += 1
             return web.json_response(
@@ -330,8 +376,27 @@ class FakeSlack:
             body = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
             body = {"_raw": raw.decode("utf-8", "replace")}
-        post = ResponseUrlPost(url=str(request.url), body=body if isinstance(body, dict) else {"_raw": body})
+        uses = self._response_uses.setdefault(rid, [time.monotonic(), 0])
+        if time.monotonic() - uses[0] > RESPONSE_URL_TTL:
+            refusal = "expired_url"
+        elif uses[1] >= RESPONSE_URL_USES:
+            refusal = "used_url"
+        else:
+            refusal = None
+        if refusal is None and isinstance(body, dict):
+            problem = message_problems(body.get("blocks"), body.get("text"))
+            if problem is None and not (body.get("text") or body.get("blocks") or body.get("delete_original")):
+                problem = ("no_text", [])
+            if problem is not None:
+                refusal = problem[0]
+        if refusal is None:
+            uses[1] += 1
+        post = ResponseUrlPost(
+            url=str(request.url), body=body if isinstance(body, dict) else {"_raw": body}, refused=refusal
+        )
         await self._record(lambda: self._responses.append(post))
+        if refusal is not None:
+            return web.Response(status=400 if refusal not in ("expired_url", "used_url") else 404, text=refusal)
         for observer in self._response_observers:
             observer(post)
         return web.Response(text="ok")
@@ -387,6 +452,8 @@ class FakeSlack:
             return {"ok": False, "error": "not_in_channel"}
         if not (args.get("text") or args.get("blocks") or args.get("attachments")):
             return {"ok": False, "error": "no_text"}
+        if (refusal := _message_refusal(args)) is not None:
+            return refusal
         message: JsonDict = {
             "type": "message",
             "user": "U0BOT",
@@ -405,6 +472,8 @@ class FakeSlack:
         message = self.message(channel, ts)
         if message is None:
             return {"ok": False, "error": "message_not_found"}
+        if (refusal := _message_refusal(args)) is not None:
+            return refusal
         for key in ("text", "blocks", "attachments", "metadata"):
             if key in args:
                 message[key] = args[key]
@@ -419,16 +488,41 @@ class FakeSlack:
             return {"ok": False, "error": "not_in_channel"}
         if not args.get("user"):
             return {"ok": False, "error": "user_not_found"}
+        if not (args.get("text") or args.get("blocks") or args.get("attachments")):
+            return {"ok": False, "error": "no_text"}
+        if (refusal := _message_refusal(args)) is not None:
+            return refusal
         return {"ok": True, "message_ts": self._next_ts()}
+
+    def _chat_get_permalink(self, request: web.Request, args: JsonDict) -> JsonDict:
+        channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        message = self.message(channel, ts)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        link = f"https://fake-workspace.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        if message.get("thread_ts") and message["thread_ts"] != ts:
+            link += f"?thread_ts={message['thread_ts']}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
 
     def _open_or_push(self, args: JsonDict, previous_view_id: str | None) -> JsonDict:
         trigger_id = args.get("trigger_id")
         if not trigger_id:
             return {"ok": False, "error": "invalid_arguments"}
+        issued = self._triggers.get(str(trigger_id))
+        if issued is None:
+            return {"ok": False, "error": "invalid_trigger_id"}
         if trigger_id in self._used_triggers:
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        if time.monotonic() - issued > TRIGGER_TTL:
             return {"ok": False, "error": "expired_trigger_id"}
-        if not isinstance(args.get("view"), dict):
-            return {"ok": False, "error": "invalid_arguments"}
+        if previous_view_id is not None and (
+            previous_view_id not in self._views or previous_view_id in self._closed_views
+        ):
+            return {"ok": False, "error": "not_found"}
+        if problems := view_problems(args.get("view")):
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": problems}}
         self._used_triggers.add(trigger_id)
         view_id = f"V{next(self._ids):08d}"
         stored = self._store_view(view_id, args["view"], root_view_id=view_id)
@@ -439,19 +533,20 @@ class FakeSlack:
         return self._open_or_push(args, previous_view_id=None)
 
     def _views_push(self, request: web.Request, args: JsonDict) -> JsonDict:
-        return self._open_or_push(args, previous_view_id=args.get("view_id"))
+        # views.push stacks onto the modal the trigger's interaction came from.
+        return self._open_or_push(args, previous_view_id=self._trigger_views.get(str(args.get("trigger_id")), ""))
 
     def _views_update(self, request: web.Request, args: JsonDict) -> JsonDict:
         view_id = args.get("view_id")
         if not view_id and args.get("external_id"):
             view_id = next((v["id"] for v in self._views.values() if v.get("external_id") == args["external_id"]), None)
         current = self._views.get(view_id or "")
-        if current is None:
+        if current is None or current["id"] in self._closed_views:
             return {"ok": False, "error": "not_found"}
         if args.get("hash") and args["hash"] != current["hash"]:
             return {"ok": False, "error": "hash_conflict"}
-        if not isinstance(args.get("view"), dict):
-            return {"ok": False, "error": "invalid_arguments"}
+        if problems := view_problems(args.get("view")):
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": problems}}
         stored = self._store_view(current["id"], args["view"], root_view_id=current["root_view_id"])
         stored["previous_view_id"] = current.get("previous_view_id")
         return {"ok": True, "view": stored}
@@ -479,11 +574,9 @@ class FakeSlack:
         if info is None:
             return {"ok": False, "error": "user_not_found"}
         real_name = info.get("real_name", user_id)
-        profile = {
-            "email": info.get("email"),
-            "real_name": real_name,
-            "display_name": info.get("display_name", real_name),
-        }
+        profile = {"real_name": real_name, "display_name": info.get("display_name", real_name)}
+        if "users:read.email" in self.scopes:  # Slack leaves the e-mail out without this scope
+            profile["email"] = info.get("email")
         user = {
             "id": user_id,
             "team_id": "T0TEAM",
@@ -527,6 +620,7 @@ class FakeSlack:
         "chat.postMessage": _chat_post_message,
         "chat.update": _chat_update,
         "chat.postEphemeral": _chat_post_ephemeral,
+        "chat.getPermalink": _chat_get_permalink,
         "views.open": _views_open,
         "views.push": _views_push,
         "views.update": _views_update,
@@ -538,3 +632,12 @@ class FakeSlack:
 
 def _error(error: str) -> web.Response:
     return web.json_response({"ok": False, "error": error})
+
+
+def _message_refusal(args: JsonDict) -> JsonDict | None:
+    """Slack checks every message's blocks (slack_sdk's models plus documented limits) and its text's length."""
+    problem = message_problems(args.get("blocks"), args.get("text"))
+    if problem is None:
+        return None
+    error, details = problem
+    return {"ok": False, "error": error, "errors": details, "response_metadata": {"messages": details}}
