@@ -29,6 +29,8 @@ from bot.bk_models import (
     JobDetail,
     JobInstanceStatus,
     Permission,
+    PlanPage,
+    PlanSummary,
 )
 from bot.bodies import read_at_most
 from bot.config import Settings
@@ -125,6 +127,12 @@ class BkClient(ABC):
         bk_username: str,
     ) -> InstanceList:
         """Recent API-launched job instances of an operator: how a launch whose answer was lost is found."""
+
+    @abstractmethod
+    async def list_plans(
+        self, *, bk_biz_id: int, bk_username: str, name: str | None = None, start: int = 0, length: int = 1000
+    ) -> PlanPage:
+        """One page of the business's plans, newest change first, `name` matched like SQL `LIKE %name%`."""
 
     # -- shared by both wire formats --------------------------------------------------------------------------
 
@@ -253,6 +261,17 @@ class EsbV2Client(BkClient):
         )
         return self._parse("get_job_instance_list", InstanceList, data)
 
+    async def list_plans(
+        self, *, bk_biz_id: int, bk_username: str, name: str | None = None, start: int = 0, length: int = 1000
+    ) -> PlanPage:
+        """`get_job_list` answers a bare list of rows (`bk_job_id`) and no total: a short page is the last."""
+        params: dict[str, Any] = {"bk_biz_id": bk_biz_id, "start": start, "length": length}
+        if name:
+            params["name"] = name
+        data = await self._call("get_job_list", params, bk_username=bk_username)
+        rows = self._parse("get_job_list", _PlanRows, {"rows": data or []}).rows
+        return PlanPage(plans=rows)
+
     async def _call(self, api: str, params: Mapping[str, Any], *, bk_username: str, component: str = "job") -> Any:
         url = f"{self._root}/api/c/compapi/v2/{component}/{api}/"
         body = {**self._credentials(bk_username), **params}
@@ -336,6 +355,13 @@ class ApigwV3Client(BkClient):
         data = await self._call("get_job_instance_list", "GET", bk_username=bk_username, query=query)
         return self._parse("get_job_instance_list", InstanceList, data)
 
+    async def list_plans(
+        self, *, bk_biz_id: int, bk_username: str, name: str | None = None, start: int = 0, length: int = 1000
+    ) -> PlanPage:
+        query = bk_v3.plan_list_query(bk_biz_id=bk_biz_id, name=name, start=start, length=length)
+        data = await self._call("get_job_plan_list", "GET", bk_username=bk_username, query=query)
+        return self._parse("get_job_plan_list", bk_v3.PlanListV3, data).to_domain()
+
     async def _call(
         self,
         api: str,
@@ -410,6 +436,12 @@ def _refused(api: str, code: int | None, message: str, request_id: str | None, h
     """Every call fails the same way until an operator fixes the settings: say so loudly, and what to set."""
     log.error("BK-JOB %s refused the bot's credentials: [%s] %s. %s", api, code, message, hint)
     raise BkCredentialsRefused(api, code, message, request_id, hint=hint)
+
+
+class _PlanRows(BaseModel):
+    """v2 `get_job_list` data is a JSON array; wrapped so that one model validates it."""
+
+    rows: list[PlanSummary]
 
 
 def _raise_gateway_error(api: str, status: int, raw: bytes, request_id: str | None) -> None:

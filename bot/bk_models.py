@@ -32,6 +32,8 @@ __all__ = [
     "PASSWORD_PLACEHOLDER",
     "Permission",
     "PlanIp",
+    "PlanPage",
+    "PlanSummary",
     "PlanVariable",
     "StatusBlock",
     "StepInstance",
@@ -359,6 +361,20 @@ class InstanceSummary(_Wire):
 
 class InstanceList(_Wire):
     data: list[InstanceSummary] | None = None
+    total: int | None = None
+
+
+class PlanSummary(_Wire):
+    """One row of a plan list: enough to offer the plan by name (v2 `get_job_list` row shape)."""
+
+    bk_job_id: InstanceId
+    name: str = ""
+
+
+class PlanPage(_Wire):
+    """One page of a plan search; `total` only where BK-JOB counts (v3), v2 answers a bare list."""
+
+    plans: list[PlanSummary] = Field(default_factory=list)
     total: int | None = None
 
 

@@ -19,6 +19,8 @@ from bot.bk_models import (
     JobInstance,
     JobInstanceStatus,
     PlanIp,
+    PlanPage,
+    PlanSummary,
     PlanVariable,
     StatusBlock,
     StepInstance,
@@ -31,12 +33,14 @@ __all__ = [
     "GlobalVarV3",
     "InstanceStatusV3",
     "PlanDetailV3",
+    "PlanListV3",
     "ServerV3",
     "execute_body",
     "global_var",
     "instance_list_query",
     "instance_status_query",
     "plan_detail_query",
+    "plan_list_query",
     "scope",
     "server",
 ]
@@ -89,6 +93,14 @@ def execute_body(request: ExecuteJobRequest) -> dict[str, Any]:
 
 def plan_detail_query(*, bk_biz_id: int, bk_job_id: int) -> dict[str, str]:
     return {**scope(bk_biz_id), "job_plan_id": str(bk_job_id)}
+
+
+def plan_list_query(*, bk_biz_id: int, name: str | None, start: int, length: int) -> dict[str, str]:
+    """`get_job_plan_list`: `name` is matched with SQL LIKE `%name%`; without `length` JOB sends only 20."""
+    query = {**scope(bk_biz_id), "start": str(start), "length": str(length)}
+    if name:
+        query["name"] = name
+    return query
 
 
 def instance_status_query(*, bk_biz_id: int, job_instance_id: int) -> dict[str, str]:
@@ -181,6 +193,23 @@ class PlanDetailV3(_Wire):
             name=self.name,
             global_vars=[v.to_domain() for v in self.global_var_list or []],
         )
+
+
+class _PlanRowV3(_Wire):
+    id: int
+    name: str = ""
+
+
+class PlanListV3(_Wire):
+    """`get_job_plan_list` data (EsbPageDataV3): the rows' plan ID is `id` here (reference §10)."""
+
+    start: int | None = None
+    total: int | None = None
+    data: list[_PlanRowV3] | None = None
+
+    def to_domain(self) -> PlanPage:
+        rows = [PlanSummary(bk_job_id=row.id, name=row.name) for row in self.data or []]
+        return PlanPage(plans=rows, total=self.total)
 
 
 def _when(epoch_ms: int | None) -> str | None:

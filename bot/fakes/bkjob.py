@@ -30,7 +30,7 @@ FINISHED_STATUSES = frozenset({3, 4, 5, 6, 8, 9, 11, 13, 14})
 CALLBACK_STATUSES = frozenset({3, 4, 9, 11, 14})
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-_GET_APIS = frozenset({"get_job_detail", "get_job_instance_status"})
+_GET_APIS = frozenset({"get_job_detail", "get_job_instance_status", "get_job_list"})
 # The gateway's stage root, as a site's BK_API_URL names it (reference §1).
 APIGW_STAGE_PATH = "/api/bk-job/prod"
 # APIGW v3 resources and their only method (support-files/bk-api-gateway/v3/resources.yaml).
@@ -39,9 +39,16 @@ _V3_METHODS = {
     "get_job_plan_detail": "GET",
     "get_job_instance_status": "GET",
     "get_job_instance_list": "GET",
+    "get_job_plan_list": "GET",
 }
 # v3 names of the v2 APIs: tests record, wait for and inject failures by either name, so one test serves both.
-_V2_NAMES = {"execute_job_plan": "execute_job", "get_job_plan_detail": "get_job_detail"}
+_V2_NAMES = {
+    "execute_job_plan": "execute_job",
+    "get_job_plan_detail": "get_job_detail",
+    "get_job_plan_list": "get_job_list",
+}
+# A handler whose answer's `data` is a JSON array (v2 get_job_list) returns `{_BARE_LIST: [...]}`.
+_BARE_LIST = "__bare_list__"
 _MAX_HISTORY_MS = 30 * 24 * 60 * 60 * 1000  # Consts.MAX_SEARCH_TASK_HISTORY_RANGE_MILLS
 _IPV4 = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 
@@ -688,7 +695,9 @@ class FakeBkJob:
         if self._lost.get(api):
             self._lost[api] -= 1
             return web.Response(status=502, text="Bad Gateway", content_type="text/html")
-        return _job_response({"code": 0, "result": True, "data": data, "message": ""})
+        # get_job_list's `data` is a bare list; handlers return dicts, so it comes wrapped (see _BARE_LIST).
+        payload: Any = data.get(_BARE_LIST, data)
+        return _job_response({"code": 0, "result": True, "data": payload, "message": ""})
 
     def _run(
         self,
@@ -1083,19 +1092,94 @@ class FakeBkJob:
             "step_instance_list": [_step_status_v3(s, ip_results) for s in inst.steps],
         }
 
+    # -- APIs: finding plans by name (get_job_list v2, get_job_plan_list v3) ----------------------------
+
+    def _matching_plans(self, params: Mapping[str, Any]) -> list[_Plan]:
+        """TaskPlanDAOImpl.listPageTaskPlans: the business's plans, `name LIKE '%<name>%'` (unescaped, so `%`
+        and `_` are wildcards; case-insensitive under MySQL's default collation), newest change first."""
+        biz = self._biz_id(params)
+        self._check_biz(biz)
+        name = params.get("name")
+        plans = [p for p in self.plans.values() if p.bk_biz_id == biz]
+        if name is not None:
+            pattern = _like(str(name))
+            plans = [p for p in plans if pattern.fullmatch(p.name)]
+        return sorted(plans, key=lambda p: (-p.create_time, p.bk_job_id))
+
+    def _get_job_list(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """v2 (EsbGetJobListResourceImpl): a bare list of rows, no total; without `length`, every plan."""
+        plans = self._matching_plans(params)
+        start = max(_as_int(params.get("start")) or 0, 0)
+        length = _as_int(params.get("length"))
+        page = plans[start:] if length is None else plans[start : start + max(length, 0)]
+        rows = [
+            {
+                "bk_biz_id": p.bk_biz_id,
+                "bk_job_id": p.bk_job_id,
+                "name": p.name,
+                "creator": p.creator,
+                "last_modify_user": p.creator,
+                "create_time": _fmt_time(p.create_time),
+                "last_modify_time": _fmt_time(p.create_time),
+            }
+            for p in page
+        ]
+        return {_BARE_LIST: rows}
+
+    def _get_job_plan_list(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """v3 (EsbPlanV3ResourceImpl): EsbPageDataV3 `{start, length, total, data}`; `length` defaults to 20;
+        the row's plan ID is `id`."""
+        plans = self._matching_plans(params)
+        start = max(_as_int(params.get("start")) or 0, 0)
+        length = _as_int(params.get("length"))
+        length = 20 if length is None else max(length, 0)
+        rows = [
+            {
+                "bk_scope_type": "biz",
+                "bk_scope_id": str(p.bk_biz_id),
+                "id": p.bk_job_id,
+                "job_template_id": p.bk_job_id,
+                "name": p.name,
+                "creator": p.creator,
+                "create_time": int(p.create_time),
+                "last_modify_user": p.creator,
+                "last_modify_time": int(p.create_time),
+            }
+            for p in plans[start : start + length]
+        ]
+        return {"start": start, "length": length, "total": len(plans), "data": rows}
+
     _apis_v3: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
         "execute_job_plan": _execute_job_plan,
         "get_job_plan_detail": _get_job_plan_detail,
         "get_job_instance_status": _get_job_instance_status_v3,
         "get_job_instance_list": _get_job_instance_list,
+        "get_job_plan_list": _get_job_plan_list,
     }
 
     _apis: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
         "execute_job": _execute_job,
         "get_job_instance_list": _get_job_instance_list,
+        "get_job_list": _get_job_list,
         "get_job_detail": _get_job_detail,
         "get_job_instance_status": _get_job_instance_status,
     }
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """MySQL `LIKE '%<pattern>%'`: `%` any run, `_` one character, `\\` escapes; case-insensitive."""
+    out, chars = [".*"], iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            out.append(re.escape(next(chars, "\\")))
+        elif ch == "%":
+            out.append(".*")
+        elif ch == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    out.append(".*")
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
 
 
 def _take(queues: dict[str, list[_Injection]], api: str) -> _Injection | None:

@@ -1,0 +1,170 @@
+"""The plan finder: each business's plan list kept in memory, so Slack's type-ahead is answered within 3 seconds.
+
+Slack waits 3 s for a select menu's options and shows nothing after that. Reading 10,000 plans from BK-JOB
+takes longer than a keystroke, so the finder answers from what it holds (a TTL cache, cachetools), refreshes
+it in the background once it is older than `ttl`, and never makes a request wait on BK-JOB for longer than
+the caller's budget. The list is read as the person who asks (BK-JOB checks `list_business` per user), so a
+person is only ever offered what BK-JOB lists for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+from bot.background import Background
+from bot.bk import BkClient
+from bot.bk_models import PlanSummary
+from bot.errors import BkError
+
+__all__ = ["Catalogue", "PlanFinder", "matches"]
+
+log = logging.getLogger(__name__)
+
+PAGE = 1000
+"""Rows per `get_job_list` / `get_job_plan_list` call: BK-JOB's own page limit for its list APIs."""
+MAX_PLANS = 100_000
+"""A business with more plans than this is read only this far: the picker still answers, from the newest."""
+STALE_FACTOR = 60
+"""A list older than `ttl` is refreshed; one older than `ttl * STALE_FACTOR` is dropped (BK-JOB down that long)."""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The plans of one business as BK-JOB listed them for one user, newest change first."""
+
+    plans: tuple[PlanSummary, ...]
+    loaded_at: float
+    complete: bool = True
+
+
+def matches(plan: PlanSummary, words: Sequence[str]) -> bool:
+    """Every word is in the plan's name (any case), or the only word is the plan's ID."""
+    if len(words) == 1 and words[0] == str(plan.bk_job_id):
+        return True
+    name = plan.name.casefold()
+    return all(word.casefold() in name for word in words)
+
+
+class PlanFinder:
+    """Per (business, BK-JOB user): the plan list, one load at a time, refreshed in the background."""
+
+    def __init__(
+        self,
+        *,
+        bk: BkClient,
+        background: Background,
+        ttl: float,
+        page: int = PAGE,
+        max_plans: int = MAX_PLANS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bk = bk
+        self._background = background
+        self._ttl = max(ttl, 0.001)
+        self._page = page
+        self._max_plans = max_plans
+        self._clock = clock
+        self._lists: TTLCache[tuple[int, str], Catalogue] = TTLCache(
+            maxsize=256, ttl=self._ttl * STALE_FACTOR, timer=clock
+        )
+        self._loading: dict[tuple[int, str], asyncio.Task[Catalogue | None]] = {}
+
+    def cached(self, bk_biz_id: int, bk_username: str) -> Catalogue | None:
+        """What is held now, fresh or stale, without waiting; a stale or missing list starts a refresh."""
+        key = (bk_biz_id, bk_username)
+        held = self._lists.get(key)
+        if held is None or self._clock() - held.loaded_at >= self._ttl:
+            self._refresh(key)
+        return held
+
+    async def catalogue(self, bk_biz_id: int, bk_username: str, *, wait: float) -> Catalogue | None:
+        """The list, waiting at most `wait` seconds for a load when nothing is held yet (None after that)."""
+        held = self.cached(bk_biz_id, bk_username)
+        if held is not None:
+            return held
+        task = self._loading.get((bk_biz_id, bk_username))
+        if task is None or wait <= 0:
+            return None
+        # asyncio.wait leaves the load running when the budget is spent: the next keystroke finds it done.
+        done, _ = await asyncio.wait({task}, timeout=wait)
+        if not done or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
+    def search(
+        self,
+        catalogue: Catalogue,
+        words: Sequence[str],
+        *,
+        allowed: Iterable[int] | None = None,
+        first: Sequence[int] = (),
+        limit: int = 100,
+    ) -> list[PlanSummary]:
+        """Matching plans: `first` (a person's recent plans) in their order, then BK-JOB's order (newest change).
+
+        `allowed` is the channel's plan list (None: any). 10,000 plans take a few milliseconds to scan.
+        """
+        permitted = set(allowed) if allowed is not None else None
+        found: list[PlanSummary] = []
+        by_id = {plan.bk_job_id: plan for plan in catalogue.plans}
+        seen: set[int] = set()
+        for plan_id in first:
+            plan = by_id.get(plan_id)
+            if plan is not None and plan_id not in seen and _fits(plan, words, permitted):
+                found.append(plan)
+                seen.add(plan_id)
+        for plan in catalogue.plans:
+            if len(found) >= limit:
+                break
+            if plan.bk_job_id not in seen and _fits(plan, words, permitted):
+                found.append(plan)
+                seen.add(plan.bk_job_id)
+        return found[:limit]
+
+    def _refresh(self, key: tuple[int, str]) -> None:
+        """One load per key at a time; it outlives the request that started it (Background holds it)."""
+        if key in self._loading:
+            return
+        task = self._background.spawn(self._load(key), name=f"plan-list-{key[0]}")
+        self._loading[key] = task
+        task.add_done_callback(lambda _: self._loading.pop(key, None))
+
+    async def _load(self, key: tuple[int, str]) -> Catalogue | None:
+        """Every page, newest change first; a failure keeps what was held (a picker on a stale list beats none)."""
+        bk_biz_id, bk_username = key
+        plans: list[PlanSummary] = []
+        seen: set[int] = set()
+        start = 0
+        complete = False
+        try:
+            while start < self._max_plans:
+                page = await self._bk.list_plans(
+                    bk_biz_id=bk_biz_id, bk_username=bk_username, start=start, length=self._page
+                )
+                # BK-JOB sorts by last change: a plan edited between two pages can show up twice.
+                for plan in page.plans:
+                    if plan.bk_job_id not in seen:
+                        seen.add(plan.bk_job_id)
+                        plans.append(plan)
+                start += self._page
+                if len(page.plans) < self._page or (page.total is not None and start >= page.total):
+                    complete = True
+                    break
+        except BkError as exc:
+            log.warning("reading the plan list of business %s failed: %s", bk_biz_id, exc)
+            return self._lists.get(key)
+        if not complete:
+            log.warning("business %s has more than %s plans; the picker offers the newest", bk_biz_id, len(plans))
+        catalogue = Catalogue(plans=tuple(plans), loaded_at=self._clock(), complete=complete)
+        self._lists[key] = catalogue
+        return catalogue
+
+
+def _fits(plan: PlanSummary, words: Sequence[str], permitted: set[int] | None) -> bool:
+    return (permitted is None or plan.bk_job_id in permitted) and matches(plan, words)
