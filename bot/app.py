@@ -36,6 +36,7 @@ from bot.logs import request_ids
 from bot.notifier import Notifier
 from bot.outbox import Outbox
 from bot.payloads import payload_problem
+from bot.plans import PlanFinder
 from bot.policy import Policy, load_policy
 from bot.poller import Poller
 from bot.results import Results
@@ -171,6 +172,8 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         default_biz=settings.bk_biz_id,
         web_root=settings.job_web_root(),
         background=background,
+        finder=PlanFinder(bk=bk, background=background, ttl=settings.bk_plan_list_ttl),
+        list_wait=settings.bk_timeout,
     ).register(bolt)
     app[STORE] = store
     app[BACKGROUND] = background

@@ -12,20 +12,31 @@ from slack_sdk.models.blocks import (
     Block,
     ButtonElement,
     ContextBlock,
+    ExternalDataSelectElement,
     InputBlock,
     MarkdownTextObject,
+    Option,
+    OptionGroup,
     PlainTextInputElement,
     SectionBlock,
 )
 from slack_sdk.models.views import View
 
 from bot import status
-from bot.bk_models import JobDetail, JobInstanceStatus, PlanVariable, VariableType
+from bot.bk_models import JobDetail, JobInstanceStatus, PlanSummary, PlanVariable, VariableType
 from bot.store.records import ApprovalRecord, ApprovalState, LaunchRecord, LaunchState, SentVariable, Vote
 from bot.variables import MASK, default_text, type_name
 
 __all__ = [
     "APPROVE_ACTION",
+    "PLAN_PICKER_ACTION",
+    "PLAN_PICKER_BLOCK",
+    "RUN_PLAN_ACTION",
+    "finding_modal",
+    "PlanChoice",
+    "picker_modal",
+    "plan_options",
+    "plans_list",
     "REASON_ACTION",
     "REASON_BLOCK",
     "REJECT_ACTION",
@@ -116,16 +127,30 @@ def error_modal(message: str) -> dict[str, Any]:
     )
 
 
-def run_modal(plan: JobDetail, *, bk_biz_id: int, prefill: Mapping[str, str], metadata: str) -> dict[str, Any]:
-    """One input per variable, pre-filled with the plan's default or the command line's value."""
-    blocks: list[Block] = [
-        SectionBlock(
-            text=MarkdownTextObject(
-                text=_cut(f"Plan *{_esc(plan.name)}* (ID {plan.bk_job_id}) in business *{bk_biz_id}*", 3000)
-            )
-        )
-    ]
+def run_modal(
+    plan: JobDetail,
+    *,
+    bk_biz_id: int,
+    prefill: Mapping[str, str],
+    metadata: str,
+    locked: Mapping[str, str] | None = None,
+    preset: str | None = None,
+    picker: bool = False,
+) -> dict[str, Any]:
+    """One input per variable, pre-filled with the plan's default or the command line's value.
+
+    A preset's `locked` variables are shown, not editable; with `picker`, the plan picker stays on top so the
+    person can choose another plan in the same form.
+    """
+    heading = f"Plan *{_esc(plan.name)}* (ID {plan.bk_job_id}) in business *{bk_biz_id}*"
+    if preset:
+        heading = f"Preset *{_esc(preset)}*: " + heading
+    blocks: list[Block] = [_picker_block(PlanChoice.plan(plan.bk_job_id, plan.name))] if picker else []
+    blocks.append(SectionBlock(text=MarkdownTextObject(text=_cut(heading, 3000))))
     for var in plan.variables:
+        if locked is not None and var.name in locked:
+            blocks.append(_locked_block(var, locked[var.name]))
+            continue
         blocks.append(_variable_block(var, prefill.get(var.name)))
     if not plan.variables:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text="This plan has no global variables.")]))
@@ -466,3 +491,163 @@ def mention(slack_id: str | None) -> str:
 
 def utc_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- finding plans: the picker, its options and `/bkjob plans` (issue 17) -----------------------------------------
+
+PLAN_PICKER_BLOCK = "plan_picker"
+PLAN_PICKER_ACTION = "bkjob_plan_pick"
+RUN_PLAN_ACTION = "bkjob_run_plan"
+_MAX_OPTION_TEXT = 75  # Slack's limit on an option's (and an option group's) text
+_MAX_OPTIONS = 100  # Slack's limit on the options (or groups) in one answer
+_MAX_LISTED = 20  # plans in `/bkjob plans`: each is a block, and a message holds at most 50
+
+
+@dataclass(frozen=True)
+class PlanChoice:
+    """What a picker option or a Run button stands for: a plan of the form's business, or a preset."""
+
+    kind: str  # "plan" | "preset"
+    key: str
+    label: str
+    bk_biz_id: int | None = None  # a Run button outside a form names its business; a picker's is the form's
+
+    @classmethod
+    def plan(cls, bk_job_id: int, name: str, bk_biz_id: int | None = None) -> PlanChoice:
+        return cls("plan", str(bk_job_id), f"{name} ({bk_job_id})", bk_biz_id)
+
+    @classmethod
+    def preset(cls, name: str, summary: str) -> PlanChoice:
+        return cls("preset", name, f"{name}: {summary}")
+
+    @property
+    def value(self) -> str:
+        biz = f"@{self.bk_biz_id}" if self.bk_biz_id is not None else ""
+        return f"{self.kind}:{self.key}{biz}"
+
+    @staticmethod
+    def parse(value: str) -> tuple[str, str, int | None] | None:
+        """("plan", "100", biz or None) or ("preset", "deploy-web", None) from a value this bot made; else None."""
+        kind, _, rest = value.partition(":")
+        if kind == "preset" and rest:
+            return kind, rest, None
+        key, at, biz = rest.partition("@")
+        if kind != "plan" or not _is_long(key) or (at and not _is_long(biz)):
+            return None
+        return kind, key, int(biz) if at else None
+
+    def option(self) -> Option:
+        return Option(value=self.value[:150], text=_cut(self.label, _MAX_OPTION_TEXT))
+
+
+def _is_long(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < len(text) <= 19 and 0 < int(text) < 2**63
+
+
+def _picker_block(selected: PlanChoice | None = None) -> ActionsBlock:
+    """An external_select: Slack asks the bot for options as the person types (min_query_length 0: at once)."""
+    return ActionsBlock(
+        block_id=PLAN_PICKER_BLOCK,
+        elements=[
+            ExternalDataSelectElement(
+                action_id=PLAN_PICKER_ACTION,
+                placeholder="Type part of a plan's name",
+                min_query_length=0,
+                initial_option=selected.option() if selected else None,
+            )
+        ],
+    )
+
+
+def _locked_block(var: PlanVariable, value: str) -> Block:
+    text = f":lock: *{_esc(var.name)}* ({type_name(var.category)}) = `{_esc(_cut(value, 500))}`, locked by the preset"
+    return ContextBlock(elements=[MarkdownTextObject(text=_cut(text, 2000))])
+
+
+def picker_modal(*, bk_biz_id: int, metadata: str, note: str | None = None) -> dict[str, Any]:
+    """The form before a plan is chosen: the picker, and nothing to submit until a plan fills the form."""
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=f"Choose a plan of business *{bk_biz_id}*: type part of its name.")),
+        _picker_block(),
+    ]
+    if note:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_cut(note, 2000))]))
+    return _modal(title="Run a BK-JOB plan", blocks=blocks, callback_id=RUN_VIEW, private_metadata=metadata)
+
+
+def plan_options(
+    presets: Sequence[PlanChoice], recent: Sequence[PlanChoice], plans: Sequence[PlanChoice], *, loading: bool = False
+) -> dict[str, Any]:
+    """The answer to Slack's options request: groups when there is more than one kind, at most 100 options."""
+    groups = [
+        (label, choices)
+        for label, choices in (("Presets", presets), ("Your recent plans", recent), ("Plans", plans))
+        if choices
+    ]
+    if loading:  # said in the menu, where the person looks, rather than an empty list
+        groups.append(("Plans", [PlanChoice("loading", "", "Still reading the plans from BK-JOB; type again")]))
+    budget = _MAX_OPTIONS
+    kept: list[tuple[str, list[PlanChoice]]] = []
+    for label, choices in groups:
+        kept.append((label, list(choices[:budget])))
+        budget -= len(kept[-1][1])
+        if budget <= 0:
+            break
+    if len(kept) == 1:
+        return {"options": [c.option().to_dict() for c in kept[0][1]]}
+    return {
+        "option_groups": [
+            OptionGroup(label=label, options=[c.option() for c in choices]).to_dict() for label, choices in kept
+        ]
+    }
+
+
+def plans_list(
+    *,
+    words: Sequence[str],
+    bk_biz_id: int,
+    presets: Sequence[tuple[PlanChoice, str]],
+    plans: Sequence[PlanSummary],
+    more: bool,
+    note: str | None = None,
+) -> Message:
+    """`/bkjob plans [words]`: presets, then plans, one line each with a Run button that opens the form."""
+    searched = f" matching *{_esc(' '.join(words))}*" if words else ""
+    blocks: list[Block] = []
+    lines = 0
+    for choice, summary in presets[:_MAX_LISTED]:
+        blocks.append(_run_row(f":bookmark: *{_esc(choice.key)}* (preset): {_esc(summary)}", choice))
+        lines += 1
+    for plan in plans[:_MAX_LISTED]:
+        choice = PlanChoice.plan(plan.bk_job_id, plan.name, bk_biz_id)
+        blocks.append(_run_row(f"*{_esc(plan.name)}* (ID {plan.bk_job_id})", choice))
+        lines += 1
+    if lines == 0:
+        head = f"No plans or presets{searched} in business {bk_biz_id}."
+    else:
+        head = f"Plans and presets{searched} in business *{bk_biz_id}*:"
+    blocks.insert(0, SectionBlock(text=MarkdownTextObject(text=_cut(head, _MAX_SECTION))))
+    tail = []
+    if more or len(plans) > _MAX_LISTED:
+        tail.append("More plans match: add words to narrow the list, or type in the form's picker (`/bkjob run`).")
+    if note:
+        tail.append(note)
+    if tail:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_cut(" ".join(tail), 2000))]))
+    text = f"{lines} plans and presets{searched}" if lines else f"No plans or presets{searched}"
+    return Message(text=_cut(text, 3000), blocks=[b.to_dict() for b in blocks])
+
+
+def _run_row(text: str, choice: PlanChoice) -> SectionBlock:
+    return SectionBlock(
+        text=MarkdownTextObject(text=_cut(text, _MAX_SECTION)),
+        accessory=ButtonElement(text="Run", action_id=RUN_PLAN_ACTION, value=choice.value[:2000]),
+    )
+
+
+def finding_modal() -> dict[str, Any]:
+    """Opened at once for `/bkjob run` without a plan: the trigger lasts 3 s, finding who you are may not."""
+    return _modal(
+        title="BK-JOB",
+        blocks=[SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: Finding plans…"))],
+    )

@@ -21,6 +21,7 @@ __all__ = [
     "HelpCommand",
     "HistoryCommand",
     "PendingCommand",
+    "PlansCommand",
     "RunCommand",
     "StatusCommand",
     "parse_command",
@@ -33,18 +34,24 @@ MAX_NAME = 128
 MAX_VALUE = 4000
 MAX_ID = 2**63 - 1
 """BK-JOB ids are Java `long`s."""
+MAX_WORDS = 8
 MAX_HISTORY = 50
 DEFAULT_HISTORY = 10
 
 
 @dataclass(frozen=True)
 class RunCommand:
-    """`/bkjob run`: launch job plan `job_id`, overriding the named global variables."""
+    """`/bkjob run`: launch job plan `job_id`, overriding the named global variables.
 
-    job_id: int
+    Without a job id, `words` are what the person typed instead: a preset's name, or words to find a plan by
+    (`/bkjob run deploy web`); none at all opens the plan picker. Which of the two is for the policy to say.
+    """
+
+    job_id: int | None = None
     biz_id: int | None = None
     confirm: bool = False
     overrides: Mapping[str, str] = field(default_factory=dict, hash=False)
+    words: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # A read-only copy keeps the command immutable even if the caller's dict changes later.
@@ -71,6 +78,14 @@ class HistoryCommand:
 
 
 @dataclass(frozen=True)
+class PlansCommand:
+    """`/bkjob plans [words]`: plans and presets whose name has every word, each with a Run button."""
+
+    words: tuple[str, ...] = ()
+    biz_id: int | None = None
+
+
+@dataclass(frozen=True)
 class StatusCommand:
     """`/bkjob status <id>`: the state of one job instance."""
 
@@ -78,13 +93,16 @@ class StatusCommand:
     biz_id: int | None = None
 
 
-Command = RunCommand | HelpCommand | PendingCommand | HistoryCommand | StatusCommand
+Command = RunCommand | HelpCommand | PendingCommand | HistoryCommand | StatusCommand | PlansCommand
 
 USAGE = """\
 *Usage*
 • `/bkjob run <job_id> [--biz <biz_id>] [--yes] [name=value ...]`: launch a job plan. \
 A form lets you check the variables first, unless you add `--yes`.
   e.g. `/bkjob run 1024 --biz 3 "msg=hello world" hosts=10.0.0.1,2:10.0.0.2`
+• `/bkjob run [words]`: find the plan by name in the form, e.g. `/bkjob run deploy web`
+• `/bkjob run <preset> [--yes] [name=value ...]`: a launch saved by your team, e.g. `/bkjob run deploy-web version=2.1`
+• `/bkjob plans [words]`: plans and presets whose name has those words, each with a *Run* button
 • `/bkjob status <job_instance_id> [--biz <biz_id>]`: the state of a launched job, e.g. `/bkjob status 20001`
 • `/bkjob history [n]`: the last n launches (1 to 50, default 10), e.g. `/bkjob history 5`
 • `/bkjob pending`: launches waiting for approval
@@ -96,6 +114,8 @@ quote a value that contains spaces."""
 _SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 _SMART_DASHES = ("\u2014", "\u2013")  # macOS turns a typed "--" into an em or en dash
 _DIGITS = re.compile(r"[0-9]+")
+_NUMBERISH = re.compile(r"[-+]?[\d.,]+")
+"""A word meant as a job id (`-5`, `4.2`, `４２`): told it is not a valid one rather than searched for."""
 _NEGATIVE = re.compile(r"-[0-9]+")
 _ALIASES = {"-y": "--yes"}
 _TAKES_VALUE = {"--biz": "--biz 3"}
@@ -202,6 +222,7 @@ def _parse_run(args: Sequence[str]) -> RunCommand:
     biz_id: int | None = None
     confirm = False
     overrides: dict[str, str] = {}
+    words: list[str] = []
     for item in _read_args(args, allowed=("--biz", "--yes")):
         match item:
             case _Option(name="--yes"):
@@ -210,6 +231,8 @@ def _parse_run(args: Sequence[str]) -> RunCommand:
                 biz_id = _set_biz(biz_id, value or "")
             case _Assign(name, value):
                 _add_override(overrides, name, value)
+            case _Word(text) if job_id is None and (words or not _NUMBERISH.fullmatch(text)):
+                _add_word(words, text)
             case _Word(text) if job_id is None:
                 job_id = _parse_id(text, "job id", "/bkjob run 1024")
             case _Word(text):
@@ -217,9 +240,37 @@ def _parse_run(args: Sequence[str]) -> RunCommand:
                     f"{_show(text)} is not a variable: write name=value, and quote values with spaces "
                     '("msg=hello world")'
                 )
-    if job_id is None:
-        raise CommandError("missing job id: write /bkjob run <job_id>, e.g. /bkjob run 1024")
-    return RunCommand(job_id=job_id, biz_id=biz_id, confirm=confirm, overrides=overrides)
+    if job_id is None and not words and (confirm or overrides):
+        raise CommandError(
+            "missing job id: --yes and name=value need a plan, write /bkjob run <job_id> or /bkjob run <preset>, "
+            "e.g. /bkjob run 1024 --yes"
+        )
+    return RunCommand(job_id=job_id, biz_id=biz_id, confirm=confirm, overrides=overrides, words=tuple(words))
+
+
+def _parse_plans(args: Sequence[str]) -> PlansCommand:
+    biz_id: int | None = None
+    words: list[str] = []
+    for item in _read_args(args, allowed=("--biz",)):
+        match item:
+            case _Option(value=value):
+                biz_id = _set_biz(biz_id, value or "")
+            case _Word(text):
+                _add_word(words, text)
+            case _Assign(name, value):
+                _add_word(words, f"{name}={value}")
+    return PlansCommand(words=tuple(words), biz_id=biz_id)
+
+
+def _add_word(words: list[str], text: str) -> None:
+    """Words to find a plan by: a name is what people search, a screenful of words is not."""
+    if any(_is_forbidden_control(ch) for ch in text):
+        raise CommandError(f"{_show(text)} contains a control character")
+    if len(words) >= MAX_WORDS or sum(len(w) + 1 for w in words) + len(text) > MAX_NAME:
+        raise CommandError(
+            f"too many words to search for at {_show(text)}: at most {MAX_WORDS} words and {MAX_NAME} characters"
+        )
+    words.append(text)
 
 
 _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], Command]] = {
@@ -228,6 +279,7 @@ _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], Command]] = {
     "status": _parse_status,
     "history": _parse_history,
     "pending": _parse_pending,
+    "plans": _parse_plans,
 }
 
 

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     bk_job_web_url: AnyHttpUrl | None = None
     bk_timeout: float = Field(default=10.0, gt=0, le=120)
     bk_plan_cache_ttl: float = Field(default=60.0, ge=0)
+    bk_plan_list_ttl: float = Field(default=300.0, gt=0, le=86400)
 
     bk_callback: Literal["on", "off"] = "on"
     callback_grace: float = Field(default=60.0, ge=0, le=86400)

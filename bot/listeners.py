@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -17,17 +17,25 @@ from bot.background import Background
 from bot.bk import BkClient
 from bot.blocks import (
     APPROVE_ACTION,
+    PLAN_PICKER_ACTION,
     REASON_ACTION,
     REASON_BLOCK,
     REJECT_ACTION,
     REJECT_VIEW,
+    RUN_PLAN_ACTION,
     RUN_VIEW,
+    Message,
+    PlanChoice,
     error_modal,
+    finding_modal,
     history_list,
     instance_status,
     loading_modal,
     parse_var_block_id,
     pending_list,
+    picker_modal,
+    plan_options,
+    plans_list,
     reject_modal,
     run_modal,
 )
@@ -36,6 +44,7 @@ from bot.commands import (
     HelpCommand,
     HistoryCommand,
     PendingCommand,
+    PlansCommand,
     RunCommand,
     StatusCommand,
     parse_command,
@@ -45,8 +54,10 @@ from bot.explain import explain
 from bot.identity import Identities
 from bot.launches import Launches, LaunchRequest
 from bot.notifier import Notifier
-from bot.payloads import RejectMeta, RunMeta, verified
+from bot.payloads import PickMeta, RejectMeta, RunMeta, verified
+from bot.plans import PlanFinder
 from bot.policy import Policy
+from bot.presets import Preset, PresetRefused
 from bot.store import ApprovalRecord, Store
 from bot.targets import parse_targets
 from bot.tokens import Signer
@@ -64,6 +75,9 @@ _ENTRY = re.compile(r'^"[^"]*":')
 MAX_FORM_VALUE = 3000
 """Slack caps a plain-text input at 3000 characters; a longer value did not come from our form."""
 _FOREIGN_FORM = "This form is not one I issued (it may be from an older version of the bot); nothing was launched."
+OPTIONS_BUDGET = 2.0
+"""Seconds an options request may wait for a plan list being read: Slack shows nothing after 3 s."""
+_RECENT = 10
 
 
 class Listeners:
@@ -84,8 +98,14 @@ class Listeners:
         default_biz: int | None,
         web_root: str | None,
         background: Background,
+        finder: PlanFinder,
+        options_budget: float = OPTIONS_BUDGET,
+        list_wait: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._finder = finder
+        self._options_budget = options_budget
+        self._list_wait = list_wait
         self._background = background
         self._store = store
         self._launches = launches
@@ -106,6 +126,9 @@ class Listeners:
         app.action(APPROVE_ACTION)(self.on_approve)
         app.action(REJECT_ACTION)(self.on_reject)
         app.view(REJECT_VIEW)(self.on_reject_submitted)
+        app.options(PLAN_PICKER_ACTION)(self.on_plan_options)
+        app.action(PLAN_PICKER_ACTION)(self.on_plan_picked)
+        app.action(RUN_PLAN_ACTION)(self.on_run_button)
         # Registered last, so they only see what nothing above matched: buttons and forms of another version.
         app.action(_ANY)(self.on_unknown_action)
         app.view(_ANY)(self.on_unknown_view)
@@ -141,12 +164,17 @@ class Listeners:
             await _ephemeral(respond, history_list(launches, web_root=self._web_root))
         elif isinstance(parsed, StatusCommand):
             await self._status(parsed, command, respond)
+        elif isinstance(parsed, PlansCommand):
+            await self._plans(parsed, command, respond)
         elif isinstance(parsed, HelpCommand) and parsed.unknown:
             await _ephemeral(respond, f"I don't know `{parsed.unknown}`.\n\n{USAGE}")
         else:
             await _ephemeral(respond, USAGE)
 
     async def _run(self, cmd: RunCommand, command: Mapping[str, Any], respond: Respond) -> None:
+        if cmd.job_id is None:
+            await self._run_by_name(cmd, command, respond)
+            return
         user, channel = str(command["user_id"]), str(command["channel_id"])
         policy = self._policy.for_channel(channel)
         biz = cmd.biz_id or policy.bk_biz_id or self._default_biz
@@ -156,7 +184,7 @@ class Listeners:
         if not await self._allowed(user, channel, biz, cmd.job_id, respond):
             return
         if not cmd.confirm:
-            await self._open_form(cmd, biz, command, respond)
+            await self._open_form(command, respond, biz=biz, job_id=cmd.job_id, prefill=cmd.overrides)
             return
         request = LaunchRequest(
             requester=user, channel=channel, bk_biz_id=biz, bk_job_id=cmd.job_id, values=cmd.overrides
@@ -198,26 +226,57 @@ class Listeners:
         else:
             await self._launches.launch(request)
 
-    async def _open_form(self, cmd: RunCommand, biz: int, command: Mapping[str, Any], respond: Respond) -> None:
+    async def _open_form(
+        self,
+        command: Mapping[str, Any],
+        respond: Respond,
+        *,
+        biz: int,
+        job_id: int,
+        prefill: Mapping[str, str],
+        preset: tuple[str, Preset] | None = None,
+    ) -> None:
         """Open a loading modal within the trigger's 3 seconds, then fill it once the plan is read."""
-        user, channel = str(command["user_id"]), str(command["channel_id"])
         try:
-            view_id, view_hash = await self._notifier.open_view(str(command["trigger_id"]), loading_modal(cmd.job_id))
+            view_id, view_hash = await self._notifier.open_view(str(command["trigger_id"]), loading_modal(job_id))
         except SlackError as exc:
             await _ephemeral(respond, explain(exc))
             return
-        try:
-            plan = await self._launches.plan(
-                requester=user, bk_biz_id=biz, bk_job_id=cmd.job_id, names=list(cmd.overrides)
-            )
-            metadata = self._signer.sign({"p": "run", "c": channel, "b": biz, "j": cmd.job_id, "u": user})
-            view = run_modal(plan, bk_biz_id=biz, prefill=cmd.overrides, metadata=metadata)
-        except BotError as exc:
-            view = error_modal(explain(exc))
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        meta: dict[str, Any] = {"p": "run", "c": channel, "b": biz, "j": job_id, "u": user}
+        view = await self._form(meta, prefill=prefill, preset=preset)
         try:
             await self._notifier.update_view(view_id, view, view_hash=view_hash)
         except SlackError as exc:
             await _ephemeral(respond, explain(exc))
+
+    async def _form(
+        self,
+        meta: dict[str, Any],
+        *,
+        prefill: Mapping[str, str],
+        preset: tuple[str, Preset] | None = None,
+        picker: bool = False,
+    ) -> dict[str, Any]:
+        """The run form for the plan `meta` names (signed into it), or the modal that says why there is none."""
+        locked = preset[1].locked_values if preset else None
+        if preset:
+            meta = {**meta, "s": preset[0]}
+        try:
+            plan = await self._launches.plan(
+                requester=meta["u"], bk_biz_id=meta["b"], bk_job_id=meta["j"], names=list(prefill)
+            )
+            return run_modal(
+                plan,
+                bk_biz_id=meta["b"],
+                prefill=prefill,
+                metadata=self._signer.sign(meta),
+                locked=locked,
+                preset=preset[0] if preset else None,
+                picker=picker,
+            )
+        except BotError as exc:
+            return error_modal(explain(exc))
 
     async def _status(self, cmd: StatusCommand, command: Mapping[str, Any], respond: Respond) -> None:
         user, channel = str(command["user_id"]), str(command["channel_id"])
@@ -254,6 +313,12 @@ class Listeners:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
+        if meta.s is not None:
+            try:
+                values = self._preset_values(meta, values)
+            except PresetRefused as exc:
+                await ack(response_action="update", view=error_modal(f"{exc}; nothing was launched."))
+                return
         await ack()
         request = LaunchRequest(requester=user, channel=meta.c, bk_biz_id=meta.b, bk_job_id=meta.j, values=values)
         self._background.spawn(self._submitted(request, f"view:{view.get('id')}:{view.get('hash')}"), name="run-form")
@@ -320,6 +385,255 @@ class Listeners:
         except BotError as exc:
             await self._notifier.tell(channel, user, explain(exc))
 
+    # -- finding plans: the picker, presets, `/bkjob plans` (issue 17) ----------------------------------------
+
+    async def _run_by_name(self, cmd: RunCommand, command: Mapping[str, Any], respond: Respond) -> None:
+        """`/bkjob run <preset>` launches a preset; other words (or none) open the form with the plan picker."""
+        name = cmd.words[0] if len(cmd.words) == 1 else None
+        preset = self._policy.preset(name) if name else None
+        if name is not None and preset is not None:
+            await self._run_preset(name, preset, cmd, command, respond)
+            return
+        if cmd.confirm or cmd.overrides:
+            typed = " ".join(cmd.words)
+            await _ephemeral(
+                respond,
+                f":warning: missing job id: `{typed}` is not a preset here, and --yes or name=value need a plan. "
+                f"Write `/bkjob run <job_id>`, or `/bkjob run {typed}` to find it in the form.\n\n{USAGE}",
+            )
+            return
+        await self._open_picker(cmd, command, respond)
+
+    async def _run_preset(
+        self, name: str, preset: Preset, cmd: RunCommand, command: Mapping[str, Any], respond: Respond
+    ) -> None:
+        """A preset launches like `/bkjob run <plan>` with its values, inside what the channel allows."""
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        refusal = self._policy.preset_refusal(name, preset, channel)
+        if refusal is not None:
+            await self._audit.record(user, "launch_refused", channel=channel, detail=refusal)
+            await _ephemeral(respond, f":no_entry: {refusal}")
+            return
+        try:
+            values = preset.merge(name, cmd.overrides, biz_id=cmd.biz_id)
+        except PresetRefused as exc:
+            await _ephemeral(respond, f":warning: {exc}")
+            return
+        if not cmd.confirm:
+            await self._open_form(
+                command, respond, biz=preset.bk_biz_id, job_id=preset.plan, prefill=values, preset=(name, preset)
+            )
+            return
+        request = LaunchRequest(
+            requester=user, channel=channel, bk_biz_id=preset.bk_biz_id, bk_job_id=preset.plan, values=values
+        )
+        try:
+            await self._start(request)
+        except BotError as exc:
+            await _ephemeral(respond, explain(exc))
+
+    def _preset_values(self, meta: RunMeta, values: Mapping[str, str]) -> dict[str, str]:
+        """A submitted preset form: its locked values are put back (they were never inputs) and cannot be forged."""
+        name = meta.s or ""
+        preset = self._policy.preset(name)
+        if preset is None or (preset.bk_biz_id, preset.plan) != (meta.b, meta.j):
+            raise PresetRefused(f"preset `{name}` has changed since this form was opened: run it again")
+        refusal = self._policy.preset_refusal(name, preset, meta.c)
+        if refusal is not None:
+            raise PresetRefused(refusal)
+        return preset.merge(name, values)
+
+    def _business(self, channel: str, biz_id: int | None) -> tuple[int | None, str | None]:
+        """The business to look in, or why not: none named, or one the channel's policy does not allow."""
+        policy = self._policy.for_channel(channel)
+        biz = biz_id or policy.bk_biz_id or self._default_biz
+        if biz is None:
+            return None, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here)."
+        if policy.allowed_biz is not None and biz not in policy.allowed_biz:
+            allowed = ", ".join(str(b) for b in sorted(policy.allowed_biz))
+            return None, f":no_entry: This channel (<#{channel}>) may launch only in business {allowed}; not {biz}."
+        return biz, None
+
+    async def _recent(self, user: str, channel: str, biz: int) -> list[int]:
+        """The plans this person launched here lately, newest first: what the picker offers first."""
+        recent: list[int] = []
+        for launch in await self._store.recent_launches(channel, 200):
+            if launch.requester == user and launch.bk_biz_id == biz and launch.bk_job_id not in recent:
+                recent.append(launch.bk_job_id)
+        return recent[:_RECENT]
+
+    async def _open_picker(self, cmd: RunCommand, command: Mapping[str, Any], respond: Respond) -> None:
+        """Open the form at once (the trigger lasts 3 s), then show the picker, or the plan when one matches."""
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        biz, problem = self._business(channel, cmd.biz_id)
+        if biz is None:
+            await _ephemeral(respond, problem or "")
+            return
+        try:
+            view_id, view_hash = await self._notifier.open_view(str(command["trigger_id"]), finding_modal())
+        except SlackError as exc:
+            await _ephemeral(respond, explain(exc))
+            return
+        try:
+            bk_username = await self._identities.bk_username(user)
+            meta: dict[str, Any] = {
+                "c": channel,
+                "b": biz,
+                "u": user,
+                "k": bk_username,
+                "r": await self._recent(user, channel, biz),
+                "q": " ".join(cmd.words),
+            }
+            view = await self._picker_view(meta)
+        except BotError as exc:
+            view = error_modal(explain(exc))
+        try:
+            await self._notifier.update_view(view_id, view, view_hash=view_hash)
+        except SlackError as exc:
+            await _ephemeral(respond, explain(exc))
+
+    async def _picker_view(self, meta: dict[str, Any], note: str | None = None) -> dict[str, Any]:
+        """With words typed on the command line, one matching plan fills the form at once; else the picker says
+        how many match. The list is read now, so that the picker's first keystroke is answered from memory."""
+        catalogue = await self._finder.catalogue(meta["b"], meta["k"], wait=self._list_wait if meta["q"] else 0)
+        words = str(meta["q"]).split()
+        if words and catalogue is not None and note is None:
+            allowed = self._policy.for_channel(meta["c"]).allowed_jobs
+            found = self._finder.search(catalogue, words, allowed=allowed, limit=2)
+            presets = self._usable_presets(meta["c"], meta["b"], words)
+            if len(found) == 1 and not presets:
+                return await self._form({**meta, "p": "run", "j": found[0].bk_job_id}, prefill={}, picker=True)
+            shown = _cut(" ".join(words), 60)
+            count = "No plan" if not found and not presets else "Several plans" if len(found) > 1 else "A preset"
+            note = f"{count} here match *{_esc(shown)}*: open the menu above, or type other words."
+        return picker_modal(bk_biz_id=meta["b"], metadata=self._signer.sign({**meta, "p": "pick"}), note=note)
+
+    def _usable_presets(self, channel: str, biz: int, words: Sequence[str]) -> list[tuple[str, Preset]]:
+        """Presets of this business that this channel may use, whose name (or description) has every word."""
+        found = []
+        for name, preset in sorted(self._policy.presets.items()):
+            if preset.bk_biz_id != biz or self._policy.preset_refusal(name, preset, channel) is not None:
+                continue
+            text = f"{name} {preset.description}".casefold()
+            if all(word.casefold() in text for word in words):
+                found.append((name, preset))
+        return found
+
+    def _picker_meta(self, body: Mapping[str, Any]) -> PickMeta | RunMeta | None:
+        """The picker's context from its form's signed metadata, only for the person it was opened for."""
+        view = body.get("view") or {}
+        metadata = view.get("private_metadata") if isinstance(view, Mapping) else None
+        meta: PickMeta | RunMeta | None = verified(self._signer, PickMeta, metadata) or verified(
+            self._signer, RunMeta, metadata
+        )
+        if meta is None or meta.k is None or meta.u != str(body["user"]["id"]):
+            return None
+        return meta
+
+    async def on_plan_options(self, ack: Ack, body: dict[str, Any]) -> None:
+        """Slack's options request: answered from memory within its 3 seconds, whatever BK-JOB is doing."""
+        meta = self._picker_meta(body)
+        if meta is None or meta.k is None:
+            log.warning("refused an options request with foreign metadata from %s", body["user"]["id"])
+            await ack(options=[])
+            return
+        words = str(body.get("value") or "").split() or meta.q.split()
+        presets = [
+            PlanChoice.preset(name, preset.description or preset.summary())
+            for name, preset in self._usable_presets(meta.c, meta.b, words)
+        ]
+        catalogue = await self._finder.catalogue(meta.b, meta.k, wait=self._options_budget)
+        if catalogue is None:
+            await ack(**plan_options(presets, [], [], loading=True))
+            return
+        allowed = self._policy.for_channel(meta.c).allowed_jobs
+        found = self._finder.search(catalogue, words, allowed=allowed, first=meta.r, limit=100 - len(presets))
+        recent = [PlanChoice.plan(p.bk_job_id, p.name) for p in found if p.bk_job_id in meta.r]
+        others = [PlanChoice.plan(p.bk_job_id, p.name) for p in found if p.bk_job_id not in meta.r]
+        await ack(**plan_options(presets, recent, others))
+
+    async def on_plan_picked(self, ack: Ack, body: dict[str, Any]) -> None:
+        await ack()
+        self._background.spawn(self._picked(body), name="plan-picked")
+
+    async def _picked(self, body: Mapping[str, Any]) -> None:
+        """A plan (or preset) chosen in the picker fills the same form, as `/bkjob run <id>` would."""
+        meta = self._picker_meta(body)
+        selected = body["actions"][0].get("selected_option") or {}
+        choice = PlanChoice.parse(str(selected.get("value") or ""))
+        view = body.get("view") or {}
+        if meta is None or choice is None:
+            log.info("ignored a plan pick without a plan or with foreign metadata")
+            return
+        picker = {"c": meta.c, "b": meta.b, "u": meta.u, "k": meta.k, "r": list(meta.r), "q": meta.q}
+        kind, key, _ = choice
+        if kind == "preset":
+            form = await self._picked_preset(key, picker)
+        else:
+            refusal = self._policy.for_channel(meta.c).refusal(channel=meta.c, bk_biz_id=meta.b, bk_job_id=int(key))
+            if refusal is not None:
+                await self._audit.record(meta.u, "launch_refused", channel=meta.c, detail=refusal)
+                form = await self._picker_view(picker, note=f":no_entry: {refusal}")
+            else:
+                form = await self._form({**picker, "p": "run", "j": int(key)}, prefill={}, picker=True)
+        try:
+            await self._notifier.update_view(str(view.get("id")), form, view_hash=str(view.get("hash") or "") or None)
+        except SlackError as exc:
+            log.info("could not fill the form after a plan was picked: %s", exc)
+
+    async def _picked_preset(self, name: str, picker: dict[str, Any]) -> dict[str, Any]:
+        preset = self._policy.preset(name)
+        refusal = self._policy.preset_refusal(name, preset, picker["c"]) if preset else f"No preset `{name}`."
+        if preset is None or refusal is not None or preset.bk_biz_id != picker["b"]:
+            return await self._picker_view(
+                picker, note=f":no_entry: {refusal or 'That preset is not for this business.'}"
+            )
+        meta = {**picker, "p": "run", "j": preset.plan}
+        return await self._form(meta, prefill=preset.values, preset=(name, preset), picker=True)
+
+    async def on_run_button(self, ack: Ack, body: dict[str, Any]) -> None:
+        """*Run* next to a plan or preset in `/bkjob plans`: the same as typing `/bkjob run <id|preset>`."""
+        await ack()
+        respond = self._notifier.responder(str(body.get("response_url") or ""))
+        choice = PlanChoice.parse(str(body["actions"][0].get("value") or ""))
+        channel = str((body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id") or "")
+        if choice is None or not channel:
+            self._background.spawn(_ephemeral(respond, "That button is not one I know; nothing changed."), name="run")
+            return
+        kind, key, biz = choice
+        cmd = RunCommand(words=(key,)) if kind == "preset" else RunCommand(job_id=int(key), biz_id=biz)
+        command = {"user_id": str(body["user"]["id"]), "channel_id": channel, "trigger_id": body.get("trigger_id")}
+        self._background.spawn(self._run(cmd, command, respond), name="run-button")
+
+    async def _plans(self, cmd: PlansCommand, command: Mapping[str, Any], respond: Respond) -> None:
+        """`/bkjob plans [words]`: the channel's presets and plans that match, each with a Run button."""
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        biz, problem = self._business(channel, cmd.biz_id)
+        if biz is None:
+            await _ephemeral(respond, problem or "")
+            return
+        try:
+            bk_username = await self._identities.bk_username(user)
+        except BotError as exc:
+            await _ephemeral(respond, explain(exc))
+            return
+        presets = [
+            (PlanChoice.preset(n, p.summary()), p.description or p.summary())
+            for n, p in self._usable_presets(channel, biz, cmd.words)
+        ]
+        catalogue = await self._finder.catalogue(biz, bk_username, wait=self._list_wait)
+        if catalogue is None:
+            note = ":hourglass_flowing_sand: BK-JOB has not answered with its plan list yet; try again in a moment."
+            await respond(
+                **_message(plans_list(words=cmd.words, bk_biz_id=biz, presets=presets, plans=[], more=False, note=note))
+            )
+            return
+        allowed = self._policy.for_channel(channel).allowed_jobs
+        recent = await self._recent(user, channel, biz)
+        found = self._finder.search(catalogue, cmd.words, allowed=allowed, first=recent, limit=21)
+        message = plans_list(words=cmd.words, bk_biz_id=biz, presets=presets, plans=found[:20], more=len(found) > 20)
+        await respond(**_message(message))
+
     # -- what nothing above handles -------------------------------------------------------------------------
 
     async def on_unknown_action(self, ack: Ack, body: dict[str, Any]) -> None:
@@ -343,6 +657,14 @@ class Listeners:
         kind = body.get("type") if isinstance(body, Mapping) else None
         log.error("unhandled error in a Slack listener (type %.40s)", kind, exc_info=error)
         return BoltResponse(status=400, body="this request could not be handled")
+
+
+def _message(message: Message) -> dict[str, Any]:
+    return {"text": message.text, "blocks": message.blocks, "response_type": "ephemeral"}
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 async def _ephemeral(respond: Respond, text: str, **kwargs: Any) -> None:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from bot.tokens import Signer
 
-__all__ = ["Payload", "RejectMeta", "RunMeta", "payload_problem", "verified"]
+__all__ = ["Payload", "PickMeta", "RejectMeta", "RunMeta", "payload_problem", "verified"]
 
 _URL = r"^https?://[^\s]+$"
 
@@ -36,9 +36,14 @@ class SlashCommand(Payload):
     response_url: StrictStr = Field(pattern=_URL)
 
 
+class _SelectedOption(Payload):
+    value: StrictStr
+
+
 class _Action(Payload):
     action_id: StrictStr
     value: StrictStr = ""
+    selected_option: _SelectedOption | None = None  # a select menu's choice
 
 
 class _Container(Payload):
@@ -51,7 +56,8 @@ class BlockActions(Payload):
     user: _User
     actions: list[_Action] = Field(min_length=1)
     trigger_id: StrictStr = ""
-    response_url: StrictStr = Field(pattern=_URL)
+    # Absent for an action inside a modal (the plan picker): a modal is answered with views.update.
+    response_url: StrictStr | None = Field(default=None, pattern=_URL)
     container: _Container = _Container()
 
 
@@ -78,6 +84,16 @@ class ViewSubmission(Payload):
     view: _View
 
 
+class BlockSuggestion(Payload):
+    """Slack asking an external_select for options as the person types (the Options Load URL)."""
+
+    type: Literal["block_suggestion"]
+    user: _User
+    action_id: StrictStr
+    value: StrictStr = ""
+    view: _View | None = None
+
+
 def payload_problem(body: Mapping[str, Any]) -> str | None:
     """Why a parsed Slack payload cannot be handled, or None.
 
@@ -91,6 +107,8 @@ def payload_problem(body: Mapping[str, Any]) -> str | None:
         shape = BlockActions
     elif body.get("type") == "view_submission":
         shape = ViewSubmission
+    elif body.get("type") == "block_suggestion":
+        shape = BlockSuggestion
     if shape is None:
         return None
     try:
@@ -101,13 +119,35 @@ def payload_problem(body: Mapping[str, Any]) -> str | None:
 
 
 class RunMeta(Payload):
-    """What a run form's signed `private_metadata` holds: where, which plan, and for whom it was opened."""
+    """What a run form's signed `private_metadata` holds: where, which plan, and for whom it was opened.
+
+    `s` is the preset the form was opened from; `k`, `r` and `q` are the plan picker's (see PickMeta) when the
+    form has one.
+    """
 
     p: Literal["run"]
     c: StrictStr
     b: StrictInt
     j: StrictInt
     u: StrictStr
+    s: StrictStr | None = None
+    k: StrictStr | None = None
+    r: list[StrictInt] = []
+    q: StrictStr = ""
+
+
+class PickMeta(Payload):
+    """A plan picker's signed metadata: the channel, business and person, the BK-JOB user the plans are listed
+    as (`k`), the person's recent plans (`r`) and the words typed on the command line (`q`), so that Slack's
+    options requests are answered from memory, without a store or Slack call."""
+
+    p: Literal["pick"]
+    c: StrictStr
+    b: StrictInt
+    u: StrictStr
+    k: StrictStr
+    r: list[StrictInt] = []
+    q: StrictStr = ""
 
 
 class RejectMeta(Payload):

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from bot.errors import ConfigError
+from bot.presets import Preset, PresetName
 
 __all__ = ["DEFAULT_POLICY_FILE", "ChannelPolicy", "IdentityPolicy", "Policy", "load_policy", "parse_duration"]
 
@@ -215,6 +216,7 @@ class Policy(BaseModel):
     identity: IdentityPolicy = IdentityPolicy()
     channels: dict[SlackChannelId, ChannelPolicy] = {}
     defaults: ChannelPolicy = ChannelPolicy()
+    presets: dict[PresetName, Preset] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -235,6 +237,32 @@ class Policy(BaseModel):
 
     def for_channel(self, channel: str) -> ChannelPolicy:
         return self.channels.get(channel, self.defaults)
+
+    # -- presets (issue 17) ----------------------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _presets_within_their_channels(self) -> Policy:
+        """A preset can't widen what a channel allows: every channel it names must allow its business and plan."""
+        for name, preset in self.presets.items():
+            for channel in sorted(preset.channels or ()):
+                refusal = self.for_channel(channel).refusal(
+                    channel=channel, bk_biz_id=preset.bk_biz_id, bk_job_id=preset.plan
+                )
+                if refusal is not None:
+                    raise _problem(
+                        f"presets.{name}: names channel {channel}, whose policy does not allow business "
+                        f"{preset.bk_biz_id} and plan {preset.plan}"
+                    )
+        return self
+
+    def preset(self, name: str) -> Preset | None:
+        return self.presets.get(name)
+
+    def preset_refusal(self, name: str, preset: Preset, channel: str) -> str | None:
+        """Why `channel` may not use the preset: its own channel list first, then the channel's policy."""
+        return preset.where_refused(name, channel) or self.for_channel(channel).refusal(
+            channel=channel, bk_biz_id=preset.bk_biz_id, bk_job_id=preset.plan
+        )
 
 
 def load_policy(path: str | None) -> Policy | None:
@@ -316,6 +344,7 @@ def _explain(err: ErrorDetails, names: Sequence[str]) -> str:
         known = ChannelPolicy.model_fields if names[:1] in (["channels"], ["defaults"]) else Policy.model_fields
         if names[:1] == ["identity"]:
             known = IdentityPolicy.model_fields
+        known = Preset.model_fields if names[:1] == ["presets"] else known
         close = difflib.get_close_matches(names[-1], list(known), n=1)
         hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})"
         return f"is not a known key{hint}"

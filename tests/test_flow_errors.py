@@ -163,7 +163,7 @@ async def test_help_empty_and_unknown_subcommand_answer_with_usage(bot: Bot, tex
     assert bot.slack.calls("chat.postMessage") == [] and bot.slack.calls("views.open") == []
 
 
-@pytest.mark.parametrize("text", ["run abc", "run 12x --yes", "run -5", "run 0", "run"])
+@pytest.mark.parametrize("text", ["run 12x --yes", "run -5", "run 0", "run --yes", "run ４２"])
 async def test_bad_job_id_is_answered_with_the_problem_and_usage(bot: Bot, text: str) -> None:
     await bot.command(text)
     answer = await ephemeral(bot)
