@@ -449,9 +449,9 @@ class Listeners:
         biz = biz_id or policy.bk_biz_id or self._default_biz
         if biz is None:
             return None, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here)."
-        if policy.allowed_biz is not None and biz not in policy.allowed_biz:
-            allowed = ", ".join(str(b) for b in sorted(policy.allowed_biz))
-            return None, f":no_entry: This channel (<#{channel}>) may launch only in business {allowed}; not {biz}."
+        refusal = policy.read_refusal(channel=channel, bk_biz_id=biz)
+        if refusal is not None:
+            return None, f":no_entry: {refusal}"
         return biz, None
 
     async def _recent(self, user: str, channel: str, biz: int) -> list[int]:

@@ -18,6 +18,10 @@ from tests.fakes import FakeBkJob, FakeSlack
 
 OTHER_CHANNEL = "C0LOCKED"
 POLICY = f"""
+[users]
+{USER} = "alice"
+U0SOMEONE = "someone"
+
 [channels.{OTHER_CHANNEL}]
 bk_biz_id = {BIZ}
 allowed_jobs = [{PLAN}, 201]
