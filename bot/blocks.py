@@ -576,16 +576,20 @@ def picker_modal(*, bk_biz_id: int, metadata: str, note: str | None = None) -> d
 
 
 def plan_options(
-    presets: Sequence[PlanChoice], recent: Sequence[PlanChoice], plans: Sequence[PlanChoice], *, loading: bool = False
+    presets: Sequence[PlanChoice], recent: Sequence[PlanChoice], plans: Sequence[PlanChoice], *, notice: str = ""
 ) -> dict[str, Any]:
-    """The answer to Slack's options request: groups when there is more than one kind, at most 100 options."""
+    """The answer to Slack's options request: groups when there is more than one kind, at most 100 options.
+
+    A `notice` (the list is still being read, BK-JOB refused it) is an option of its own: said in the menu,
+    where the person looks, rather than an empty list; choosing it does nothing.
+    """
     groups = [
         (label, choices)
         for label, choices in (("Presets", presets), ("Your recent plans", recent), ("Plans", plans))
         if choices
     ]
-    if loading:  # said in the menu, where the person looks, rather than an empty list
-        groups.append(("Plans", [PlanChoice("loading", "", "Still reading the plans from BK-JOB; type again")]))
+    if notice:
+        groups.append(("Plans", [PlanChoice("none", "", notice)]))
     budget = _MAX_OPTIONS
     kept: list[tuple[str, list[PlanChoice]]] = []
     for label, choices in groups:

@@ -506,6 +506,8 @@ class Listeners:
             shown = _cut(" ".join(words), 60)
             count = "No plan" if not found and not presets else "Several plans" if len(found) > 1 else "A preset"
             note = f"{count} here match *{_esc(shown)}*: open the menu above, or type other words."
+        elif note is None and catalogue is None and (failure := self._finder.failure(meta["b"], meta["k"])):
+            note = explain(failure)
         return picker_modal(bk_biz_id=meta["b"], metadata=self._signer.sign({**meta, "p": "pick"}), note=note)
 
     def _usable_presets(self, channel: str, biz: int, words: Sequence[str]) -> list[tuple[str, Preset]]:
@@ -544,7 +546,9 @@ class Listeners:
         ]
         catalogue = await self._finder.catalogue(meta.b, meta.k, wait=self._options_budget)
         if catalogue is None:
-            await ack(**plan_options(presets, [], [], loading=True))
+            failure = self._finder.failure(meta.b, meta.k)
+            notice = f"BK-JOB: {failure}" if failure else "Still reading the plans from BK-JOB; type again"
+            await ack(**plan_options(presets, [], [], notice=notice))
             return
         allowed = self._policy.for_channel(meta.c).allowed_jobs
         found = self._finder.search(catalogue, words, allowed=allowed, first=meta.r, limit=100 - len(presets))
@@ -623,7 +627,12 @@ class Listeners:
         ]
         catalogue = await self._finder.catalogue(biz, bk_username, wait=self._list_wait)
         if catalogue is None:
-            note = ":hourglass_flowing_sand: BK-JOB has not answered with its plan list yet; try again in a moment."
+            failure = self._finder.failure(biz, bk_username)
+            note = (
+                explain(failure)
+                if failure
+                else ":hourglass_flowing_sand: BK-JOB has not answered with its plan list yet; try again in a moment."
+            )
             await respond(
                 **_message(plans_list(words=cmd.words, bk_biz_id=biz, presets=presets, plans=[], more=False, note=note))
             )

@@ -30,6 +30,8 @@ PAGE = 1000
 """Rows per `get_job_list` / `get_job_plan_list` call: BK-JOB's own page limit for its list APIs."""
 MAX_PLANS = 100_000
 """A business with more plans than this is read only this far: the picker still answers, from the newest."""
+RETRY_AFTER = 10.0
+"""Seconds before a list BK-JOB refused is asked for again: a keystroke each is not a reason to ask again."""
 STALE_FACTOR = 60
 """A list older than `ttl` is refreshed; one older than `ttl * STALE_FACTOR` is dropped (BK-JOB down that long)."""
 
@@ -74,14 +76,25 @@ class PlanFinder:
             maxsize=256, ttl=self._ttl * STALE_FACTOR, timer=clock
         )
         self._loading: dict[tuple[int, str], asyncio.Task[Catalogue | None]] = {}
+        self._failed: TTLCache[tuple[int, str], tuple[float, BkError]] = TTLCache(
+            maxsize=256, ttl=RETRY_AFTER * 6, timer=clock
+        )
 
     def cached(self, bk_biz_id: int, bk_username: str) -> Catalogue | None:
         """What is held now, fresh or stale, without waiting; a stale or missing list starts a refresh."""
         key = (bk_biz_id, bk_username)
         held = self._lists.get(key)
+        failed = self._failed.get(key)
+        if failed is not None and self._clock() - failed[0] < RETRY_AFTER:
+            return held
         if held is None or self._clock() - held.loaded_at >= self._ttl:
             self._refresh(key)
         return held
+
+    def failure(self, bk_biz_id: int, bk_username: str) -> BkError | None:
+        """Why the last read of this list failed (a refusal such as 9900403 is worth telling), if it did."""
+        failed = self._failed.get((bk_biz_id, bk_username))
+        return failed[1] if failed is not None else None
 
     async def catalogue(self, bk_biz_id: int, bk_username: str, *, wait: float) -> Catalogue | None:
         """The list, waiting at most `wait` seconds for a load when nothing is held yet (None after that)."""
@@ -158,7 +171,9 @@ class PlanFinder:
                     break
         except BkError as exc:
             log.warning("reading the plan list of business %s failed: %s", bk_biz_id, exc)
+            self._failed[key] = (self._clock(), exc)
             return self._lists.get(key)
+        self._failed.pop(key, None)
         if not complete:
             log.warning("business %s has more than %s plans; the picker offers the newest", bk_biz_id, len(plans))
         catalogue = Catalogue(plans=tuple(plans), loaded_at=self._clock(), complete=complete)

@@ -183,14 +183,38 @@ async def test_the_persons_recent_plans_come_first(pbot: Bot) -> None:
     assert "plan:201" not in groups["Plans"] and "plan:204" in groups["Plans"]
 
 
-async def test_a_slow_bk_job_never_makes_slack_wait_past_its_deadline(pbot: Bot) -> None:
-    pbot.bk.delay_next("get_job_list", 30)
-    view = await pbot.open_form("run")  # opening the picker starts reading the list; BK-JOB sits on it
-    answer = await suggest(pbot, view, "deploy")
-    # Answered within the options budget, from what is known (presets) and a hint, not silence.
-    assert offered(answer) == ["preset:deploy-web", "loading:"]
-    assert "Still reading the plans from BK-JOB" in json.dumps(answer)
-    assert len(pbot.bk.requests("get_job_list")) == 1  # no second load started by the keystroke
+async def test_a_slow_bk_job_never_makes_slack_wait_past_its_deadline(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
+) -> None:
+    policy = tmp_path / "bkjob.toml"
+    policy.write_text(POLICY)
+    bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "slow.sqlite3", BKJOB_CONFIG=str(policy), BK_TIMEOUT="10")
+    await bot.start()
+    try:
+        bk.delay_next("get_job_list", 3)  # longer than Slack waits for options, shorter than the bot's time-out
+        view = await bot.open_form("run")  # opening the picker starts reading the list; BK-JOB sits on it
+        answer = await suggest(bot, view, "deploy")
+        # Answered within the options budget, from what is known (presets) and a notice, not silence.
+        assert offered(answer) == ["preset:deploy-web", "none:"]
+        assert "Still reading the plans from BK-JOB" in json.dumps(answer)
+        await bot.idle()  # the load went on in the background
+        assert offered(await suggest(bot, view, "deploy")) == ["preset:deploy-web", "plan:100"]
+        assert len(bk.requests("get_job_list")) == 1  # keystrokes never started a second load
+    finally:
+        await bot.close()
+
+
+async def test_a_person_bk_job_does_not_let_list_plans_is_told_why(pbot: Bot) -> None:
+    pbot.bk.deny_user("alice", "access_business")
+    await pbot.command("plans")
+    (post,) = await pbot.slack.wait_for_response()
+    assert "9900403" in json.dumps(post.body)
+    view = await pbot.open_form("run")
+    answer = await suggest(pbot, view, "")
+    assert offered(answer)[-1] == "none:" and "9900403" in json.dumps(answer)
+    # Refused once, not asked again for every keystroke.
+    await suggest(pbot, view, "dep")
+    assert len(pbot.bk.requests("get_job_list")) == 1
 
 
 async def test_a_foreign_picker_gets_no_options(pbot: Bot) -> None:

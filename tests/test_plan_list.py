@@ -46,7 +46,8 @@ def add_plans(bk: FakeBkJob, names: dict[int, str], biz: int = BIZ) -> None:
 async def raw_list(session: aiohttp.ClientSession, bk: FakeBkJob, **params: str | int) -> dict[str, Any]:
     """Call the plan list as a third party would, to check the fake's wire shapes."""
     auth = json.dumps({"bk_app_code": APP_CODE, "bk_app_secret": APP_SECRET, "bk_username": USER})
-    headers = {"X-Bkapi-Authorization": auth}
+    # v3: the app-state resource (`/api/v3/system/...`), the user in X-Bk-Username.
+    headers = {"X-Bkapi-Authorization": auth, "X-Bk-Username": USER}
     if bk.api_version == "v3":
         query = {"bk_scope_type": "biz", "bk_scope_id": str(BIZ), **{k: str(v) for k, v in params.items()}}
         async with session.get(bk.url("get_job_plan_list"), params=query, headers=headers) as resp:

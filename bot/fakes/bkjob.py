@@ -369,7 +369,8 @@ class FakeBkJob:
 
     def deny_user(self, username: str, action: str = "launch_job_plan") -> None:
         """`username` lacks an IAM action, so the API that needs it answers 9900403 with the apply payload:
-        `launch_job_plan` (execute_job), `view_job_plan` (plan detail), `view_history` (instance status)."""
+        `launch_job_plan` (execute_job), `view_job_plan` (plan detail), `view_history` (instance status),
+        `access_business` (the plan lists)."""
         if action not in _ACTIONS:
             raise ValueError(f"unknown IAM action {action!r}; known: {sorted(_ACTIONS)}")
         self.denied[action].add(username)
@@ -1094,11 +1095,12 @@ class FakeBkJob:
 
     # -- APIs: finding plans by name (get_job_list v2, get_job_plan_list v3) ----------------------------
 
-    def _matching_plans(self, params: Mapping[str, Any]) -> list[_Plan]:
+    def _matching_plans(self, params: Mapping[str, Any], operator: str) -> list[_Plan]:
         """TaskPlanDAOImpl.listPageTaskPlans: the business's plans, `name LIKE '%<name>%'` (unescaped, so `%`
         and `_` are wildcards; case-insensitive under MySQL's default collation), newest change first."""
         biz = self._biz_id(params)
         self._check_biz(biz)
+        self._check_permission("access_business", operator, biz)
         name = params.get("name")
         plans = [p for p in self.plans.values() if p.bk_biz_id == biz]
         if name is not None:
@@ -1108,7 +1110,7 @@ class FakeBkJob:
 
     def _get_job_list(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """v2 (EsbGetJobListResourceImpl): a bare list of rows, no total; without `length`, every plan."""
-        plans = self._matching_plans(params)
+        plans = self._matching_plans(params, operator)
         start = max(_as_int(params.get("start")) or 0, 0)
         length = _as_int(params.get("length"))
         page = plans[start:] if length is None else plans[start : start + max(length, 0)]
@@ -1129,7 +1131,7 @@ class FakeBkJob:
     def _get_job_plan_list(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """v3 (EsbPlanV3ResourceImpl): EsbPageDataV3 `{start, length, total, data}`; `length` defaults to 20;
         the row's plan ID is `id`."""
-        plans = self._matching_plans(params)
+        plans = self._matching_plans(params, operator)
         start = max(_as_int(params.get("start")) or 0, 0)
         length = _as_int(params.get("length"))
         length = 20 if length is None else max(length, 0)
@@ -1405,6 +1407,7 @@ _ACTIONS = {
     "launch_job_plan": ("执行方案运行", "job_plan", "执行方案"),
     "view_job_plan": ("执行方案查看", "job_plan", "执行方案"),
     "view_history": ("执行历史查看", "biz", "业务"),
+    "access_business": ("业务访问", "biz", "业务"),  # ActionId.LIST_BUSINESS: the plan lists need it
 }
 
 
