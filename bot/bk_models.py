@@ -184,6 +184,8 @@ class PlanVariable(_Wire):
     ip_list: list[PlanIp] | None = None
     custom_query_id: list[str] | None = None
     topo_node_list: list[TopoNode] | None = None
+    value_hidden: bool = False
+    """BK-JOB masked the value (v3 passwords): it may or may not be set."""
 
     @model_validator(mode="before")
     @classmethod
@@ -211,6 +213,12 @@ class PlanVariable(_Wire):
         if info.data.get("category") == VariableType.PASSWORD and value:
             return PASSWORD_PLACEHOLDER
         return value
+
+    def password_state(self) -> str:
+        """What a person may know of a password default: v2 says whether one is set, v3 hides even that."""
+        if self.value_hidden:
+            return "set (hidden)"
+        return "set" if self.value else "not set"
 
     @property
     def is_password(self) -> bool:

@@ -46,11 +46,16 @@ __all__ = [
 ]
 
 SCOPE_TYPE = "biz"
+BIZ_SET = "biz_set"
 
 
 def scope(bk_biz_id: int) -> dict[str, str]:
-    """v3 names the business as a scope; `bk_scope_id` is a string (`@NotBlank`), `bk_biz_id` is deprecated."""
-    return {"bk_scope_type": SCOPE_TYPE, "bk_scope_id": str(bk_biz_id)}
+    """v3 names the business as a scope; `bk_scope_id` is a string (`@NotBlank`), `bk_biz_id` is deprecated.
+
+    IDs 8000000–9999999 are business sets, as v2's `bk_biz_id` treats them (EsbAppScopeReq, reference §2.1).
+    """
+    kind = BIZ_SET if 8_000_000 <= bk_biz_id <= 9_999_999 else SCOPE_TYPE
+    return {"bk_scope_type": kind, "bk_scope_id": str(bk_biz_id)}
 
 
 # -- requests ---------------------------------------------------------------------------------------------------
@@ -168,6 +173,8 @@ class GlobalVarV3(_Wire):
             name=self.name,
             category=self.type,
             value=self.value,
+            # v3 masks every password default, set or not (reference §9.3): whether one is set is unknown.
+            value_hidden=self.type == 4,
             description=self.description,
             ip_list=[PlanIp(bk_cloud_id=h.bk_cloud_id, ip=h.ip) for h in srv.ip_list or []] if host else None,
             custom_query_id=[g.id for g in srv.dynamic_group_list or []] if host else None,
@@ -186,7 +193,7 @@ class PlanDetailV3(_Wire):
 
     def to_domain(self) -> JobDetail:
         scope_id = self.bk_scope_id or ""
-        biz = int(scope_id) if self.bk_scope_type == SCOPE_TYPE and scope_id.isdigit() else None
+        biz = int(scope_id) if self.bk_scope_type in (SCOPE_TYPE, BIZ_SET) and scope_id.isdigit() else None
         return JobDetail(
             bk_biz_id=biz,
             bk_job_id=self.id,

@@ -169,7 +169,7 @@ def run_modal(
 def _variable_block(var: PlanVariable, override: str | None) -> Block:
     label = _cut(f"{var.name} ({type_name(var.category)})", 2000)
     if var.is_password:
-        state = "set" if var.value else "not set"
+        state = var.password_state()
         return ContextBlock(
             elements=[
                 MarkdownTextObject(text=_cut(f"*{_esc(var.name)}* (password): {state}, keeps the plan's value", 2000))
@@ -265,7 +265,7 @@ def _step_lines(detail: JobInstanceStatus | None) -> list[str]:
     for step in detail.steps:
         took = f" ({_duration(step.total_time)})" if step.total_time is not None else ""
         name = _esc(step.name or str(step.step_instance_id))
-        line = f"{status.emoji(step.status)} {name}: {status.describe(step.status)}{took}"
+        line = f"{status.emoji(step.status)} {name}: {status.describe_step(step.status, job_finished=True)}{took}"
         if step.status not in status.SUCCESSFUL and step.status != 1 and step.step_ip_status:
             ok, total = step.host_counts()
             line += f", {total - ok} of {total} hosts failed"
@@ -466,7 +466,8 @@ def instance_status(detail: JobInstanceStatus, *, web_root: str | None) -> str:
     for step in detail.steps[:40]:
         step_took = f" ({_duration(step.total_time)})" if step.total_time is not None else ""
         step_name = _esc(step.name or str(step.step_instance_id))
-        lines.append(f"• {status.emoji(step.status)} {step_name}: {status.describe(step.status)}{step_took}")
+        word = status.describe_step(step.status, job_finished=detail.is_finished)
+        lines.append(f"• {status.emoji(step.status)} {step_name}: {word}{step_took}")
     if len(detail.steps) > 40:
         lines.append(f"• and {len(detail.steps) - 40} more steps")
     return _cut("\n".join(lines), 3000)

@@ -24,6 +24,9 @@ __all__ = ["LaunchFailed", "LaunchRequest", "Launches", "Prepared"]
 
 log = logging.getLogger(__name__)
 
+# JOB's INTERNAL_ERROR ("Internal Server Error"): raised anywhere, also after the instance was created.
+_INTERNAL_ERROR = 1240002
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -180,6 +183,15 @@ class Launches:
         return record.model_copy(update={"message_ts": ts})
 
     async def _settle_failure(self, record: LaunchRecord, exc: BkError) -> LaunchRecord:
+        if isinstance(exc, BkApiError) and exc.code == _INTERNAL_ERROR:
+            # JOB failed inside: the instance may have been created before it did. Look for it, never retry.
+            log.warning("execute_job outcome unknown for launch %s: %s", record.id, exc)
+            return await self._settle(
+                record,
+                LaunchState.UNKNOWN,
+                error=f"BK-JOB answered [{exc.code}] {exc.message}; it may or may not be running",
+                poll_at=self._clock() + self._bk_timeout,
+            )
         if isinstance(exc, BkApiError):
             return await self._settle(
                 record, LaunchState.NOT_STARTED, error=f"[{exc.code}] {exc.message}", poll_at=None

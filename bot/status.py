@@ -1,8 +1,11 @@
-"""BK-JOB's job and step status codes (RunStatusEnum), as words and emoji."""
+"""BK-JOB's job and step status codes (RunStatusEnum), as words and emoji.
+
+There is no 12: JOB's docs list "force-stop failed", but RunStatusEnum has no such value (reference §3.5).
+"""
 
 from __future__ import annotations
 
-__all__ = ["FINISHED", "SUCCESSFUL", "describe", "emoji", "is_finished"]
+__all__ = ["FINISHED", "SUCCESSFUL", "describe", "describe_step", "emoji", "is_finished"]
 
 _WORDS: dict[int, str] = {
     1: "waiting",
@@ -16,7 +19,6 @@ _WORDS: dict[int, str] = {
     9: "abnormal state",
     10: "stopping",
     11: "force-stopped",
-    12: "force-stop failed",
     13: "confirmation terminated",
     14: "abandoned",
     15: "rolling wait",
@@ -33,7 +35,6 @@ _EMOJI: dict[int, str] = {
     9: ":rotating_light:",
     10: ":hourglass:",
     11: ":octagonal_sign:",
-    12: ":rotating_light:",
     13: ":octagonal_sign:",
     14: ":wastebasket:",
     15: ":hourglass_flowing_sand:",
@@ -46,6 +47,13 @@ SUCCESSFUL = frozenset({3, 5, 6})
 def describe(code: int) -> str:
     """An unknown code is shown as its number, never dropped."""
     return _WORDS.get(code, f"status {code}")
+
+
+def describe_step(code: int, *, job_finished: bool) -> str:
+    """A step still in 1 (BLANK) when its job has finished never ran: "not run", not "waiting"."""
+    if code == 1 and job_finished:
+        return "not run"
+    return describe(code)
 
 
 def emoji(code: int) -> str:

@@ -242,6 +242,20 @@ async def test_recent_instances_are_listed_by_operator_and_time(bkc: BkClient, b
     assert wire_row.body["launch_mode"] in (2, "2") and wire_row.body["type"] in (0, "0")
 
 
+async def test_business_set_ids_are_business_sets_in_both_versions(bkc: BkClient, bk: FakeBkJob) -> None:
+    """IDs 8000000–9999999 are business sets: v2's bk_biz_id says so by its range, v3 names the scope."""
+    bk.add_plan(8_000_001, 5, "set-wide", [])
+    detail = await bkc.get_job_detail(bk_biz_id=8_000_001, bk_job_id=5, bk_username=USER)
+    assert detail.bk_biz_id == 8_000_001
+    data = await bkc.execute_job(ExecuteJobRequest(bk_biz_id=8_000_001, bk_job_id=5), bk_username=USER)
+    assert bk.instances[data.job_instance_id].bk_biz_id == 8_000_001
+    (req,) = bk.requests("execute_job")
+    if bk.api_version == "v3":
+        assert (req.body["bk_scope_type"], req.body["bk_scope_id"]) == ("biz_set", "8000001")
+    else:
+        assert req.body["bk_biz_id"] == 8_000_001
+
+
 def test_instance_list_rows_are_read_by_job_instance_id_or_the_docs_id() -> None:
     """JOB sends `job_instance_id` (EsbTaskInstanceV3DTO); the published doc shows `id`."""
     for key in ("job_instance_id", "id"):

@@ -198,7 +198,8 @@ async def test_host_defaults_with_groups_and_nodes_and_a_plan_without_variables(
         dynamic_group_id_list=["grp1"],
         topo_node_list=[TopoNode(id=1000, node_type="module")],
     )
-    assert token.is_password and token.value == ""  # an unset password stays "not set"
+    # v3 masks every password default, an empty one too (reference §9.3): the bot cannot say "not set".
+    assert token.is_password and token.value == "******" and token.password_state() == "set (hidden)"
     empty = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=300, bk_username=USER)
     assert empty.variables == [] and empty.bk_job_id == 300
 
@@ -423,6 +424,23 @@ async def test_modal_path_sends_the_v3_body(bot: Bot) -> None:
     ts = bot.slack.messages(CHANNEL)[0]["ts"]
     (reply,) = bot.slack.thread(CHANNEL, ts)
     assert "Succeeded" in reply["text"]
+
+
+async def test_a_v3_password_default_is_shown_as_hidden(bot: Bot) -> None:
+    """v3 masks every password default, empty or not: the form cannot say "set" or "not set"."""
+    view = await bot.open_form()
+    assert "*db_password* (password): set (hidden), keeps the plan's value" in json.dumps(view)
+
+
+async def test_a_business_set_named_as_a_business_is_refused_by_the_fake(
+    session: aiohttp.ClientSession, bk: FakeBkJob
+) -> None:
+    bk.add_plan(8_000_001, 5, "set-wide", [])
+    headers = {"X-Bkapi-Authorization": json.dumps(CREDENTIALS), "X-Bk-Username": USER, "Blueking-Language": "en"}
+    for kind, code in (("biz", 1243049), ("biz_set", 0)):
+        query = {"bk_scope_type": kind, "bk_scope_id": "8000001", "job_plan_id": "5"}
+        async with session.get(bk.url("get_job_plan_detail"), params=query, headers=headers) as resp:
+            assert (await resp.json())["code"] == code, kind
 
 
 async def test_secrets_stay_out_through_v3(bot: Bot, db_path: Path) -> None:

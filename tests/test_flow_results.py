@@ -137,6 +137,22 @@ async def test_lost_execute_job_answer_is_reconciled_to_the_started_instance(qui
     assert sum("Found it" in m for m in thread) == 1 and sum("Succeeded" in m for m in thread) == 1
 
 
+async def test_internal_error_from_execute_job_is_unknown_and_reconciled(quick: Bot) -> None:
+    """1240002 (INTERNAL_ERROR) can come after JOB created the instance: not "not launched", but looked for."""
+    quick.bk.fail_after_work_next("execute_job", 1240002, "Internal Server Error")
+    await quick.command(f"run {PLAN} --yes version=9")
+    (answer,) = await quick.slack.wait_for_response()
+    assert "Unknown: check BK-JOB" in str(answer.body["text"]) and "1240002" in str(answer.body["text"])
+    await quick.idle()
+    ts = quick.slack.messages(CHANNEL)[0]["ts"]
+    (instance_id,) = quick.bk.instances
+    found = await reply_in(quick, ts, "Found it")
+    assert str(instance_id) in json.dumps(found)
+    await quick.bk.finish(instance_id, status=3)
+    await reply_in(quick, ts, "Succeeded")
+    assert len(quick.bk.requests("execute_job")) == 1
+
+
 async def test_lost_answer_of_a_launch_that_never_started_says_so(quick: Bot) -> None:
     quick.bk.http_error_next("execute_job", 502)  # the request died before BK-JOB did anything
     await quick.command(f"run {PLAN} --yes")

@@ -78,6 +78,11 @@ _MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
+def _scope(biz: int) -> dict[str, str]:
+    """IDs 8000000–9999999 are business sets (EsbAppScopeReq; reference §2.1)."""
+    return {"bk_scope_type": "biz_set" if 8_000_000 <= biz <= 9_999_999 else "biz", "bk_scope_id": str(biz)}
+
+
 def _fmt_time(epoch: float | None) -> str | None:
     """JOB v2 times: `yyyy-MM-dd HH:mm:ss` in the server's zone, no offset."""
     return None if epoch is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
@@ -275,6 +280,7 @@ class FakeBkJob:
         self._injections: dict[str, list[_Injection]] = defaultdict(list)
         self._delays: dict[str, list[_Injection]] = defaultdict(list)
         self._lost: dict[str, int] = {}
+        self._fail_after: dict[str, list[tuple[int, str]]] = defaultdict(list)
         self._instance_ids = itertools.count(10000)
         self._step_instance_ids = itertools.count(50000)
         self._ids = itertools.count(1000)
@@ -462,6 +468,11 @@ class FakeBkJob:
         REQUEST_BACKEND_TIMEOUT): the caller cannot know it ran."""
         api = _canonical(api)
         self._lost[api] = self._lost.get(api, 0) + times
+
+    def fail_after_work_next(self, api: str, code: int = 1240002, message: str = "Internal Server Error") -> None:
+        """Do the work (an execute_job starts its instance), then answer a JOB error, as JOB's 1240002
+        INTERNAL_ERROR can after the instance was created: the caller cannot know it ran."""
+        self._fail_after[_canonical(api)].append((code, message))
 
     def observe(
         self,
@@ -696,6 +707,9 @@ class FakeBkJob:
         if self._lost.get(api):
             self._lost[api] -= 1
             return web.Response(status=502, text="Bad Gateway", content_type="text/html")
+        if self._fail_after[api]:
+            code, message = self._fail_after[api].pop(0)
+            return _job_response({"code": code, "result": False, "message": message})
         # get_job_list's `data` is a bare list; handlers return dicts, so it comes wrapped (see _BARE_LIST).
         payload: Any = data.get(_BARE_LIST, data)
         return _job_response({"code": 0, "result": True, "data": payload, "message": ""})
@@ -808,6 +822,9 @@ class FakeBkJob:
             return _gateway_error(
                 504, 1650401, "REQUEST_BACKEND_TIMEOUT", "Request backend service timeout [backend=bk-job]"
             )
+        if self._fail_after[name]:
+            code, message = self._fail_after[name].pop(0)
+            return _apigw_response({"code": code, "result": False, "message": message})
         return _apigw_response({"code": 0, "result": True, "data": data})
 
     def _authenticate_v3(self, request: web.Request, *, app_state: bool) -> tuple[str | None, str]:
@@ -845,12 +862,16 @@ class FakeBkJob:
     def _biz_id(self, params: Mapping[str, Any]) -> int:
         """EsbAppScopeReq bean validation: bk_biz_id >= 1, or a scope type and ID."""
         biz = _as_int(params.get("bk_biz_id"))
+        scope_type = None
         if biz is None and params.get("bk_scope_id") is not None:
-            if params.get("bk_scope_type") not in ("biz", "biz_set"):
+            scope_type = params.get("bk_scope_type")
+            if scope_type not in ("biz", "biz_set"):
                 raise _JobError(1240003, "bad_scope_type")
             biz = _as_int(params["bk_scope_id"])
         if biz is None or biz < 1:
             raise _JobError(1240003, "bad_biz")
+        if scope_type is not None and scope_type != _scope(biz)["bk_scope_type"]:
+            raise _JobError(1243049, "no_biz")  # e.g. a business set named as a business: no such business
         return biz
 
     def _check_biz(self, biz: int) -> None:
@@ -937,8 +958,7 @@ class FakeBkJob:
         self._check_permission("view_job_plan", operator, biz, plan)
         return {
             "bk_biz_id": biz,
-            "bk_scope_type": "biz",
-            "bk_scope_id": str(biz),
+            **_scope(biz),
             "bk_job_id": job_id,
             "template_id": job_id,
             "name": plan.name,
@@ -968,8 +988,7 @@ class FakeBkJob:
             "is_finished": inst.is_finished,
             "job_instance": {
                 "bk_biz_id": inst.bk_biz_id,
-                "bk_scope_type": "biz",
-                "bk_scope_id": str(inst.bk_biz_id),
+                **_scope(inst.bk_biz_id),
                 "job_instance_id": inst.job_instance_id,
                 "bk_job_id": inst.bk_job_id,
                 "status": inst.status,
@@ -1049,8 +1068,7 @@ class FakeBkJob:
             raise _JobError(1243009, "no_plan")
         self._check_permission("view_job_plan", operator, biz, plan)
         return {
-            "bk_scope_type": "biz",
-            "bk_scope_id": str(biz),
+            **_scope(biz),
             "id": job_id,
             "job_template_id": job_id,
             "name": plan.name,
@@ -1080,8 +1098,7 @@ class FakeBkJob:
         return {
             "finished": inst.is_finished,
             "job_instance": {
-                "bk_scope_type": "biz",
-                "bk_scope_id": str(inst.bk_biz_id),
+                **_scope(inst.bk_biz_id),
                 "job_instance_id": inst.job_instance_id,
                 "status": inst.status,
                 "name": inst.name,
@@ -1137,8 +1154,7 @@ class FakeBkJob:
         length = 20 if length is None else max(length, 0)
         rows = [
             {
-                "bk_scope_type": "biz",
-                "bk_scope_id": str(p.bk_biz_id),
+                **_scope(p.bk_biz_id),
                 "id": p.bk_job_id,
                 "job_template_id": p.bk_job_id,
                 "name": p.name,
@@ -1271,8 +1287,7 @@ def _instance_row(inst: Instance) -> JsonDict:
     """EsbTaskInstanceV3DTO: the instance ID is `job_instance_id` (the published doc says `id`), `total_time`
     is null until the job has finished."""
     return {
-        "bk_scope_type": "biz",
-        "bk_scope_id": str(inst.bk_biz_id),
+        **_scope(inst.bk_biz_id),
         "job_instance_id": inst.job_instance_id,
         "job_plan_id": inst.bk_job_id,
         "job_template_id": inst.bk_job_id,
@@ -1352,8 +1367,8 @@ def _plan_var_v3(var: Mapping[str, Any]) -> JsonDict:
         nodes = list(var.get("topo_node_list") or [])
         server = {"ip_list": ips or None, "dynamic_group_list": groups or None, "topo_node_list": nodes or None}
     value = None if category == 3 else var.get("value")
-    if category == 4 and value:
-        value = "******"  # JobConstants.SENSITIVE_FIELD_PLACEHOLDER
+    if category == 4:
+        value = "******"  # JobConstants.SENSITIVE_FIELD_PLACEHOLDER, set or not (reference §9.3)
     return {
         "id": var["id"],
         "name": var["name"],
