@@ -23,12 +23,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import Approvals
 from bot.audit import Audit
-from bot.background import Background
+from bot.background import Background, Heartbeats, keep_running
 from bot.bk import create_bk_client
 from bot.callback import CallbackRoute
 from bot.config import Settings
 from bot.directory import Directory
-from bot.errors import BotError, ConfigError
+from bot.errors import ConfigError
 from bot.identity import Identities
 from bot.launches import Launches
 from bot.listeners import Listeners
@@ -43,7 +43,7 @@ from bot.results import Results
 from bot.store import Store, open_store
 from bot.tokens import Signer
 
-__all__ = ["BACKGROUND", "OUTBOX", "STORE", "create_app"]
+__all__ = ["BACKGROUND", "HEARTBEATS", "OUTBOX", "STORE", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ OUTBOX = web.AppKey("outbox", Outbox)
 _BOLT = web.AppKey("bolt", AsyncApp)
 _CALLBACK = web.AppKey("callback", CallbackRoute)
 _POLICY_MODE = web.AppKey("policy_mode", str)
+HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
 
 MAX_SLACK_BODY = 1024 * 1024
 """aiohttp answers 413 above this; Slack's own payloads stay far below it."""
@@ -103,6 +104,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         ],
     )
     bk = create_bk_client(settings, session)
+    heartbeats = Heartbeats()
     notifier = Notifier(client=slack)
     audit = Audit(store=store)
     outbox = Outbox(
@@ -111,6 +113,8 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         web_root=settings.job_web_root(),
         channel_interval=settings.slack_channel_interval,
         lease=settings.outbox_lease,
+        # A round delivers at most what fits in half a lease (see Outbox), and beats after every message.
+        heartbeat=heartbeats.expect("outbox", within=settings.outbox_lease + 5),
     )
     directory = Directory(client=slack, ttl=settings.directory_cache_ttl)
     identities = _identities(governed, directory, settings.bk_username)
@@ -139,6 +143,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         bk_timeout=settings.bk_timeout,
         reconcile_window=settings.reconcile_window,
         lease=settings.poll_lease,
+        heartbeat=heartbeats.expect("poller", within=settings.poll_lease + settings.poll_tick + 5),
     )
     bolt = AsyncApp(
         client=slack,
@@ -178,13 +183,24 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     app[STORE] = store
     app[BACKGROUND] = background
     app[OUTBOX] = outbox
+    app[HEARTBEATS] = heartbeats
     app[_BOLT] = bolt
     app[_CALLBACK] = CallbackRoute(store=store, results=results, background=background, bk=bk)
     # On start-up these resume whatever the store holds: unsent messages, unfinished launches, due expiries.
     loops = [
         asyncio.create_task(outbox.run(), name="outbox"),
         asyncio.create_task(poller.run(), name="poller"),
-        asyncio.create_task(_sweep(approvals, settings.approval_sweep_interval), name="approval-sweeper"),
+        asyncio.create_task(
+            keep_running(
+                "approval sweep",
+                approvals.expire_due,
+                interval=settings.approval_sweep_interval,
+                beat=heartbeats.expect(
+                    "approval-sweeper", within=2 * settings.approval_sweep_interval + settings.request_timeout + 30
+                ),
+            ),
+            name="approval-sweeper",
+        ),
     ]
     try:
         yield
@@ -229,16 +245,6 @@ def _identities(governed: Policy | None, directory: Directory, service_account: 
         fallback=service_account if governed.identity.service_account_fallback else None,
         email_domains=governed.identity.email_domains,
     )
-
-
-async def _sweep(approvals: Approvals, interval: float) -> None:
-    """Expiry survives restarts: deadlines are stored, and every replica sweeps (the update is conditional)."""
-    while True:
-        try:
-            await approvals.expire_due()
-        except BotError as exc:
-            log.error("approval sweep failed: %s", exc)
-        await asyncio.sleep(interval)
 
 
 @web.middleware
@@ -305,8 +311,18 @@ async def _callback(request: web.Request) -> web.StreamResponse:
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
-    """Load balancers take a replica out of rotation on 503: the database is what a replica cannot do without."""
+    """Load balancers take a replica out of rotation on 503: the database is what a replica cannot do without, and
+    a worker that has stopped completing rounds (outbox, poller, approval sweeper) means results are not going out."""
     store = request.app[STORE]
-    ok = await store.ping()
-    body = {"ok": ok, "store": "up" if ok else "down", "database": store.kind, "policy": request.app[_POLICY_MODE]}
+    up = await store.ping()
+    stalled = request.app[HEARTBEATS].stale()
+    ok = up and not stalled
+    body: dict[str, object] = {
+        "ok": ok,
+        "store": "up" if up else "down",
+        "database": store.kind,
+        "policy": request.app[_POLICY_MODE],
+    }
+    if stalled:
+        body["stalled_workers"] = {name: f"no round completed for {age:g} s" for name, age in stalled.items()}
     return web.json_response(body, status=200 if ok else 503)

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bot.background import failure_delay
 from bot.blocks import Message, approval_message, launch_message
 from bot.errors import SlackError
 from bot.notifier import Notifier
@@ -56,8 +57,10 @@ class Outbox:
         channel_interval: float,
         poll_interval: float = 1.0,
         lease: float = _LEASE_S,
+        heartbeat: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._heartbeat = heartbeat
         self._lease = lease
         self._store = store
         self._notifier = notifier
@@ -152,23 +155,42 @@ class Outbox:
     # -- the worker -----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Never ends but by cancellation: a failed round (a locked database, a lost connection) is logged at
+        ERROR and retried with back-off; what it had leased is retried once its lease runs out."""
+        failures = 0
         while True:
-            self._started += 1
-            round_id = self._started
-            self._wake.clear()
-            batch = await self._store.lease_outbox(
-                owner=self._owner, now=self._clock(), lease=self._lease, limit=self._batch
-            )
-            if batch:
-                await self._deliver_batch(batch)
+            try:
+                busy = await self._round()
+            except Exception:
+                failures += 1
+                delay = failure_delay(failures, base=self._poll_interval)
+                log.error("outbox round failed (%d in a row); next try in %.1f s", failures, delay, exc_info=True)
+                await asyncio.sleep(delay)
                 continue
-            async with self._round_done:
-                self._idle_round = round_id
-                self._round_done.notify_all()
+            failures = 0
+            self._heartbeat()
+            if busy:
+                continue
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
             except TimeoutError:
                 pass
+
+    async def _round(self) -> bool:
+        """Deliver one leased batch; False when nothing was due (and flush() waiters are released)."""
+        self._started += 1
+        round_id = self._started
+        self._wake.clear()
+        batch = await self._store.lease_outbox(
+            owner=self._owner, now=self._clock(), lease=self._lease, limit=self._batch
+        )
+        if batch:
+            await self._deliver_batch(batch)
+            return True
+        async with self._round_done:
+            self._idle_round = round_id
+            self._round_done.notify_all()
+        return False
 
     async def _deliver_batch(self, batch: Sequence[OutboxMessage]) -> None:
         """One lane per channel for posts (they are paced) and one for edits, which must not queue behind a
@@ -176,11 +198,18 @@ class Outbox:
         lanes: dict[tuple[str, bool], list[OutboxMessage]] = defaultdict(list)
         for message in batch:
             lanes[(message.channel, message.kind is OutboxKind.POST)].append(message)
-        await asyncio.gather(*(self._deliver_channel(messages) for messages in lanes.values()))
+        # Every lane runs to its end even when another fails, so no delivery is left running unowned.
+        outcomes = await asyncio.gather(
+            *(self._deliver_channel(messages) for messages in lanes.values()), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _deliver_channel(self, messages: Sequence[OutboxMessage]) -> None:
         for message in messages:
             await self._deliver(message)
+            self._heartbeat()
 
     async def _deliver(self, message: OutboxMessage) -> None:
         try:
@@ -188,11 +217,32 @@ class Outbox:
         except SlackError as exc:
             await self._failed(message, exc)
             return
-        await self._store.outbox_sent(message.id, owner=self._owner, ts=ts, now=self._clock())
-        on_sent = message.payload.get("on_sent") or {}
-        if ts and on_sent.get("result"):
-            launch_id, key = on_sent["result"]
-            await self._store.mark_result_posted(launch_id, key, ts)
+        await self._record_sent(message, ts)
+
+    async def _record_sent(self, message: OutboxMessage, ts: str | None) -> None:
+        """Slack has the message: recording that is retried until the store takes it (a database locked for a
+        while must not let the message be sent again once its lease runs out)."""
+        failures = 0
+        while True:
+            try:
+                await self._store.outbox_sent(message.id, owner=self._owner, ts=ts, now=self._clock())
+                on_sent = message.payload.get("on_sent") or {}
+                if ts and on_sent.get("result"):
+                    launch_id, key = on_sent["result"]
+                    await self._store.mark_result_posted(launch_id, key, ts)
+                return
+            except Exception:
+                failures += 1
+                delay = failure_delay(failures, base=0.25)
+                log.error(
+                    "outbox message %s was delivered but could not be recorded as sent (%d in a row); retrying in "
+                    "%.1f s",
+                    message.id,
+                    failures,
+                    delay,
+                    exc_info=failures == 1,  # one traceback, not one per retry
+                )
+                await asyncio.sleep(delay)
 
     async def _send(self, message: OutboxMessage) -> str | None:
         if message.kind is OutboxKind.POST:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot import status
+from bot.background import failure_delay
 from bot.bk import BkClient
 from bot.bk_models import InstanceSummary, JobInstanceStatus
 from bot.blocks import notice, utc_time
@@ -47,8 +48,10 @@ class Poller:
         bk_timeout: float,
         reconcile_window: float = _RECONCILE_WINDOW_S,
         lease: float = _LEASE_S,
+        heartbeat: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._heartbeat = heartbeat
         self._lease = lease
         self._window = reconcile_window
         self._store = store
@@ -63,16 +66,29 @@ class Poller:
         self._owner = f"poller-{uuid.uuid4().hex[:12]}"
 
     async def run(self) -> None:
+        """Never ends but by cancellation: a failed round is logged at ERROR and retried with back-off; the
+        launches it had leased are polled again once their lease runs out."""
+        failures = 0
         while True:
             try:
                 await self.poll_once()
-            except BkError as exc:  # pragma: no cover - each check handles its own; this keeps the loop alive
-                log.error("poll round failed: %s", exc)
+            except Exception:
+                failures += 1
+                delay = failure_delay(failures, base=self._tick)
+                log.error("poll round failed (%d in a row); next try in %.1f s", failures, delay, exc_info=True)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            self._heartbeat()
             await asyncio.sleep(self._tick)
 
     async def poll_once(self) -> int:
         due = await self._store.lease_due_polls(owner=self._owner, now=self._clock(), lease=self._lease, limit=_BATCH)
-        await asyncio.gather(*(self._check(launch) for launch in due))
+        # Every check runs to its end even when another fails; the first failure then fails the round.
+        outcomes = await asyncio.gather(*(self._check(launch) for launch in due), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(due)
 
     async def _check(self, launch: LaunchRecord) -> None:
