@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from bot.audit import Audit
-from bot.blocks import approval_message, mention, notice, utc_time
+from bot.blocks import approval_message, mention, notice, untrusted, utc_time
 from bot.directory import Directory
 from bot.errors import BotError, SlackError
 from bot.explain import explain
@@ -202,7 +202,7 @@ class Approvals:
         )
         rejected = await self._store.get_approval(approval.id) or approval
         await self._refresh(rejected)
-        because = f": {reason}" if reason else "."
+        because = f": {untrusted(reason)}" if reason else "."
         await self._reply(rejected, f"<@{rejected.requester}> your launch was rejected by <@{user}>{because}")
 
     async def expire_due(self) -> int:

@@ -57,6 +57,8 @@ __all__ = [
     "mentions",
     "notice",
     "utc_time",
+    "escape",
+    "untrusted",
     "parse_var_block_id",
     "result_reply",
     "run_modal",
@@ -229,7 +231,7 @@ def launch_message(launch: LaunchRecord, *, web_root: str | None) -> Message:
         SectionBlock(text=MarkdownTextObject(text=_cut(facts, _MAX_SECTION))),
         ContextBlock(elements=[MarkdownTextObject(text=_cut(_variables_text(launch.variables), 2000))]),
     ]
-    text = f"{_plain_status(launch)}: {launch.plan_name} (plan {launch.bk_job_id}) by <@{launch.requester}>"
+    text = f"{_plain_status(launch)}: {_esc(launch.plan_name)} (plan {launch.bk_job_id}) by <@{launch.requester}>"
     return Message(text=_cut(text, 3000), blocks=[b.to_dict() for b in blocks])
 
 
@@ -251,7 +253,7 @@ def result_reply(
     head = "\n".join(lines)
     more = f"\n… more in <{url}|BK-JOB>" if url else "\n… more in BK-JOB"
     body = _fit(head, steps, _MAX_SECTION, more)
-    text = f"{word.capitalize()}: {launch.plan_name}, instance {launch.job_instance_id}"
+    text = f"{word.capitalize()}: {_esc(launch.plan_name)}, instance {launch.job_instance_id}"
     return Message(
         text=_cut(text, 3000),
         blocks=[SectionBlock(text=MarkdownTextObject(text=body)).to_dict()],
@@ -354,9 +356,19 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def _esc(text: str) -> str:
-    """Slack mrkdwn needs only these three escaped; anything else a person typed is shown as is."""
+def escape(text: str) -> str:
+    """`&`, `<` and `>` as Slack asks, so `<!channel>`, `<@U123>` and `<https://x|y>` show as typed, not as a
+    mention or a link. For the bot's own mrkdwn (the usage text's `<job_id>`)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def untrusted(text: str) -> str:
+    """Text from a person or from BK-JOB, for mrkdwn: escaped, and its backticks swapped for a look-alike (ˋ),
+    since Slack has no escape for them and a ``` in a plan name or a value would open a code block."""
+    return escape(text).replace("`", "\u02cb")
+
+
+_esc = untrusted
 
 
 def _cut(text: str, limit: int) -> str:
@@ -393,7 +405,10 @@ def approval_message(approval: ApprovalRecord, votes: Sequence[Vote], *, web_roo
                 ],
             )
         )
-    text = f"Approval {approval.state.value}: {approval.plan_name} (plan {approval.bk_job_id}), <@{approval.requester}>"
+    text = (
+        f"Approval {approval.state.value}: {_esc(approval.plan_name)} (plan {approval.bk_job_id}), "
+        f"<@{approval.requester}>"
+    )
     return Message(text=_cut(text, 3000), blocks=[b.to_dict() for b in blocks])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.blocks import escape, untrusted
 from bot.errors import (
     BkApiError,
     BkCredentialsRefused,
@@ -10,6 +11,7 @@ from bot.errors import (
     BkUnavailable,
     BotError,
     SlackError,
+    UserInputError,
 )
 from bot.launches import LaunchFailed
 from bot.store import LaunchState
@@ -27,31 +29,36 @@ _SLACK_HINTS = {
 def explain(exc: BotError) -> str:
     if isinstance(exc, LaunchFailed) and exc.launch.state is LaunchState.UNKNOWN:
         return (
-            f":grey_question: Unknown: check BK-JOB. {exc.cause}, so plan {exc.launch.bk_job_id} may or may not"
-            " be running. I will not retry, since that could run it twice."
+            f":grey_question: Unknown: check BK-JOB. {escape(str(exc.cause))}, so plan {exc.launch.bk_job_id} may or"
+            " may not be running. I will not retry, since that could run it twice."
         )
     if isinstance(exc, LaunchFailed):
         return explain(exc.cause)
     if isinstance(exc, BkCredentialsRefused):
-        return f":lock: BK-JOB refused the bot's credentials ({exc.api}): [{exc.code}] {exc.message}\n{exc.hint}"
+        return (
+            f":lock: BK-JOB refused the bot's credentials ({exc.api}): [{exc.code}] {untrusted(exc.message)}\n"
+            f"{escape(exc.hint)}"
+        )
     if isinstance(exc, BkPermissionDenied):
         return _permission_denied(exc)
     if isinstance(exc, BkApiError):
-        return f":x: BK-JOB refused ({exc.api}): [{exc.code}] {exc.message}"
+        return f":x: BK-JOB refused ({exc.api}): [{exc.code}] {untrusted(exc.message)}"
     if isinstance(exc, BkTimeout):
-        return f":hourglass: {exc}. Try again later."
+        return f":hourglass: {escape(str(exc))}. Try again later."
     if isinstance(exc, BkUnavailable):
-        return f":electric_plug: {exc}. Nothing was launched; try again later."
+        return f":electric_plug: {escape(str(exc))}. Nothing was launched; try again later."
     if isinstance(exc, SlackError):
         return ":warning: " + _SLACK_HINTS.get(exc.error, f"Slack refused `{exc.method}`: {exc.error}.")
+    if isinstance(exc, UserInputError):  # plain text that may quote what was typed; `<username>` must show
+        return f":warning: {escape(str(exc))}"
     return f":warning: {exc}"
 
 
 def _permission_denied(exc: BkPermissionDenied) -> str:
     """9900403: which IAM actions on which resources the BK user lacks, and where to apply for them."""
-    text = f":no_entry: BK-JOB refused ({exc.api}): [{exc.code}] {exc.message}"
+    text = f":no_entry: BK-JOB refused ({exc.api}): [{exc.code}] {untrusted(exc.message)}"
     if exc.missing:
-        text += "\nMissing:" + "".join(f"\n• {line}" for line in exc.missing[:10])
+        text += "\nMissing:" + "".join(f"\n• {untrusted(line)}" for line in exc.missing[:10])
     if exc.apply_url:
-        return text + f"\nApply at {exc.apply_url}"
+        return text + f"\nApply at {escape(exc.apply_url)}"
     return text + "\nApply for them in BlueKing's permission center (IAM)."

@@ -27,6 +27,7 @@ from bot.blocks import (
     Message,
     PlanChoice,
     error_modal,
+    escape,
     finding_modal,
     history_list,
     instance_status,
@@ -38,6 +39,7 @@ from bot.blocks import (
     plans_list,
     reject_modal,
     run_modal,
+    untrusted,
 )
 from bot.commands import (
     USAGE,
@@ -149,7 +151,7 @@ class Listeners:
         try:
             parsed = parse_command(str(command.get("text") or ""))
         except CommandError as exc:
-            await _ephemeral(respond, f":warning: {exc}\n\n{USAGE}")
+            await _ephemeral(respond, f":warning: {untrusted(str(exc))}\n\n{escape(USAGE)}")
             return
         channel = str(command.get("channel_id", ""))
         user = str(command.get("user_id", ""))
@@ -167,9 +169,9 @@ class Listeners:
         elif isinstance(parsed, PlansCommand):
             await self._plans(parsed, command, respond)
         elif isinstance(parsed, HelpCommand) and parsed.unknown:
-            await _ephemeral(respond, f"I don't know `{parsed.unknown}`.\n\n{USAGE}")
+            await _ephemeral(respond, f"I don't know `{untrusted(parsed.unknown)}`.\n\n{escape(USAGE)}")
         else:
-            await _ephemeral(respond, USAGE)
+            await _ephemeral(respond, escape(USAGE))
 
     async def _run(self, cmd: RunCommand, command: Mapping[str, Any], respond: Respond) -> None:
         if cmd.job_id is None:

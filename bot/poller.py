@@ -13,7 +13,7 @@ from bot import status
 from bot.background import failure_delay
 from bot.bk import BkClient
 from bot.bk_models import InstanceSummary, JobInstanceStatus
-from bot.blocks import notice, utc_time
+from bot.blocks import escape, notice, untrusted, utc_time
 from bot.errors import BkError
 from bot.launches import Launches
 from bot.outbox import Outbox
@@ -168,7 +168,7 @@ class Poller:
         await self._say(
             launch,
             f":mag: Found it: BK-JOB started instance {instance.job_instance_id} at {when} "
-            f"(matched by plan {launch.bk_job_id}, operator `{launch.bk_username}` and time).",
+            f"(matched by plan {launch.bk_job_id}, operator `{untrusted(launch.bk_username)}` and time).",
         )
         await self._store.schedule_poll(launch.id, at=self._clock(), attempts=0)
         fresh = await self._store.get_launch(launch.id)
@@ -186,7 +186,7 @@ class Poller:
         )
         await self._store.set_outcome(launch.id, LaunchState.NOT_STARTED, now=self._clock(), error=error)
         await self._store.schedule_poll(launch.id, at=None)
-        await self._say(launch, f":no_entry: {error}. Launch it again if it is still needed.")
+        await self._say(launch, f":no_entry: {escape(error)}. Launch it again if it is still needed.")
         fresh = await self._store.get_launch(launch.id)
         await self._outbox.refresh_launch(fresh or launch)
 
@@ -194,7 +194,8 @@ class Poller:
         attempts = launch.poll_attempts + 1
         if attempts >= _MAX_RECONCILE_ATTEMPTS:
             await self._say(
-                launch, f":grey_question: I could not find out whether the launch started ({why}). Check BK-JOB."
+                launch,
+                f":grey_question: I could not find out whether the launch started ({escape(why)}). Check BK-JOB.",
             )
             await self._store.schedule_poll(launch.id, at=None)
             return

@@ -45,7 +45,8 @@ class VariableProblems(UserInputError):
 
     def __init__(self, problems: Mapping[str, str]) -> None:
         self.problems = dict(problems)
-        super().__init__("\n".join(f"• `{name}`: {why}" for name, why in self.problems.items()))
+        # A backtick in a typed name would close the code span early (Slack has no escape for it).
+        super().__init__("\n".join(f"• `{name.replace('`', 'ˋ')}`: {why}" for name, why in self.problems.items()))
 
 
 def type_name(category: int) -> str:

@@ -156,7 +156,7 @@ async def test_help_empty_and_unknown_subcommand_answer_with_usage(bot: Bot, tex
     resp = await bot.command(text)
     assert resp.status == 200
     answer = await ephemeral(bot)
-    assert "/bkjob run <job_id>" in answer and "/bkjob help" in answer
+    assert "/bkjob run &lt;job_id&gt;" in answer and "/bkjob help" in answer
     if text.startswith("frobnicate"):
         assert "I don't know `frobnicate`" in answer
     assert bot.bk.requests() == []
