@@ -170,3 +170,46 @@ async def test_approval_channel_approve_as_someone_else(page: Page) -> None:
     )
     assert any("Approved" in text_of(m) for m in messages(snap))
     assert "redis" in json.dumps(snap["timeline"])
+
+
+def picker(snap: Snapshot) -> dict[str, Any] | None:
+    """The plan picker in the open modal (an external_select in an actions block), if there is one."""
+    if snap["modal"] is None:
+        return None
+    for block in snap["modal"]["view"]["blocks"]:
+        for element in block.get("elements", []) if block["type"] == "actions" else []:
+            if element["type"] == "external_select":
+                return {"block_id": block["block_id"], "action_id": element["action_id"]}
+    return None
+
+
+async def test_the_picker_finds_a_plan_as_you_type_and_fills_the_form(page: Page) -> None:
+    await page.command("/bkjob run")
+    snap = await page.wait_for(lambda s: picker(s) is not None)
+    menu = picker(snap)
+    assert menu is not None
+    view_id = snap["modal"]["view"]["id"]
+    answer = await page.post("/api/options", user=ALICE, view_id=view_id, value="deploy", **menu)
+    groups = answer["answer"]["option_groups"]
+    values = [o["value"] for g in groups for o in g["options"]]
+    assert values[0] == "preset:deploy-web" and {"plan:100", "plan:104", "plan:105"} <= set(values)
+    assert "plan:106" not in values  # "Rollback web" has no "deploy" in its name
+
+    await page.post("/api/pick", user=ALICE, view_id=view_id, value="plan:100", text="Deploy web (100)", **menu)
+    snap = await page.wait_for(lambda s: run_modal(s) and s["modal"]["view"]["title"]["text"] == "Deploy web")
+    assert picker(snap) is not None  # still there: another plan can be chosen in the same form
+    titles = [entry["title"] for entry in snap["log"]]
+    assert any(t.startswith("block_suggestion") for t in titles) and "get_job_list" in titles
+
+
+async def test_plans_lists_run_buttons_that_open_the_form(page: Page) -> None:
+    await page.command("/bkjob plans rollback")
+    snap = await page.wait_for(
+        lambda s: any(i["kind"] == "ephemeral" and "Rollback web" in text_of(i) for i in s["timeline"])
+    )
+    item = next(i for i in snap["timeline"] if i["kind"] == "ephemeral" and "Rollback web" in text_of(i))
+    button = next(b["accessory"] for b in item["blocks"] if "accessory" in b)
+    await page.post(
+        "/api/action", user=ALICE, channel=DEPLOYS, action_id=button["action_id"], value=button["value"], ephemeral=True
+    )
+    await page.wait_for(lambda s: run_modal(s) and s["modal"]["view"]["title"]["text"] == "Rollback web")

@@ -13,6 +13,7 @@ __all__ = [
     "BIZ",
     "CHANNELS",
     "GROUPS",
+    "MORE_PLANS",
     "PLANS",
     "USERS",
     "Channel",
@@ -106,11 +107,24 @@ PLANS: tuple[DemoPlan, ...] = (
     ),
     DemoPlan(103, "Clean temp files", [], ["Clean /tmp"]),
 )
+# More plans, so that the form's picker (`/bkjob run` without an ID) has something to search through.
+MORE_PLANS: Mapping[int, str] = {
+    104: "Deploy API gateway",
+    105: "Deploy worker pool",
+    106: "Rollback web",
+    107: "Rotate TLS certificates",
+    108: "Restart cache cluster",
+    109: "Nightly report",
+    110: "Collect diagnostics",
+    111: "Scale out web tier",
+}
 
 
 def add_plans(bk: FakeBkJob) -> None:
     for plan in PLANS:
         bk.add_plan(BIZ, plan.bk_job_id, plan.name, plan.global_vars, [{"name": step} for step in plan.steps])
+    for job_id, name in MORE_PLANS.items():
+        bk.add_plan(BIZ, job_id, name, [], [{"name": "Run"}])
 
 
 def demo_policy() -> Policy:
@@ -123,6 +137,16 @@ def demo_policy() -> Policy:
                 approving.id: {"approval": True, "approvers": ["U0BOB", "S0ONCALL"], "approval_ttl": "30m"},
             },
             "defaults": {"bk_biz_id": BIZ, "approval": False},
+            # `/bkjob run deploy-web`: plan 100 with its version pre-filled and its namespace locked.
+            "presets": {
+                "deploy-web": {
+                    "plan": 100,
+                    "bk_biz_id": BIZ,
+                    "description": "Deploy web to prod",
+                    "values": {"version": "2.5.0", "env": "prod"},
+                    "locked": ["env"],
+                }
+            },
         }
     )
 

@@ -54,13 +54,28 @@ class _CommandIn(BaseModel):
 
 
 class _ActionIn(BaseModel):
+    """A button click on a message; `ephemeral` for one only its reader sees (no stored message, no `ts`)."""
+
     model_config = ConfigDict(extra="forbid")
     user: str
     channel: str
-    ts: str
+    ts: str = ""
     action_id: str
     block_id: str = ""
     value: str = ""
+    ephemeral: bool = False
+
+
+class _MenuIn(BaseModel):
+    """Typing in (`/api/options`) or choosing from (`/api/pick`) an external_select in the open modal."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str
+    view_id: str
+    action_id: str
+    block_id: str = ""
+    value: str = Field(default="", max_length=150)
+    text: str = Field(default="", max_length=75)
 
 
 class _SubmitIn(BaseModel):
@@ -130,6 +145,8 @@ class Simulator:
         page.router.add_get("/api/state", _state)
         page.router.add_post("/api/command", _command)
         page.router.add_post("/api/action", _action)
+        page.router.add_post("/api/options", _options)
+        page.router.add_post("/api/pick", _pick)
         page.router.add_post("/api/submit", _submit)
         page.router.add_post("/api/close", _close)
         runner = web.AppRunner(page, shutdown_timeout=1.0)
@@ -232,8 +249,8 @@ class Simulator:
         return {"ok": delivery.status == 200, "status": delivery.status}
 
     async def action(self, form: _ActionIn) -> JsonDict:
-        message = self.slack.message(form.channel, form.ts)
-        if message is None:
+        message = None if form.ephemeral else self.slack.message(form.channel, form.ts)
+        if message is None and not form.ephemeral:
             return {"ok": False, "error": "message_not_found"}
         payload = {
             "type": "block_actions",
@@ -245,11 +262,11 @@ class Simulator:
                 "type": "message",
                 "message_ts": form.ts,
                 "channel_id": form.channel,
-                "is_ephemeral": False,
+                "is_ephemeral": form.ephemeral,
             },
             "trigger_id": self.workspace.trigger_id(form.user),
             "channel": {"id": form.channel, "name": _channel_name(form.channel)},
-            "message": message,
+            **({"message": message} if message is not None else {}),
             "response_url": self.workspace.response_url(form.channel, form.user),
             "actions": [
                 {
@@ -293,6 +310,65 @@ class Simulator:
         )
         self.workspace.submitted(form.user, form.view_id, delivery.status, delivery.body)
         return {"ok": delivery.status == 200, "status": delivery.status, "answer": delivery.body}
+
+    async def menu_options(self, form: _MenuIn) -> JsonDict:
+        """Slack asks the Options Load URL as the person types in an external_select: `block_suggestion`."""
+        modal = self.workspace.modal(form.user)
+        if modal is None or modal.id != form.view_id:
+            return {"ok": False, "error": "view_not_open"}
+        payload = {
+            "type": "block_suggestion",
+            "team": TEAM,
+            "user": slack_user(form.user, _person(form.user)),
+            "api_app_id": APP_ID,
+            "token": "demo-verification-token",
+            "container": {"type": "view", "view_id": modal.id},
+            "action_id": form.action_id,
+            "block_id": form.block_id,
+            "value": form.value,
+            "view": modal.view,
+        }
+        delivery = await self._require_sender().interaction(payload)
+        self.workspace.note(
+            "Slack → bot",
+            f"block_suggestion: {form.action_id} {form.value!r}",
+            {"payload": payload, "http_status": delivery.status, "answer": delivery.body},
+            ok=delivery.status == 200,
+        )
+        return {"ok": delivery.status == 200, "status": delivery.status, "answer": delivery.body or {}}
+
+    async def menu_pick(self, form: _MenuIn) -> JsonDict:
+        """Choosing an option in a modal's select menu: `block_actions` from the view (no response_url)."""
+        modal = self.workspace.modal(form.user)
+        if modal is None or modal.id != form.view_id:
+            return {"ok": False, "error": "view_not_open"}
+        payload = {
+            "type": "block_actions",
+            "team": TEAM,
+            "user": slack_user(form.user, _person(form.user)),
+            "api_app_id": APP_ID,
+            "token": "demo-verification-token",
+            "container": {"type": "view", "view_id": modal.id},
+            "trigger_id": self.workspace.trigger_id(form.user),
+            "view": modal.view,
+            "actions": [
+                {
+                    "type": "external_select",
+                    "action_id": form.action_id,
+                    "block_id": form.block_id,
+                    "selected_option": {"text": {"type": "plain_text", "text": form.text}, "value": form.value},
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        delivery = await self._require_sender().interaction(payload)
+        self.workspace.note(
+            "Slack → bot",
+            f"block_actions: {form.action_id} → {form.value}",
+            {"payload": payload, "http_status": delivery.status, "answer": delivery.body},
+            ok=delivery.status == 200,
+        )
+        return {"ok": delivery.status == 200, "status": delivery.status}
 
     def _require_sender(self) -> SlackSender:
         if self._sender is None:
@@ -380,6 +456,20 @@ async def _action(request: web.Request) -> web.StreamResponse:
     if isinstance(form, web.Response):
         return form
     return web.json_response(await request.app[_SIMULATOR].action(form))
+
+
+async def _options(request: web.Request) -> web.StreamResponse:
+    form = await _read(request, _MenuIn)
+    if isinstance(form, web.Response):
+        return form
+    return web.json_response(await request.app[_SIMULATOR].menu_options(form))
+
+
+async def _pick(request: web.Request) -> web.StreamResponse:
+    form = await _read(request, _MenuIn)
+    if isinstance(form, web.Response):
+        return form
+    return web.json_response(await request.app[_SIMULATOR].menu_pick(form))
 
 
 async def _submit(request: web.Request) -> web.StreamResponse:
