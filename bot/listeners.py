@@ -397,11 +397,12 @@ class Listeners:
             await self._run_preset(name, preset, cmd, command, respond)
             return
         if cmd.confirm or cmd.overrides:
-            typed = " ".join(cmd.words)
+            typed = untrusted(_cut(" ".join(cmd.words), 60))
             await _ephemeral(
                 respond,
                 f":warning: missing job id: `{typed}` is not a preset here, and --yes or name=value need a plan. "
-                f"Write `/bkjob run <job_id>`, or `/bkjob run {typed}` to find it in the form.\n\n{USAGE}",
+                f"Write `/bkjob run &lt;job_id&gt;`, or `/bkjob run {typed}` to find it in the form.\n\n"
+                f"{escape(USAGE)}",
             )
             return
         await self._open_picker(cmd, command, respond)
@@ -507,7 +508,7 @@ class Listeners:
                 return await self._form({**meta, "p": "run", "j": found[0].bk_job_id}, prefill={}, picker=True)
             shown = _cut(" ".join(words), 60)
             count = "No plan" if not found and not presets else "Several plans" if len(found) > 1 else "A preset"
-            note = f"{count} here match *{_esc(shown)}*: open the menu above, or type other words."
+            note = f"{count} here match *{untrusted(shown)}*: open the menu above, or type other words."
         elif note is None and catalogue is None and (failure := self._finder.failure(meta["b"], meta["k"])):
             note = explain(failure)
         return picker_modal(bk_biz_id=meta["b"], metadata=self._signer.sign({**meta, "p": "pick"}), note=note)
@@ -672,10 +673,6 @@ class Listeners:
 
 def _message(message: Message) -> dict[str, Any]:
     return {"text": message.text, "blocks": message.blocks, "response_type": "ephemeral"}
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 async def _ephemeral(respond: Respond, text: str, **kwargs: Any) -> None:

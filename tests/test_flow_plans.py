@@ -354,3 +354,12 @@ async def test_plans_respects_the_channels_policy(pbot: Bot) -> None:
     await pbot.command("plans zzz")
     posts = await pbot.slack.wait_for_response(count=2)
     assert "No plans or presets matching *zzz*" in posts[-1].body["text"] + json.dumps(posts[-1].body["blocks"])
+
+
+async def test_words_people_type_are_shown_as_typed_not_as_slack_markup(pbot: Bot) -> None:
+    await pbot.command("run <!channel> --yes")
+    await pbot.command("plans <!channel> ```")
+    posts = await pbot.slack.wait_for_response(count=2)
+    shown = json.dumps([p.body for p in posts])
+    assert "<!channel>" not in shown and "```" not in shown
+    assert "&lt;!channel&gt;" in shown
