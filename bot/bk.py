@@ -72,6 +72,9 @@ class BkClient(ABC):
     Nothing is retried here: a retried launch could run twice, and a read is cheap to ask for again later.
     """
 
+    names_hosts_by_id = False
+    """Whether execute_job can take hosts by host ID (v3's `host_id_list`): how IPv6-only hosts are sent."""
+
     def __init__(
         self,
         *,
@@ -304,6 +307,8 @@ class ApigwV3Client(BkClient):
     are never put in a body or a query string. Its own refusals (`code_name`, HTTP 4xx/5xx) are told apart
     from JOB's answers.
     """
+
+    names_hosts_by_id = True
 
     def __init__(self, *, path: Literal["system", "user"] = "system", **kwargs: Any) -> None:
         super().__init__(**kwargs)

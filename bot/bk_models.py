@@ -23,6 +23,7 @@ __all__ = [
     "ExecuteJobData",
     "ExecuteJobRequest",
     "GlobalVar",
+    "HostId",
     "InstanceList",
     "InstanceSummary",
     "IpEntry",
@@ -83,27 +84,44 @@ class TopoNode(_Wire):
     node_type: str
 
 
+class HostId(_Wire):
+    """A host named by its CMDB host ID: how an IPv6-only host (no IPv4 to name it by) is sent, through v3's
+    `host_id_list`. `ipv6` is only shown to people, never sent."""
+
+    bk_host_id: int
+    ipv6: str | None = None
+
+
 class TargetServer(_Wire):
-    """`global_vars[].target_server`: only non-empty lists go on the wire."""
+    """`global_vars[].target_server`: only non-empty lists go on the wire.
+
+    `host_id_list` exists only in v3 (`server.host_id_list`), and there it wins over `ip_list` when both are given
+    (JobExecuteCommonV3Processor): a target holding host IDs holds every host by ID (see bot.variables).
+    """
 
     ip_list: list[IpEntry] = Field(default_factory=list)
+    host_id_list: list[HostId] = Field(default_factory=list)
     dynamic_group_id_list: list[str] = Field(default_factory=list)
     topo_node_list: list[TopoNode] = Field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.ip_list or self.dynamic_group_id_list or self.topo_node_list)
+        return not (self.ip_list or self.host_id_list or self.dynamic_group_id_list or self.topo_node_list)
 
     def counts(self) -> str:
         """What a host variable runs on, in words: "2 IPs, 1 dynamic group, 1 topology node"."""
         parts = [
             _count(len(self.ip_list), "IP", "IPs"),
+            _count(len(self.host_id_list), "host by ID", "hosts by ID"),
             _count(len(self.dynamic_group_id_list), "dynamic group", "dynamic groups"),
             _count(len(self.topo_node_list), "topology node", "topology nodes"),
         ]
         return ", ".join(p for p in parts if p) or "no hosts"
 
     def wire(self) -> dict[str, Any]:
-        return self.model_dump(exclude_defaults=True)
+        """v2's `target_server`, which has no host IDs (EsbServerDTO): bot.variables never lets one through."""
+        if self.host_id_list:
+            raise ValueError("ESB v2's execute_job cannot name hosts by host ID")
+        return self.model_dump(exclude_defaults=True, exclude={"host_id_list"})
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -166,8 +184,12 @@ class ExecuteJobData(_Wire):
 
 
 class PlanIp(_Wire):
+    """A default host: `ip` is null for an IPv6-only host, which has its `ipv6` and `bk_host_id` (EsbIpDTO)."""
+
+    bk_host_id: int | None = None
     bk_cloud_id: int = 0
-    ip: str
+    ip: str | None = None
+    ipv6: str | None = None
 
 
 class PlanVariable(_Wire):
@@ -230,11 +252,17 @@ class PlanVariable(_Wire):
 
     def default_targets(self) -> TargetServer:
         """The plan's default targets: hosts, dynamic groups and topology nodes."""
+        hosts = self.ip_list or []
         return TargetServer(
-            ip_list=[IpEntry(bk_cloud_id=ip.bk_cloud_id, ip=ip.ip) for ip in self.ip_list or []],
+            ip_list=[IpEntry(bk_cloud_id=h.bk_cloud_id, ip=h.ip) for h in hosts if h.ip],
+            host_id_list=[HostId(bk_host_id=h.bk_host_id, ipv6=h.ipv6) for h in hosts if not h.ip and h.bk_host_id],
             dynamic_group_id_list=list(self.custom_query_id or []),
             topo_node_list=list(self.topo_node_list or []),
         )
+
+    def host_ids(self) -> dict[tuple[int, str], int]:
+        """(cloud area, IPv4) -> host ID of the default's hosts that have both."""
+        return {(h.bk_cloud_id, h.ip): h.bk_host_id for h in self.ip_list or [] if h.ip and h.bk_host_id}
 
 
 def _task_target(value: Any) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]] | None:
@@ -254,7 +282,12 @@ def _task_target(value: Any) -> tuple[list[dict[str, Any]], list[str], list[dict
     if not isinstance(node, dict):
         return None
     hosts = [
-        {"bk_host_id": h.get("hostId"), "bk_cloud_id": h.get("cloudAreaId") or 0, "ip": h.get("ip")}
+        {
+            "bk_host_id": h.get("hostId"),
+            "bk_cloud_id": h.get("cloudAreaId") or 0,
+            "ip": h.get("ip"),
+            "ipv6": h.get("ipv6"),
+        }
         for h in node.get("hostList") or []
         if isinstance(h, dict)
     ]

@@ -62,11 +62,14 @@ def scope(bk_biz_id: int) -> dict[str, str]:
 
 
 def server(targets: TargetServer) -> dict[str, Any]:
-    """`global_var_list[].server`: v2's `dynamic_group_id_list` of strings becomes `dynamic_group_list` of `{id}`.
+    """`global_var_list[].server`: v2's `dynamic_group_id_list` of strings becomes `dynamic_group_list` of `{id}`,
+    and hosts named by ID (IPv6-only ones) go in `host_id_list`.
 
     Only non-empty lists go on the wire, as for v2: JOB uses a server only when at least one list is non-empty.
     """
     out: dict[str, Any] = {}
+    if targets.host_id_list:
+        out["host_id_list"] = [host.bk_host_id for host in targets.host_id_list]
     if targets.ip_list:
         out["ip_list"] = [{"bk_cloud_id": ip.bk_cloud_id, "ip": ip.ip} for ip in targets.ip_list]
     if targets.dynamic_group_id_list:
@@ -139,8 +142,12 @@ class _Wire(BaseModel):
 
 
 class _HostV3(_Wire):
+    """`ip` is null for an IPv6-only host, named by `bk_host_id` (and shown by `ipv6`)."""
+
+    bk_host_id: int | None = None
     bk_cloud_id: int = 0
-    ip: str
+    ip: str | None = None
+    ipv6: str | None = None
 
 
 class _DynamicGroupV3(_Wire):
@@ -176,7 +183,12 @@ class GlobalVarV3(_Wire):
             # v3 masks every password default, set or not (reference §9.3): whether one is set is unknown.
             value_hidden=self.type == 4,
             description=self.description,
-            ip_list=[PlanIp(bk_cloud_id=h.bk_cloud_id, ip=h.ip) for h in srv.ip_list or []] if host else None,
+            ip_list=[
+                PlanIp(bk_host_id=h.bk_host_id, bk_cloud_id=h.bk_cloud_id, ip=h.ip, ipv6=h.ipv6)
+                for h in srv.ip_list or []
+            ]
+            if host
+            else None,
             custom_query_id=[g.id for g in srv.dynamic_group_list or []] if host else None,
             topo_node_list=list(srv.topo_node_list or []) if host else None,
         )

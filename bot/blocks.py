@@ -25,7 +25,7 @@ from slack_sdk.models.views import View
 from bot import status
 from bot.bk_models import JobDetail, JobInstanceStatus, PlanSummary, PlanVariable, VariableType
 from bot.store.records import ApprovalRecord, ApprovalState, LaunchRecord, LaunchState, SentVariable, Vote
-from bot.variables import MASK, default_text, type_name
+from bot.variables import MASK, default_text, host_hint, type_name
 
 __all__ = [
     "APPROVE_ACTION",
@@ -194,6 +194,7 @@ def _variable_block(var: PlanVariable, override: str | None) -> Block:
     hint = var.description or None
     if var.is_host:
         hint = "One per line or comma separated: 10.0.0.1, 2:10.0.0.1 (cloud area 2), group:<id>, module:1000"
+        hint += host_hint(var)
     return InputBlock(
         block_id=var_block_id(var),
         label=label,

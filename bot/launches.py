@@ -100,7 +100,8 @@ class Launches:
         """Everything checked before anything is recorded or sent: identity, plan, variables."""
         user = bk_username or await self._identities.bk_username(request.requester)
         plan = await self._bk.get_job_detail(bk_biz_id=request.bk_biz_id, bk_job_id=request.bk_job_id, bk_username=user)
-        return Prepared(plan=plan, bk_username=user, overrides=build_overrides(plan, request.values))
+        overrides = build_overrides(plan, request.values, host_ids=self._bk.names_hosts_by_id)
+        return Prepared(plan=plan, bk_username=user, overrides=overrides)
 
     async def launch(
         self, request: LaunchRequest, *, approval: ApprovalRecord | None = None, approved_by: Sequence[str] = ()

@@ -1,11 +1,11 @@
-"""Parsing and formatting of host lists: IPs, cloud-area IPs, dynamic groups and topology nodes."""
+"""Parsing and formatting of host lists: IPs, cloud-area IPs, host IDs, dynamic groups and topology nodes."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 
-from bot.bk_models import IpEntry, TargetServer, TopoNode
+from bot.bk_models import HostId, IpEntry, TargetServer, TopoNode
 from bot.errors import TargetError
 
 __all__ = ["MAX_ENTRIES", "format_targets", "parse_targets"]
@@ -20,8 +20,12 @@ _DIGITS = re.compile(r"[0-9]+")
 _GROUP_ID = re.compile(r"[A-Za-z0-9_-]+")
 _NODE_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 _SHOWN_MAX = 60
-_EXPECTED = "expected an IPv4 address (10.0.0.1), cloud:IP (2:10.0.0.1), group:<id> or <node_type>:<id> (module:12)"
-_IPV6 = "IPv6 is not supported by execute_job v2"
+_EXPECTED = (
+    "expected an IPv4 address (10.0.0.1), cloud:IP (2:10.0.0.1), host:<host id>, group:<id> or <node_type>:<id>"
+    " (module:12)"
+)
+_IPV6 = "IPv6 addresses cannot be sent to BK-JOB: name an IPv6-only host by its host ID, host:<bk_host_id>"
+_MAX_HOST_ID = 2**63 - 1  # CMDB `bk_host_id`, a `long`
 
 
 class _BadEntry(ValueError):
@@ -34,6 +38,7 @@ def parse_targets(text: str) -> TargetServer:
     if len(entries) > MAX_ENTRIES:
         raise TargetError([f"too many entries ({len(entries)}): at most {MAX_ENTRIES} in one host list"])
     ips: dict[tuple[int, str], IpEntry] = {}
+    host_ids: dict[int, HostId] = {}
     groups: dict[str, None] = {}
     nodes: dict[tuple[str, int], TopoNode] = {}
     problems: list[str] = []
@@ -46,6 +51,8 @@ def parse_targets(text: str) -> TargetServer:
         # setdefault keeps the first spelling; `0:10.0.0.1` and `10.0.0.1` are the same host.
         if isinstance(item, IpEntry):
             ips.setdefault((item.bk_cloud_id, item.ip), item)
+        elif isinstance(item, HostId):
+            host_ids.setdefault(item.bk_host_id, item)
         elif isinstance(item, TopoNode):
             nodes.setdefault((item.node_type, item.id), item)
         else:
@@ -53,20 +60,28 @@ def parse_targets(text: str) -> TargetServer:
     if problems:
         raise TargetError(problems)
     return TargetServer(
-        ip_list=list(ips.values()), dynamic_group_id_list=list(groups), topo_node_list=list(nodes.values())
+        ip_list=list(ips.values()),
+        host_id_list=list(host_ids.values()),
+        dynamic_group_id_list=list(groups),
+        topo_node_list=list(nodes.values()),
     )
 
 
-def format_targets(targets: TargetServer) -> str:
-    """Write targets in the syntax parse_targets reads, one per line, to pre-fill a modal field."""
+def format_targets(targets: TargetServer, *, labels: bool = False) -> str:
+    """Write targets in the syntax parse_targets reads, one per line, to pre-fill a modal field; with `labels`,
+    for people only, a host named by ID shows its IPv6 address too."""
     lines = [ip.ip if ip.bk_cloud_id == 0 else f"{ip.bk_cloud_id}:{ip.ip}" for ip in targets.ip_list]
+    lines += [
+        f"{host.ipv6} (host:{host.bk_host_id})" if labels and host.ipv6 else f"host:{host.bk_host_id}"
+        for host in targets.host_id_list
+    ]
     lines += [f"group:{group}" for group in targets.dynamic_group_id_list]
     lines += [f"{node.node_type}:{node.id}" for node in targets.topo_node_list]
     return "\n".join(lines)
 
 
-def _parse_entry(entry: str) -> IpEntry | TopoNode | str:
-    """One entry: an IpEntry, a TopoNode, or a str holding a dynamic group id."""
+def _parse_entry(entry: str) -> IpEntry | HostId | TopoNode | str:
+    """One entry: an IpEntry, a HostId, a TopoNode, or a str holding a dynamic group id."""
     if entry.count(":") > 1:
         raise _BadEntry(_IPV6 if _is_ipv6(entry) else f"not a host: {_EXPECTED}")
     prefix, colon, rest = entry.partition(":")
@@ -74,6 +89,8 @@ def _parse_entry(entry: str) -> IpEntry | TopoNode | str:
         return IpEntry(bk_cloud_id=0, ip=_ipv4(entry))
     if prefix.lower() == "group":
         return _group_id(rest)
+    if prefix.lower() == "host":
+        return HostId(bk_host_id=_positive(rest, "host ID", _MAX_HOST_ID))
     if not prefix or _DIGITS.fullmatch(prefix):
         return IpEntry(bk_cloud_id=_cloud_id(prefix), ip=_ipv4(rest))
     if _NODE_TYPE.fullmatch(prefix):
@@ -132,11 +149,15 @@ def _group_id(rest: str) -> str:
 
 
 def _node_id(rest: str) -> int:
+    return _positive(rest, "topology node id", _MAX_NODE_ID)
+
+
+def _positive(rest: str, what: str, largest: int) -> int:
     digits = rest.lstrip("0") if _DIGITS.fullmatch(rest) else ""
     if not digits:
-        raise _BadEntry("topology node id must be a positive integer")
-    if len(digits) > len(str(_MAX_NODE_ID)) or int(digits) > _MAX_NODE_ID:
-        raise _BadEntry(f"topology node id is too large: at most {_MAX_NODE_ID}")
+        raise _BadEntry(f"{what} must be a positive integer")
+    if len(digits) > len(str(largest)) or int(digits) > largest:
+        raise _BadEntry(f"{what} is too large: at most {largest}")
     return int(digits)
 
 

@@ -16,6 +16,7 @@ from bot.bk import ApigwV3Client, BkClient, EsbV2Client
 from bot.bk_models import (
     ExecuteJobRequest,
     GlobalVar,
+    HostId,
     InstanceList,
     IpEntry,
     Permission,
@@ -474,3 +475,15 @@ async def test_a_large_plan_arriving_in_many_chunks_is_read_whole(bkc: BkClient,
     bk.add_plan(BIZ, 777, "Big plan", many)
     detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=777, bk_username="ops-bot")
     assert len(detail.variables) == 1000 and detail.variables[-1].value == "x" * 2000
+
+
+async def test_ipv6_only_default_hosts_are_read_by_host_id(bkc: BkClient, bk: FakeBkJob) -> None:
+    """`ip` is null for an IPv6-only host (EsbIpDTO / v3 `server.ip_list`): it is kept, by host ID and IPv6."""
+    hosts = [{"bk_host_id": 11, "ip": "10.0.0.1"}, {"bk_host_id": 77, "ip": None, "ipv6": "2001:db8::7"}]
+    bk.add_plan(BIZ, 140, "dual", [{"id": 9, "name": "servers", "category": 3, "ip_list": hosts}])
+    detail = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=140, bk_username=USER)
+    (servers,) = detail.variables
+    assert servers.default_targets() == TargetServer(
+        ip_list=[IpEntry(bk_cloud_id=0, ip="10.0.0.1")], host_id_list=[HostId(bk_host_id=77, ipv6="2001:db8::7")]
+    )
+    assert servers.host_ids() == {(0, "10.0.0.1"): 11}

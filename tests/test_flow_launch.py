@@ -95,3 +95,44 @@ async def test_host_default_with_groups_and_nodes_keeps_every_target(bot: Bot) -
     # The launch message says what the changed host variable runs on.
     message = bot.slack.messages(CHANNEL)[-1]
     assert "2 IPs, 1 dynamic group, 1 topology node" in json.dumps(message["blocks"])
+
+
+IPV6_PLAN = 140
+
+
+async def test_ipv6_only_hosts_launch_and_go_by_host_id(bot: Bot) -> None:
+    """An IPv6-only default host (`ip` null, `ipv6` and `bk_host_id`): the plan still launches, the form and the
+    launch message show it by host ID and IPv6 address, and an edited list names it in v3's `host_id_list`
+    (which then holds every host); ESB v2 cannot name hosts by ID, so there the edit is refused, not shortened."""
+    hosts = [
+        {"bk_host_id": 11, "bk_cloud_id": 0, "ip": "10.0.0.1"},
+        {"bk_host_id": 77, "bk_cloud_id": 0, "ip": None, "ipv6": "2001:db8::7"},
+    ]
+    variables = [
+        {"id": 951, "name": "servers", "category": 3, "ip_list": hosts},
+        {"id": 952, "name": "version", "category": 1, "value": "1.0"},
+    ]
+    bot.bk.add_plan(BIZ, IPV6_PLAN, "Dual stack", variables, steps=[{"name": "deploy", "ip_list": hosts}])
+    await bot.command(f"run {IPV6_PLAN} --yes version=2.0")
+    await bot.bk.wait_for_request("execute_job")
+    await bot.idle()
+    (first,) = bot.bk.instances.values()
+    assert first.resolved_vars["servers"]["host_id_list"] == [77]  # the default, untouched
+
+    view = await bot.open_form(f"run {IPV6_PLAN}")
+    (servers,) = [b for b in view["blocks"] if b.get("block_id") == "var:3:id:951"]
+    assert servers["element"]["initial_value"] == "10.0.0.1\nhost:77"
+    assert "host:77 is 2001:db8::7" in servers["hint"]["text"]
+    await bot.submit(view, {"servers": "10.0.0.1\nhost:77\nhost:78"})
+    await bot.idle()
+    if bot.bk.api_version == "v3":
+        (req,) = [r for r in bot.bk.requests("execute_job") if "server" in json.dumps(r.body)]
+        assert req.body["global_var_list"] == [{"id": 951, "server": {"host_id_list": [11, 77, 78]}}]
+        launched = bot.bk.instances[max(bot.bk.instances)]
+        assert launched.resolved_vars["servers"]["host_id_list"] == [11, 77, 78]
+        message = json.dumps(bot.slack.messages(CHANNEL)[-1]["blocks"])
+        assert "1 IP, 2 hosts by ID" in message and "2001:db8::7 (host:77)" in message
+    else:
+        assert len(bot.bk.requests("execute_job")) == 1  # nothing sent that would drop the IPv6-only hosts
+        (told,) = await bot.slack.wait_for_call("chat.postEphemeral")
+        assert "BK_API_VERSION=v3" in json.dumps(told.args) and "host:77" in json.dumps(told.args)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.bk_models import IpEntry, TargetServer, TopoNode
+from bot.bk_models import HostId, IpEntry, TargetServer, TopoNode
 from bot.errors import TargetError
 from bot.targets import MAX_ENTRIES, format_targets, parse_targets
 
@@ -68,6 +68,9 @@ def test_parses(text: str, expected: TargetServer) -> None:
     assert parse_targets(text) == expected
 
 
+IPV6 = "IPv6 addresses cannot be sent to BK-JOB: name an IPv6-only host by its host ID, host:<bk_host_id>"
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -78,11 +81,13 @@ def test_parses(text: str, expected: TargetServer) -> None:
         ("1.2.3.4.5", '"1.2.3.4.5": not an IPv4 address'),
         ("10.0.0.1/24", '"10.0.0.1/24": not a host'),
         ("web01", '"web01": not a host: expected an IPv4 address (10.0.0.1), cloud:IP (2:10.0.0.1)'),
-        ("::1", '"::1": IPv6 is not supported by execute_job v2'),
-        ("fe80::1%eth0", '"fe80::1%eth0": IPv6 is not supported by execute_job v2'),
-        ("2001:db8::1", '"2001:db8::1": IPv6 is not supported by execute_job v2'),
-        ("[2001:db8::1]", "IPv6 is not supported"),
-        ("2:fe80::1", '"2:fe80::1": IPv6 is not supported by execute_job v2'),
+        ("::1", f'"::1": {IPV6}'),
+        ("fe80::1%eth0", f'"fe80::1%eth0": {IPV6}'),
+        ("2001:db8::1", f'"2001:db8::1": {IPV6}'),
+        ("[2001:db8::1]", "host:<bk_host_id>"),
+        ("2:fe80::1", f'"2:fe80::1": {IPV6}'),
+        ("host:x", '"host:x": host ID must be a positive integer'),
+        ("host:0", '"host:0": host ID must be a positive integer'),
         ("module:1:2", '"module:1:2": not a host'),
         (":10.0.0.1", '":10.0.0.1": the cloud area id before ":" is missing'),
         ("2:", '"2:": not a host'),
@@ -184,3 +189,15 @@ def test_any_text_parses_or_raises_target_error(text: str) -> None:
         assert exc.problems
     else:
         assert isinstance(result, TargetServer)
+
+
+def test_host_ids_parse_and_format_back() -> None:
+    """An IPv6-only host is named by its host ID; people also see its IPv6 address where it is known."""
+    targets = parse_targets("10.0.0.1\nhost:77\nHOST:0078\nhost:77")
+    assert targets == TargetServer(
+        ip_list=[ip("10.0.0.1")], host_id_list=[HostId(bk_host_id=77), HostId(bk_host_id=78)]
+    )
+    assert parse_targets(format_targets(targets)) == targets
+    labelled = TargetServer(host_id_list=[HostId(bk_host_id=77, ipv6="2001:db8::7"), HostId(bk_host_id=78)])
+    assert format_targets(labelled) == "host:77\nhost:78"
+    assert format_targets(labelled, labels=True) == "2001:db8::7 (host:77)\nhost:78"

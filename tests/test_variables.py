@@ -136,3 +136,20 @@ def test_type_names_include_unknown_codes() -> None:
         "index array",
     ]
     assert type_name(9) == "type 9"
+
+
+def test_with_hosts_by_id_every_ip_must_have_a_known_host_id() -> None:
+    """v3 ignores `ip_list` when `host_id_list` is given: an IP the plan cannot name by ID is refused, not dropped."""
+    hosts = [{"bk_host_id": 11, "ip": "10.0.0.1"}, {"bk_host_id": 77, "ip": None, "ipv6": "2001:db8::7"}]
+    detail = plan([{"id": 1, "name": "h", "category": 3, "ip_list": hosts}])
+    sent = build_overrides(detail, {"h": "10.0.0.1\nhost:77\nhost:5"}, host_ids=True)
+    (item,) = sent.global_vars
+    assert item.target_server is not None
+    assert [h.bk_host_id for h in item.target_server.host_id_list] == [11, 77, 5] and not item.target_server.ip_list
+    with pytest.raises(VariableProblems) as err:
+        build_overrides(detail, {"h": "10.0.0.9\nhost:77"}, host_ids=True)
+    assert "10.0.0.9" in str(err.value) and "host:<bk_host_id>" in str(err.value)
+    with pytest.raises(VariableProblems) as v2:
+        build_overrides(detail, {"h": "10.0.0.1\nhost:77\nhost:5"}, host_ids=False)
+    assert "BK_API_VERSION=v3" in str(v2.value)
+    assert build_overrides(detail, {"h": default_text(detail.variables[0])}, host_ids=False).global_vars == []

@@ -1336,11 +1336,14 @@ def _v3_var_as_v2(item: Mapping[str, Any]) -> JsonDict:
             raise _JobError(1240003, "bad_cloud")
         if not _IPV4.match(str(host.get("ip") or "")):
             raise _JobError(1240003, "bad_ip")
-    target = {
+    host_ids = [_as_int(h) for h in server.get("host_id_list") or []]
+    target: JsonDict = {
         "ip_list": [{"bk_cloud_id": h["bk_cloud_id"], "ip": h["ip"]} for h in server.get("ip_list") or []],
         "dynamic_group_id_list": [str(g.get("id")) for g in server.get("dynamic_group_list") or []],
         "topo_node_list": list(server.get("topo_node_list") or []),
     }
+    if host_ids:  # JobExecuteCommonV3Processor: host IDs win, `ip_list` is then ignored
+        target.update({"ip_list": [], "host_id_list": host_ids})
     if any(target.values()):
         out["target_server"] = target
     return out
@@ -1355,9 +1358,9 @@ def _plan_var_v3(var: Mapping[str, Any]) -> JsonDict:
             {
                 "bk_host_id": ip.get("bk_host_id"),
                 "bk_cloud_id": ip.get("bk_cloud_id", 0),
-                "ip": ip["ip"],
+                "ip": ip.get("ip"),
                 "bk_cloud_name": None,
-                "ipv6": None,
+                "ipv6": ip.get("ipv6"),
                 "bk_agent_id": None,
                 "alive": None,
             }
@@ -1382,18 +1385,28 @@ def _plan_var_v3(var: Mapping[str, Any]) -> JsonDict:
 
 
 def _host_target(item: Mapping[str, Any]) -> JsonDict:
+    """`{ip_list, dynamic_group_id_list, topo_node_list}`, plus `host_id_list` when hosts are named by ID (v3's
+    host IDs, or a plan default's IPv6-only hosts)."""
     server = item.get("target_server")
     if server is not None:
-        return {
+        out = {
             "ip_list": list(server.get("ip_list") or []),
             "dynamic_group_id_list": list(server.get("dynamic_group_id_list") or []),
             "topo_node_list": list(server.get("topo_node_list") or []),
         }
-    return {  # deprecated fields, read only without target_server (a plan's own variable may have nodes)
-        "ip_list": list(item.get("ip_list") or []),
+        if server.get("host_id_list"):
+            out["host_id_list"] = list(server["host_id_list"])
+        return out
+    hosts = list(item.get("ip_list") or [])  # deprecated fields, read only without target_server
+    out = {
+        "ip_list": [{"bk_cloud_id": h.get("bk_cloud_id", 0), "ip": h["ip"]} for h in hosts if h.get("ip")],
         "dynamic_group_id_list": list(item.get("custom_query_id") or []),
         "topo_node_list": list(item.get("topo_node_list") or []),
     }
+    ipv6_only = [h["bk_host_id"] for h in hosts if not h.get("ip") and h.get("bk_host_id")]
+    if ipv6_only:
+        out["host_id_list"] = ipv6_only
+    return out
 
 
 def _resolve_vars(plan_vars: Iterable[JsonDict], passed: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
