@@ -40,10 +40,11 @@ from bot.plans import PlanFinder
 from bot.policy import Policy, load_policy
 from bot.poller import Poller
 from bot.results import Results
+from bot.socket_mode import SocketState, SocketTransport
 from bot.store import Store, open_store
 from bot.tokens import Signer
 
-__all__ = ["BACKGROUND", "HEARTBEATS", "OUTBOX", "STORE", "create_app"]
+__all__ = ["BACKGROUND", "HEARTBEATS", "OUTBOX", "SOCKET", "STORE", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ _BOLT = web.AppKey("bolt", AsyncApp)
 _CALLBACK = web.AppKey("callback", CallbackRoute)
 _POLICY_MODE = web.AppKey("policy_mode", str)
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
+SOCKET = web.AppKey("socket", SocketState)
+"""Present in Socket Mode only: the connection's state, for /healthz and the tests."""
 
 MAX_SLACK_BODY = 1024 * 1024
 """aiohttp answers 413 above this; Slack's own payloads stay far below it."""
@@ -79,7 +82,11 @@ def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Appli
     app[_POLICY_MODE] = "file" if policy is not None else "open"
     governed = policy
     app.cleanup_ctx.append(lambda a: _resources(a, settings, governed))
-    app.router.add_post(SLACK_PATH, _slack_events)
+    if settings.socket_mode():
+        # Slack's side is the WebSocket the bot dials out; nothing may arrive here claiming to be Slack.
+        app[SOCKET] = SocketState()
+    else:
+        app.router.add_post(SLACK_PATH, _slack_events)
     app.router.add_post("/bkjob/callback/{token}", _callback)
     app.router.add_get("/healthz", _healthz)
     return app
@@ -125,7 +132,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         identities=identities,
         audit=audit,
         outbox=outbox,
-        public_root=settings.public_root(),
+        public_root=settings.callback_root(),
         web_root=settings.job_web_root(),
         callbacks=settings.bk_callback == "on",
         callback_grace=settings.callback_grace,
@@ -147,7 +154,9 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     )
     bolt = AsyncApp(
         client=slack,
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
+        # Socket Mode envelopes are not signed (the app token authenticated the connection): Bolt skips them.
+        request_verification_enabled=not settings.socket_mode(),
         logger=logging.getLogger("slack_bolt"),
         # Run each listener inline: they ack first and hand slow work to `background` themselves. Bolt's other
         # mode runs the listener as a task and polls for the ack every 10 ms, which puts 10 ms on every ack.
@@ -173,7 +182,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         bk=bk,
         audit=audit,
         policy=policy,
-        signer=Signer(secret=settings.slack_signing_secret.get_secret_value()),
+        signer=Signer(secret=settings.metadata_secret()),
         default_biz=settings.bk_biz_id,
         web_root=settings.job_web_root(),
         background=background,
@@ -202,9 +211,12 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
             name="approval-sweeper",
         ),
     ]
+    socket = _socket(app, settings, bolt)
     try:
         yield
     finally:
+        if socket is not None:
+            await socket.close()
         for loop in loops[1:]:
             loop.cancel()
         await asyncio.gather(*loops[1:], return_exceptions=True)
@@ -245,6 +257,20 @@ def _identities(governed: Policy | None, directory: Directory, service_account: 
         fallback=service_account if governed.identity.service_account_fallback else None,
         email_domains=governed.identity.email_domains,
     )
+
+
+def _socket(app: web.Application, settings: Settings, bolt: AsyncApp) -> SocketTransport | None:
+    """In Socket Mode, start dialling Slack (in the background: the callback route and /healthz serve meanwhile)."""
+    if settings.slack_app_token is None:
+        return None
+    transport = SocketTransport(
+        app=bolt,
+        app_token=settings.slack_app_token.get_secret_value(),
+        ping_interval=settings.socket_ping_interval,
+        state=app[SOCKET],
+    )
+    transport.start()
+    return transport
 
 
 @web.middleware
@@ -325,4 +351,7 @@ async def _healthz(request: web.Request) -> web.StreamResponse:
     }
     if stalled:
         body["stalled_workers"] = {name: f"no round completed for {age:g} s" for name, age in stalled.items()}
+    if SOCKET in request.app:
+        # Reported, not judged: a replica whose socket is down still serves BK-JOB's callbacks and its outbox.
+        body["socket"] = request.app[SOCKET].report()
     return web.json_response(body, status=200 if ok else 503)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -19,7 +22,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
     slack_bot_token: SecretStr
-    slack_signing_secret: SecretStr
+    slack_app_token: SecretStr | None = None
+    """An app-level token (`xapp-`, scope connections:write) switches Slack's side to Socket Mode."""
+    slack_signing_secret: SecretStr | None = Field(default=None, validate_default=True)
+    """Required in HTTP mode, where it checks every request; Socket Mode needs none."""
     slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
 
     bk_api_url: AnyHttpUrl
@@ -54,7 +60,12 @@ class Settings(BaseSettings):
     approval_sweep_interval: float = Field(default=15.0, gt=0, le=3600)
     directory_cache_ttl: float = Field(default=300.0, ge=0)
 
-    public_url: AnyHttpUrl
+    socket_ping_interval: float = Field(default=10.0, gt=0, le=120)
+    """Socket Mode: seconds between pings; a connection that misses pongs for a while is replaced."""
+
+    callback_url: AnyHttpUrl | None = None
+    """The base URL BK-JOB calls back on (often an internal address); defaults to PUBLIC_URL."""
+    public_url: AnyHttpUrl | None = Field(default=None, validate_default=True)
     database_url: str = "sqlite:///bkjob-bot.sqlite3"
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
@@ -63,7 +74,17 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 
-    @field_validator("bk_username", "bk_job_web_url", "bk_biz_id", "bkjob_config", mode="before")
+    @field_validator(
+        "bk_username",
+        "bk_job_web_url",
+        "bk_biz_id",
+        "bkjob_config",
+        "slack_app_token",
+        "slack_signing_secret",
+        "callback_url",
+        "public_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         """An empty `VAR=` line in .env means "not set", as a person writing it expects."""
@@ -79,12 +100,36 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("slack_bot_token", "slack_signing_secret", "bk_app_secret")
+    @field_validator("slack_bot_token", "bk_app_secret")
     @classmethod
     def _secret_is_set(cls, value: SecretStr) -> SecretStr:
         """A blank credential would start a bot that fails every call (or checks signatures against "")."""
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """A bot token here would fail at apps.connections.open with a less helpful `not_allowed_token_type`."""
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token (xapp-...)")
+        return value
+
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _signing_secret_in_http_mode(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """HTTP mode checks every request against it; in Socket Mode Slack's side is the app token."""
+        if value is None and info.data.get("slack_app_token") is None and "slack_app_token" in info.data:
+            raise PydanticCustomError("missing", "required setting is not set")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _callback_base_is_known(cls, value: AnyHttpUrl | None, info: ValidationInfo) -> AnyHttpUrl | None:
+        """BK-JOB needs an address to call back on, unless callbacks are off and the poller does all the work."""
+        if value is None and info.data.get("callback_url") is None and info.data.get("bk_callback", "on") == "on":
+            raise PydanticCustomError("missing", "required setting is not set")
         return value
 
     @field_validator("database_url")
@@ -102,15 +147,34 @@ class Settings(BaseSettings):
     def bk_api_root(self) -> str:
         return str(self.bk_api_url).rstrip("/")
 
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def callback_root(self) -> str:
+        """Where BK-JOB calls back: CALLBACK_URL, else PUBLIC_URL ("" only when BK_CALLBACK=off)."""
+        url = self.callback_url or self.public_url
+        return str(url).rstrip("/") if url is not None else ""
+
     def public_root(self) -> str:
-        return str(self.public_url).rstrip("/")
+        """The older name of `callback_root`: PUBLIC_URL used to be the only URL."""
+        return self.callback_root()
+
+    def metadata_secret(self) -> str:
+        """The key that signs form metadata: the signing secret, or in Socket Mode without one, a key derived from
+        the app token (every replica has it; a new token only invalidates forms open at the time)."""
+        if self.slack_signing_secret is not None:
+            return self.slack_signing_secret.get_secret_value()
+        assert self.slack_app_token is not None  # the validator demands one of the two
+        token = self.slack_app_token.get_secret_value().encode()
+        return hmac.new(token, b"bkjob-bot form metadata", hashlib.sha256).hexdigest()
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line, whoever writes it."""
+        optional = (self.slack_signing_secret, self.slack_app_token)
         return [
             self.slack_bot_token.get_secret_value(),
-            self.slack_signing_secret.get_secret_value(),
             self.bk_app_secret.get_secret_value(),
+            *(secret.get_secret_value() for secret in optional if secret is not None),
         ]
 
     def job_web_root(self) -> str | None:

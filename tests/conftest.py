@@ -18,12 +18,14 @@ import pytest
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from bot.app import BACKGROUND, OUTBOX, create_app
+from bot.app import BACKGROUND, OUTBOX, SOCKET, create_app
 from bot.config import Settings, load_settings
+from bot.fakes.socket_mode import FakeSocketMode
 from tests.fakes import FakeBkJob, FakeSlack
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test"
+APP_TOKEN = "xapp-1-A0BKJOB-1-test"
 APP_CODE = "bkjob-bot"
 APP_SECRET = "s3cret"
 CHANNEL = "C0OPS"
@@ -70,19 +72,44 @@ NO_BK_CALLS = {
 }
 
 
+# The main flows run over both of Slack's transports: HTTP requests to /slack/events, and Socket Mode envelopes
+# from bot.fakes.socket_mode (`[http]`, `[socket]` in the test ID). Socket Mode runs against v2 only.
+BOTH_SLACK_MODES = ("test_flow_launch", "test_flow_modal", "test_flow_approvals", "test_flow_callback")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run the client-exercising modules once per API version (`[v2]`, `[v3]` in the test ID)."""
+    """Run the client-exercising modules once per API version (`[v2]`, `[v3]` in the test ID), and the main flows
+    once per Slack transport."""
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    versions: list[Any] = ["v2"]
     if "bk_api_version" in metafunc.fixturenames and module in BOTH_API_VERSIONS:
-        if metafunc.function.__name__ in NO_BK_CALLS:
-            return
-        counterpart = V2_WIRE_ONLY.get(metafunc.function.__name__)
-        v3 = (
-            pytest.param("v3", marks=pytest.mark.skip(reason=f"v2 wire body; v3: {counterpart}"))
-            if counterpart
-            else "v3"
-        )
-        metafunc.parametrize("bk_api_version", ["v2", v3])
+        if metafunc.function.__name__ not in NO_BK_CALLS:
+            counterpart = V2_WIRE_ONLY.get(metafunc.function.__name__)
+            reason = f"v2 wire body; v3: {counterpart}"
+            versions.append(pytest.param("v3", marks=pytest.mark.skip(reason=reason)) if counterpart else "v3")
+    modes = ["http"]
+    if "slack_mode" in metafunc.fixturenames and module in BOTH_SLACK_MODES:
+        modes.append("socket")
+    if len(modes) == 1:
+        if len(versions) > 1:
+            metafunc.parametrize("bk_api_version", versions)
+        return
+    if len(versions) == 1:
+        metafunc.parametrize("slack_mode", modes)
+        return
+    pairs = [
+        pytest.param(*v.values, "http", marks=v.marks, id=f"{v.values[0]}-http")
+        if isinstance(v, type(pytest.param(0)))
+        else pytest.param(v, "http", id=f"{v}-http")
+        for v in versions
+    ]
+    metafunc.parametrize("bk_api_version,slack_mode", [*pairs, pytest.param("v2", "socket", id="v2-socket")])
+
+
+@pytest.fixture
+def slack_mode() -> str:
+    """How Slack reaches the bot: `http` (signed requests) or `socket` (Socket Mode); see BOTH_SLACK_MODES."""
+    return "http"
 
 
 @pytest.fixture
@@ -103,13 +130,38 @@ async def bk(bk_api_version: str) -> AsyncIterator[FakeBkJob]:
         yield fake
 
 
-class Bot:
-    """The real app served on 127.0.0.1, restartable on the same port so callback URLs stay valid."""
+class Acked:
+    """What a Socket Mode delivery came to, shaped like the HTTP answer the tests read (`status`)."""
 
-    def __init__(self, *, slack: FakeSlack, bk: FakeBkJob, db_path: Path, **overrides: str) -> None:
+    def __init__(self, status: int, payload: dict[str, Any] | None) -> None:
+        self.status = status
+        self.payload = payload
+
+
+class Bot:
+    """The real app served on 127.0.0.1, restartable on the same port so callback URLs stay valid.
+
+    With `mode="socket"` Slack's side is Socket Mode: the bot dials a `FakeSocketMode` beside the fake Slack, and
+    `command`, `submit` and `click` arrive as envelopes instead of signed HTTP requests.
+    """
+
+    def __init__(
+        self,
+        *,
+        slack: FakeSlack,
+        bk: FakeBkJob,
+        db_path: Path,
+        mode: str = "http",
+        socket: FakeSocketMode | None = None,
+        **overrides: str,
+    ) -> None:
+        """`socket`: a Socket Mode fake shared with other replicas (started and closed by its owner)."""
         self.slack = slack
         self.bk = bk
         self.db_path = db_path
+        self.mode = "socket" if socket is not None else mode
+        self.socket = socket
+        self._owns_socket = socket is None
         self.overrides = overrides
         self.port = _free_port()
         self.runner: web.AppRunner | None = None
@@ -140,10 +192,17 @@ class Bot:
             # Tests without a policy file run ungoverned; governance tests name a BKJOB_CONFIG.
             "BKJOB_OPEN_MODE": "on",
         }
+        if self.mode == "socket":
+            # What an on-premises site sets: the app token, and the address BK-JOB reaches; no signing secret.
+            del env["SLACK_SIGNING_SECRET"], env["PUBLIC_URL"]
+            env |= {"SLACK_APP_TOKEN": APP_TOKEN, "CALLBACK_URL": self.url}
         env.update(self.overrides)
         return load_settings(env)
 
     async def start(self) -> None:
+        if self.mode == "socket" and self.socket is None:
+            self.socket = FakeSocketMode(slack=self.slack, app_token=APP_TOKEN)
+            await self.socket.start()
         self.runner = web.AppRunner(create_app(self.settings()), shutdown_timeout=2.0)
         await self.runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -152,6 +211,9 @@ class Bot:
         await web.SockSite(self.runner, sock).start()
         if self.http is None:
             self.http = aiohttp.ClientSession()
+        if SOCKET in self.runner.app:
+            async with asyncio.timeout(10):
+                await self.runner.app[SOCKET].wait_for("connected")
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -167,6 +229,9 @@ class Bot:
         if self.http is not None:
             await self.http.close()
             self.http = None
+        if self.socket is not None and self._owns_socket:
+            await self.socket.close()
+            self.socket = None
 
     async def idle(self) -> None:
         """Wait until the work started after the last ack is done and every due Slack message is out (no sleeps)."""
@@ -197,25 +262,39 @@ class Bot:
     def command_body(
         self, text: str, *, user: str = USER, channel: str = CHANNEL, trigger_id: str | None = None
     ) -> str:
-        return urlencode(
-            {
-                "token": "legacy-verification-token",
-                "team_id": "T0TEAM",
-                "team_domain": "example",
-                "channel_id": channel,
-                "channel_name": "ops",
-                "user_id": user,
-                "user_name": user.lower(),
-                "command": "/bkjob",
-                "text": text,
-                "api_app_id": "A0BKJOB",
-                "response_url": self.slack.response_url(),
-                "trigger_id": trigger_id or self.slack.new_trigger_id(),
-            }
-        )
+        return urlencode(self.command_payload(text, user=user, channel=channel, trigger_id=trigger_id))
 
-    async def command(self, text: str, **kwargs: Any) -> aiohttp.ClientResponse:
+    def command_payload(
+        self, text: str, *, user: str = USER, channel: str = CHANNEL, trigger_id: str | None = None
+    ) -> dict[str, str]:
+        """A slash command's fields: form-encoded over HTTP, a JSON object in a Socket Mode envelope."""
+        return {
+            "token": "legacy-verification-token",
+            "team_id": "T0TEAM",
+            "team_domain": "example",
+            "channel_id": channel,
+            "channel_name": "ops",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/bkjob",
+            "text": text,
+            "api_app_id": "A0BKJOB",
+            "response_url": self.slack.response_url(),
+            "trigger_id": trigger_id or self.slack.new_trigger_id(),
+        }
+
+    async def command(self, text: str, **kwargs: Any) -> aiohttp.ClientResponse | Acked:
+        if self.socket is not None:
+            envelope = await self.socket.slash_command(self.command_payload(text, **kwargs))
+            return Acked(200, envelope.response_payload)
         return await self.post_signed(self.command_body(text, **kwargs))
+
+    async def interact(self, payload: Mapping[str, Any]) -> aiohttp.ClientResponse | Acked:
+        """An interactivity payload (a click, a form submission) over the bot's transport."""
+        if self.socket is not None:
+            envelope = await self.socket.interactive(payload)
+            return Acked(200, envelope.response_payload)
+        return await self.post_signed(urlencode({"payload": json.dumps(payload)}))
 
     async def submit(self, view: Mapping[str, Any], values: Mapping[str, str | None], *, user: str = USER) -> Any:
         """Submit the modal as Slack would, with `values` typed over the pre-filled inputs."""
@@ -228,6 +307,9 @@ class Bot:
             "trigger_id": self.slack.new_trigger_id(),
             "view": {**view, "state": {"values": form_state(view, values)}},
         }
+        if self.socket is not None:
+            envelope = await self.socket.interactive(payload)
+            return 200, envelope.response_payload
         body = urlencode({"payload": json.dumps(payload)})
         ts = str(int(time.time()))
         headers = {
@@ -265,7 +347,7 @@ class Bot:
                 }
             ],
         }
-        return await self.post_signed(urlencode({"payload": json.dumps(payload)}))
+        return await self.interact(payload)
 
     async def open_form(self, text: str = f"run {PLAN}") -> dict[str, Any]:
         """Run the slash command and return the modal as the bot last set it (after views.update)."""
@@ -302,8 +384,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def bot(slack: FakeSlack, bk: FakeBkJob, db_path: Path) -> AsyncIterator[Bot]:
-    instance = Bot(slack=slack, bk=bk, db_path=db_path)
+async def bot(slack: FakeSlack, bk: FakeBkJob, db_path: Path, slack_mode: str) -> AsyncIterator[Bot]:
+    instance = Bot(slack=slack, bk=bk, db_path=db_path, mode=slack_mode)
     await instance.start()
     try:
         yield instance

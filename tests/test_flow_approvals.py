@@ -72,13 +72,14 @@ async def gslack() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture
-async def gov(gslack: FakeSlack, bk: FakeBkJob, tmp_path: Path) -> AsyncIterator[Bot]:
+async def gov(gslack: FakeSlack, bk: FakeBkJob, tmp_path: Path, slack_mode: str) -> AsyncIterator[Bot]:
     policy = tmp_path / "bkjob.toml"
     policy.write_text(POLICY)
     instance = Bot(
         slack=gslack,
         bk=bk,
         db_path=tmp_path / "gov.sqlite3",
+        mode=slack_mode,
         BKJOB_CONFIG=str(policy),
         APPROVAL_SWEEP_INTERVAL="0.05",
     )

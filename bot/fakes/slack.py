@@ -111,6 +111,7 @@ class FakeSlack:
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._call_observers: list[Callable[[SlackCall, JsonDict], None]] = []
+        self._served: dict[str, Callable[[str | None, JsonDict], JsonDict]] = {}
         self._response_observers: list[Callable[[ResponseUrlPost], None]] = []
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -177,6 +178,11 @@ class FakeSlack:
 
     def server_error_next(self, method: str, times: int = 1, status: int = 500) -> None:
         self._injections[method].append(_Injection(times=times, kind="server_error", status=status))
+
+    def serve(self, method: str, handler: Callable[[str | None, JsonDict], JsonDict]) -> None:
+        """Answer `method` with `handler(token, args)`, which checks the token itself: apps.connections.open takes
+        an app-level token, not the bot token (served by bot.fakes.socket_mode)."""
+        self._served[method] = handler
 
     def response_url(self, *, age: float = 0.0) -> str:
         """A fresh response URL, as Slack puts in slash-command and interaction payloads (`age`: handed out that
@@ -343,6 +349,9 @@ class FakeSlack:
             if injected.kind == "reset" and request.transport is not None:
                 request.transport.abort()
                 raise asyncio.CancelledError  # the answer can no longer be sent; aiohttp drops the request
+        if method in self._served:
+            answer = _error(injected.error) if injected is not None else None  # kind == "fail"
+            return answer or web.json_response(self._served[method](token, args))
         if token != self.token:
             return _error("invalid_auth")
         if method in self._methods and (needed := _METHOD_SCOPES.get(method)) and needed not in self.scopes:

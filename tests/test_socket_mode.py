@@ -1,0 +1,216 @@
+"""Socket Mode end to end: the bot dials the fake Socket Mode server, answers envelopes, survives Slack's
+redeliveries and disconnects, reports its socket on /healthz and leaves cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import SOCKET
+from bot.fakes.socket_mode import FakeSocketMode
+from bot.socket_mode import SocketState, backoff
+from tests.conftest import APP_CODE, APP_SECRET, APP_TOKEN, BOT_TOKEN, CHANNEL, PLAN, Bot, _free_port
+from tests.fakes import FakeBkJob, FakeSlack
+
+FAST = {"SOCKET_PING_INTERVAL": "0.2"}
+
+
+@pytest.fixture
+async def sbot(slack: FakeSlack, bk: FakeBkJob, db_path: Path) -> AsyncIterator[Bot]:
+    instance = Bot(slack=slack, bk=bk, db_path=db_path, mode="socket", **FAST)
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.close()
+
+
+def state(bot: Bot) -> SocketState:
+    assert bot.runner is not None
+    return bot.runner.app[SOCKET]
+
+
+async def healthz(bot: Bot) -> dict[str, Any]:
+    assert bot.http is not None
+    async with bot.http.get(f"{bot.url}/healthz") as resp:
+        assert resp.status == 200
+        body: dict[str, Any] = await resp.json()
+        return body
+
+
+async def test_slack_reaches_the_bot_only_over_the_socket(sbot: Bot) -> None:
+    opens = sbot.slack.calls("apps.connections.open")
+    assert [c.token for c in opens] == [APP_TOKEN]
+    assert sbot.socket is not None and len(sbot.socket.connections()) == 1
+    assert sbot.http is not None
+    async with sbot.http.post(f"{sbot.url}/slack/events", data=b"payload=%7B%7D") as resp:
+        assert resp.status == 404  # nothing may arrive over HTTP claiming to be Slack
+    body = await healthz(sbot)
+    assert body["ok"] is True
+    assert body["socket"]["state"] == "connected" and body["socket"]["connects"] == 1
+    assert body["socket"]["since"].endswith("Z")
+
+
+async def test_launch_with_yes_is_acked_and_launches(sbot: Bot) -> None:
+    resp = await sbot.command(f"run {PLAN} --yes version=2.0")
+    assert resp.status == 200
+    await sbot.bk.wait_for_request("execute_job")
+    await sbot.idle()
+    assert len([m for m in sbot.slack.messages(CHANNEL) if not m.get("thread_ts")]) == 1
+
+
+@pytest.mark.parametrize("kind", ["command", "form"])
+async def test_envelopes_delivered_again_launch_once(sbot: Bot, kind: str) -> None:
+    """Slack delivers an envelope again (retry_attempt 1, 2, 3) when no ack came in time: here three acks are lost."""
+    assert sbot.socket is not None
+    view = await sbot.open_form() if kind == "form" else None
+    sbot.socket.ack_timeout = 0.1
+    sbot.socket.lose_acks = 3
+    if view is None:
+        envelope = sbot.socket.deliver(
+            "slash_commands", sbot.command_payload(f"run {PLAN} --yes version=2.0"), accepts_response_payload=True
+        )
+    else:
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T0TEAM", "domain": "example"},
+            "user": {"id": "U0ALICE", "username": "u0alice", "team_id": "T0TEAM"},
+            "api_app_id": "A0BKJOB",
+            "trigger_id": sbot.slack.new_trigger_id(),
+            "view": {**view, "state": {"values": {}}},
+        }
+        envelope = sbot.socket.deliver("interactive", payload, accepts_response_payload=True)
+    await envelope.wait_acked()
+    await sbot.bk.wait_for_request("execute_job")
+    await sbot.idle()
+    assert [attempt for _, attempt in envelope.deliveries] == [0, 1, 2, 3]
+    assert len(sbot.bk.requests("execute_job")) == 1
+    assert len([m for m in sbot.slack.messages(CHANNEL) if not m.get("thread_ts")]) == 1
+
+
+async def test_inline_errors_travel_in_the_ack(sbot: Bot) -> None:
+    view = await sbot.open_form()
+    status, answer = await sbot.submit(view, {"servers": "not-a-host"})
+    assert status == 200
+    assert answer is not None and answer["response_action"] == "errors"
+    assert sbot.bk.requests("execute_job") == []
+
+
+async def test_a_payload_that_is_not_slacks_is_acked_and_ignored(sbot: Bot) -> None:
+    assert sbot.socket is not None
+    envelope = await sbot.socket.interactive({"type": "block_actions", "user": "U0ALICE", "actions": "x"})
+    assert envelope.response_payload is None and len(envelope.deliveries) == 1
+    await sbot.idle()
+    assert sbot.slack.calls("chat.postMessage") == [] and sbot.slack.responses() == []
+
+
+@pytest.mark.parametrize("reason", ["refresh_requested", "warning", "link_disabled"])
+async def test_disconnect_message_reconnects_on_a_fresh_url(sbot: Bot, reason: str) -> None:
+    assert sbot.socket is not None
+    await sbot.socket.disconnect(reason)
+    await sbot.socket.wait_connections(1, opened=2)
+    await state(sbot).wait_for("connected", connects=2)
+    body = await healthz(sbot)
+    assert body["socket"]["last_disconnect"] == reason and body["socket"]["connects"] == 2
+    assert (await sbot.command(f"run {PLAN} --yes")).status == 200
+    await sbot.bk.wait_for_request("execute_job")
+
+
+async def test_dropped_connection_reconnects(sbot: Bot) -> None:
+    assert sbot.socket is not None
+    sbot.socket.drop()
+    await state(sbot).wait_for("connected", connects=2)
+    await sbot.socket.wait_connections(1, opened=2)
+    assert (await sbot.command(f"run {PLAN} --yes")).status == 200
+    await sbot.bk.wait_for_request("execute_job")
+
+
+async def test_stale_connection_is_replaced(sbot: Bot) -> None:
+    """Slack stops answering pings: the SDK's heartbeat notices, and a new connection replaces it."""
+    assert sbot.socket is not None
+    sbot.socket.go_stale()
+    await state(sbot).wait_for("connected", connects=2)
+    await sbot.socket.wait_connections(1, opened=2)
+    assert (await sbot.command(f"run {PLAN} --yes")).status == 200
+
+
+async def test_failed_reconnects_back_off_and_healthz_says_so(sbot: Bot, caplog: pytest.LogCaptureFixture) -> None:
+    assert sbot.socket is not None
+    sbot.slack.fail_next("apps.connections.open", error="internal_error", times=2)
+    await sbot.socket.disconnect("refresh_requested")
+    await state(sbot).wait_for("reconnecting")
+    assert (await healthz(sbot))["socket"]["state"] == "reconnecting"
+    await state(sbot).wait_for("connected", connects=2)
+    assert len(sbot.slack.calls("apps.connections.open")) == 4
+    retries = [r.getMessage() for r in caplog.records if "could not connect" in r.getMessage()]
+    assert len(retries) == 2 and all("internal_error" in r for r in retries)
+    assert APP_TOKEN not in caplog.text
+
+
+def test_backoff_doubles_up_to_a_cap_with_jitter() -> None:
+    for failures, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (10, 30.0), (50, 30.0)]:
+        for _ in range(20):
+            assert ceiling / 2 <= backoff(failures) <= ceiling
+
+
+async def test_an_app_token_that_slack_refuses_keeps_trying_and_serves_callbacks(
+    slack: FakeSlack, bk: FakeBkJob, db_path: Path
+) -> None:
+    bot = Bot(slack=slack, bk=bk, db_path=db_path, mode="socket", SLACK_APP_TOKEN="xapp-1-revoked")
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.5):
+                await bot.start()
+        body = await healthz(bot)
+        assert body["ok"] is True and body["socket"]["state"] == "connecting"
+        assert {c.token for c in slack.calls("apps.connections.open")} == {"xapp-1-revoked"}
+    finally:
+        await bot.close()
+
+
+async def test_sigterm_closes_the_socket_and_exits_within_the_budget(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
+) -> None:
+    """`python -m bot` in Socket Mode: SIGTERM closes the connection and the process exits well within 30 s."""
+    port = _free_port()
+    async with FakeSocketMode(slack=slack, app_token=APP_TOKEN) as fake:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_APP_TOKEN": APP_TOKEN,
+            "SLACK_API_URL": slack.base_url,
+            "BK_API_URL": bk.base_url,
+            "BK_APP_CODE": APP_CODE,
+            "BK_APP_SECRET": APP_SECRET,
+            "CALLBACK_URL": f"http://127.0.0.1:{port}",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+            "LOG_FORMAT": "text",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            (conn,) = await fake.wait_connections(1, timeout=30)
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                await conn.closed.wait()
+                stderr = await process.stderr.read() if process.stderr else b""
+                assert await process.wait() == 0
+            elapsed = time.monotonic() - started
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert elapsed < 30
+    assert b"Traceback" not in stderr and APP_TOKEN.encode() not in stderr
