@@ -191,6 +191,7 @@ async def test_sigterm_closes_the_socket_and_exits_within_the_budget(
             "BK_APP_CODE": APP_CODE,
             "BK_APP_SECRET": APP_SECRET,
             "CALLBACK_URL": f"http://127.0.0.1:{port}",
+            "BKJOB_OPEN_MODE": "on",
             "HOST": "127.0.0.1",
             "PORT": str(port),
             "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
