@@ -26,6 +26,9 @@ APPROVERS = ["U0BOB", "U0CAROL", "U0DAVE"]
 POLICY = f"""
 [users]
 {REQUESTER} = "alice"
+U0BOB = "bob"
+U0CAROL = "carol"
+U0DAVE = "dave"
 
 [channels.{OPS}]
 approval = true
