@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -47,6 +48,8 @@ class Approvals:
     ) -> None:
         self._identities = identities
         self._policy = policy
+        # Counting open requests and adding one is one step per process, so a burst cannot slip past the caps.
+        self._creating = asyncio.Lock()
         self._store = store
         self._launches = launches
         self._notifier = notifier
@@ -58,6 +61,7 @@ class Approvals:
 
     async def request(self, request: LaunchRequest, policy: ChannelPolicy) -> ApprovalRecord:
         """Check everything a launch would check, then post the request instead of launching."""
+        await self._within_caps(request, policy)  # before BK-JOB is asked anything
         prepared = await self._launches.prepare(request)
         now = self._clock()
         approval = ApprovalRecord(
@@ -76,7 +80,9 @@ class Approvals:
             min_approvals=policy.min_approvals,
             expires_at=now + policy.approval_ttl.total_seconds(),
         )
-        await self._store.create_approval(approval)
+        async with self._creating:
+            await self._within_caps(request, policy)
+            await self._store.create_approval(approval)
         try:
             ts = await self._notifier.post(approval.channel, approval_message(approval, [], web_root=self._web_root))
         except SlackError as exc:
@@ -94,6 +100,21 @@ class Approvals:
             detail=f"plan {request.bk_job_id} in business {request.bk_biz_id} as {prepared.bk_username}",
         )
         return approval.model_copy(update={"message_ts": ts})
+
+    async def _within_caps(self, request: LaunchRequest, policy: ChannelPolicy) -> None:
+        """A flood of requests (each mentioning the approvers) is refused once the channel's caps are reached."""
+        pending = await self._store.pending_approvals(request.channel)
+        mine = sum(1 for approval in pending if approval.requester == request.requester)
+        if mine >= policy.max_pending_per_person:
+            raise Decision(
+                f"You already have {mine} approval requests waiting here (at most {policy.max_pending_per_person}): "
+                "wait for them to be decided or to expire (`/bkjob pending` lists them). Nothing was requested."
+            )
+        if len(pending) >= policy.max_pending:
+            raise Decision(
+                f"This channel already has {len(pending)} approval requests waiting (at most {policy.max_pending}): "
+                "try again once some are decided. Nothing was requested."
+            )
 
     async def check_approver(
         self, approval_id: str, user: str, *, origin: tuple[str, str] | None = None

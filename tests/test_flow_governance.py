@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -278,3 +279,46 @@ async def test_a_request_approved_after_the_plan_was_forbidden_does_not_launch(s
     await bot.restart()
     await approve(bot, approval, BOB)
     await refused(bot, "plan 100 is not allowed")
+
+
+# -- 6. caps on open approval requests ------------------------------------------------------------------------------
+
+CAPPED = f"""
+[users]
+{ALICE} = "alice"
+{BOB} = "bob"
+{CAROL} = "carol"
+
+[channels.{OPS}]
+bk_biz_id = {BIZ}
+allowed_biz = [{BIZ}]
+approval = true
+approvers = ["S0ONCALL"]
+max_pending_per_person = 3
+max_pending = 5
+
+[defaults]
+allowed_biz = []
+"""
+
+
+async def test_a_flood_of_approval_requests_is_refused_after_the_caps(start: Start) -> None:
+    bot = await start(CAPPED)
+    flood = 300
+    answers = await asyncio.gather(*(bot.command(f"run {PLAN} --yes", user=ALICE, channel=OPS) for _ in range(flood)))
+    assert {resp.status for resp in answers} == {200}
+    refusals = await bot.slack.wait_for_response(
+        lambda r: "approval requests waiting here" in str(r.body.get("text")), count=flood - 3, timeout=60
+    )
+    await bot.idle()
+    assert "at most 3" in str(refusals[0].body["text"])
+    assert len([m for m in bot.slack.messages(OPS) if not m.get("thread_ts")]) == 3  # three requests, three mentions
+    # The channel's own cap: two more people, five requests in all.
+    for user in (BOB, CAROL):
+        for _ in range(2):
+            await bot.command(f"run {PLAN} --yes", user=user, channel=OPS)
+            await bot.idle()
+    full = await bot.slack.wait_for_response(lambda r: "This channel already has" in str(r.body.get("text")), count=2)
+    assert len(full) == 2 and "at most 5" in str(full[0].body["text"])  # carol's two: alice 3 + bob 2 fill it
+    assert len([m for m in bot.slack.messages(OPS) if not m.get("thread_ts")]) == 5
+    assert bot.bk.requests("execute_job") == []
