@@ -30,6 +30,8 @@ PAGE = 1000
 """Rows per `get_job_list` / `get_job_plan_list` call: BK-JOB's own page limit for its list APIs."""
 MAX_PLANS = 100_000
 """A business with more plans than this is read only this far: the picker still answers, from the newest."""
+MAX_LISTS = 64
+"""(business, BK-JOB user) lists held at once; the least recently read is dropped first."""
 RETRY_AFTER = 10.0
 """Seconds before a list BK-JOB refused is asked for again: a keystroke each is not a reason to ask again."""
 STALE_FACTOR = 60
@@ -73,8 +75,9 @@ class PlanFinder:
         self._page = page
         self._max_plans = max_plans
         self._clock = clock
+        # 10,000 plans take about 8 MB with their index: 64 lists bound the memory at a few hundred MB at worst.
         self._lists: TTLCache[tuple[int, str], Catalogue] = TTLCache(
-            maxsize=256, ttl=self._ttl * STALE_FACTOR, timer=clock
+            maxsize=MAX_LISTS, ttl=self._ttl * STALE_FACTOR, timer=clock
         )
         self._loading: dict[tuple[int, str], asyncio.Task[Catalogue | None]] = {}
         self._failed: TTLCache[tuple[int, str], tuple[float, BkError]] = TTLCache(

@@ -363,3 +363,25 @@ async def test_words_people_type_are_shown_as_typed_not_as_slack_markup(pbot: Bo
     shown = json.dumps([p.body for p in posts])
     assert "<!channel>" not in shown and "```" not in shown
     assert "&lt;!channel&gt;" in shown
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "block_suggestion", "action_id": PLAN_PICKER_ACTION, "value": "x"},  # no user
+        {"type": "block_suggestion", "user": {"id": USER}, "action_id": PLAN_PICKER_ACTION, "value": 5},
+        {"type": "block_suggestion", "user": {"id": USER}, "action_id": [], "value": "x"},
+        {"type": "block_suggestion", "user": {"id": USER}, "action_id": PLAN_PICKER_ACTION, "view": "x"},
+    ],
+)
+async def test_a_malformed_options_request_is_refused_with_400(pbot: Bot, payload: dict[str, Any]) -> None:
+    status, _ = await post_payload(pbot, payload)
+    assert status == 400
+    assert pbot.bk.requests() == []
+
+
+async def test_an_options_request_without_a_form_gets_no_options(pbot: Bot) -> None:
+    payload = {"type": "block_suggestion", "user": {"id": USER}, "action_id": PLAN_PICKER_ACTION, "value": "dep"}
+    status, answer = await post_payload(pbot, payload)
+    assert status == 200 and offered(answer) == []
+    assert pbot.bk.requests() == []
