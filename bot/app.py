@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qsl
 
@@ -21,6 +22,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.approvals import Approvals
 from bot.audit import Audit
 from bot.background import Background, Heartbeats, keep_running
@@ -57,6 +59,7 @@ _BOLT = web.AppKey("bolt", AsyncApp)
 _CALLBACK = web.AppKey("callback", CallbackRoute)
 _POLICY_MODE = web.AppKey("policy_mode", str)
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
+_METRICS_TOKEN = web.AppKey("metrics_token", str)
 SOCKET = web.AppKey("socket", SocketState)
 """Present in Socket Mode only: the connection's state, for /healthz and the tests."""
 
@@ -89,6 +92,9 @@ def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Appli
         app.router.add_post(SLACK_PATH, _slack_events)
     app.router.add_post("/bkjob/callback/{token}", _callback)
     app.router.add_get("/healthz", _healthz)
+    if settings.metrics == "on":
+        app[_METRICS_TOKEN] = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+        app.router.add_get("/metrics", _metrics)
     return app
 
 
@@ -97,7 +103,10 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     policy = _announce_policy(governed)
     store = open_store(settings.database_url)
     await store.open()
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30),
+        trace_configs=[metrics.trace_config(slack_api=settings.slack_api_base(), bk_api=settings.bk_api_root())],
+    )
     background = Background()
     slack = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
@@ -333,7 +342,28 @@ def _reparse_slash_command(bolt_request: AsyncBoltRequest) -> None:
 
 
 async def _callback(request: web.Request) -> web.StreamResponse:
-    return await request.app[_CALLBACK].handle(request)
+    response = await request.app[_CALLBACK].handle(request)
+    metrics.callback_answered(response.status)
+    return response
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus' scrape: counters kept as things happen, gauges read now from the store and the socket."""
+    if not metrics.authorized(request.headers, request.app[_METRICS_TOKEN] or None):
+        return web.Response(status=401, text="metrics need the bearer token (METRICS_TOKEN)\n")
+    store = request.app[STORE]
+    now = time.time()
+    pending = await store.outbox_messages(state="pending")
+    launches = await store.unfinished_launches()
+    socket = request.app[SOCKET] if SOCKET in request.app else None
+    body = metrics.render(
+        outbox_created=[m.created_at for m in pending],
+        due_polls=[lr.next_poll_at for lr in launches if lr.next_poll_at is not None and lr.next_poll_at <= now],
+        socket=socket.report() if socket is not None else None,
+        states=SocketState.STATES,
+        now=now,
+    )
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:

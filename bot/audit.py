@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from bot.metrics import audited
 from bot.store import AuditEvent, Store
 
 __all__ = ["Audit"]
@@ -45,4 +46,5 @@ class Audit:
             detail=detail,
         )
         await self._store.append_audit(event)
+        audited(action, detail)
         log.info("audit %s", json.dumps(event.model_dump(exclude_none=True), ensure_ascii=False, sort_keys=True))

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     request_timeout: float = Field(default=10.0, gt=0, le=300)
     """Longest the callback route and /healthz may take before answering 503."""
+    metrics: Literal["on", "off"] = "on"
+    """GET /metrics in Prometheus' text format; `off` answers 404."""
+    metrics_token: SecretStr | None = None
+    """When set, /metrics wants `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 
@@ -81,6 +85,7 @@ class Settings(BaseSettings):
         "bkjob_config",
         "slack_app_token",
         "slack_signing_secret",
+        "metrics_token",
         "callback_url",
         "public_url",
         mode="before",
@@ -95,7 +100,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("bk_callback", "bk_api_version", "bk_api_v3_path", mode="before")
+    @field_validator("bk_callback", "bk_api_version", "bk_api_v3_path", "metrics", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -170,7 +175,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line, whoever writes it."""
-        optional = (self.slack_signing_secret, self.slack_app_token)
+        optional = (self.slack_signing_secret, self.slack_app_token, self.metrics_token)
         return [
             self.slack_bot_token.get_secret_value(),
             self.bk_app_secret.get_secret_value(),

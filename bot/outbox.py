@@ -13,6 +13,7 @@ from typing import Any
 from bot.background import failure_delay
 from bot.blocks import Message, approval_message, launch_message
 from bot.errors import SlackError
+from bot.metrics import RESULTS_DELIVERED
 from bot.notifier import Notifier
 from bot.store import ApprovalRecord, LaunchRecord, OutboxKind, OutboxMessage, Store
 
@@ -230,6 +231,7 @@ class Outbox:
                 if ts and on_sent.get("result"):
                     launch_id, key = on_sent["result"]
                     await self._store.mark_result_posted(launch_id, key, ts)
+                    RESULTS_DELIVERED.inc()
                 return
             except Exception:
                 failures += 1

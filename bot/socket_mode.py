@@ -26,6 +26,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.logs import REQUEST_ID
+from bot.metrics import envelope_received
 from bot.payloads import payload_problem
 
 __all__ = ["SocketState", "SocketTransport"]
@@ -261,6 +262,7 @@ class SocketTransport(AsyncSocketModeHandler):
 
     async def _handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         start = time.time()
+        envelope_received(req.type, redelivered=bool(req.retry_attempt))
         if req.retry_attempt:
             log.info("Socket Mode: envelope delivered again (attempt %s, %.40s)", req.retry_attempt, req.retry_reason)
         body = req.payload
