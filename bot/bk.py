@@ -2,7 +2,8 @@
 
     BkClient        what callers use: plan details (cached), launch, instance status, recent instances
     ├── EsbV2Client `<root>/api/c/compapi/v2/job/<api>/`, POST with credentials in body and header
-    └── ApigwV3Client `<stage root>/api/v3/<api>`, credentials only in `X-Bkapi-Authorization`
+    └── ApigwV3Client `<stage root>/api/v3/system/<api>` (app-state, the user in `X-Bk-Username`) or
+                      `<stage root>/api/v3/<api>`; credentials only in `X-Bkapi-Authorization`
 
 Both return the same domain models (`bot.bk_models`); the v3 shapes are converted in `bot.bk_v3`. Failures
 become the bot's `BkError`s here, so no caller ever sees aiohttp or which wire format was spoken.

@@ -477,6 +477,9 @@ def instance_status(detail: JobInstanceStatus, *, web_root: str | None) -> str:
     url = job_url(web_root, job.job_instance_id)
     instance = f"<{url}|{job.job_instance_id}>" if url else str(job.job_instance_id)
     took = f", {_duration(job.total_time)}" if job.total_time is not None else ""
+    started = job.started_at()
+    if job.total_time is None and started is not None:  # null until the job finishes: count from its start
+        took = f", {_duration(max(0.0, datetime.now(UTC).timestamp() - started))} so far"
     name = _esc(job.name or "job")
     lines = [f"{status.emoji(job.status)} *{name}*, instance {instance}: {status.describe(job.status)}{took}"]
     for step in detail.steps[:40]:

@@ -554,3 +554,14 @@ async def test_a_launch_refused_for_its_credentials_tells_the_operator_what_to_s
         assert bot.bk.instances == {}
     finally:
         await bot.close()
+
+
+async def test_status_of_a_running_instance_counts_from_its_start(bot: Bot) -> None:
+    """`total_time` is null while a job runs (reference §9.4); v3's epoch-ms start time places it."""
+    await bot.command(f"run {PLAN} --yes version=2.0")
+    await bot.bk.wait_for_request("execute_job")
+    await bot.idle()
+    (instance_id,) = bot.bk.instances
+    await bot.command(f"status {instance_id}")
+    (post,) = await bot.slack.wait_for_response(lambda r: str(instance_id) in str(r.body.get("text")))
+    assert "running" in str(post.body["text"]) and "so far" in str(post.body["text"])

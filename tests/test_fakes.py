@@ -444,6 +444,8 @@ async def test_bk_instance_list_validates_and_filters_like_job(bk: FakeBkJob, ht
     await bk.finish(web_job, status=3)
     now_ms = int(bk.instances[api_job].create_time * 1000)
     url = bk.url("get_job_instance_list").replace("/v2/job/", "/v2/jobv3/")
+    async with http.post(bk.url("get_job_instance_list"), json=AUTH) as resp:
+        assert resp.status == 404  # a v3 API: the ESB serves it under jobv3 only
 
     async def listing(**params: Any) -> dict[str, Any]:
         body = {**AUTH, "bk_biz_id": 2, "create_time_start": now_ms - 60_000, "create_time_end": now_ms + 60_000}

@@ -30,6 +30,7 @@ FINISHED_STATUSES = frozenset({3, 4, 5, 6, 8, 9, 11, 13, 14})
 CALLBACK_STATUSES = frozenset({3, 4, 9, 11, 14})
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_JOBV3_APIS = frozenset({"get_job_instance_list"})  # served by the ESB under `jobv3` (docs/apidoc/esb/jobv3-confapis)
 _GET_APIS = frozenset({"get_job_detail", "get_job_instance_status", "get_job_list"})
 # The gateway's stage root, as a site's BK_API_URL names it (reference §1).
 APIGW_STAGE_PATH = "/api/bk-job/prod"
@@ -672,7 +673,9 @@ class FakeBkJob:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         api = request.match_info["api"]
         handler = self._apis.get(api)
-        if handler is None:
+        # The ESB's `job` system has no get_job_instance_list (a v3 API, `jobv3` only), and `jobv3` none of v2's.
+        jobv3 = "/compapi/v2/jobv3/" in request.path
+        if handler is None or jobv3 != (api in _JOBV3_APIS):
             return web.Response(status=404, text=f"component {api} not found")
         if request.method != "POST" and not (request.method == "GET" and api in _GET_APIS):
             return web.Response(status=405, text="method not allowed")
