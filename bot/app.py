@@ -41,6 +41,7 @@ from bot.payloads import payload_problem
 from bot.plans import PlanFinder
 from bot.policy import Policy, load_policy
 from bot.poller import Poller
+from bot.proxy import Proxies, shown
 from bot.results import Results
 from bot.socket_mode import SocketState, SocketTransport
 from bot.store import Store, open_store
@@ -103,15 +104,29 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     policy = _announce_policy(governed)
     store = open_store(settings.database_url)
     await store.open()
+    # Two pools, one per destination: each session's proxy is its default route (see bot.proxy).
+    proxies = settings.proxies()
+    traces = [metrics.trace_config(slack_api=settings.slack_api_base(), bk_api=settings.bk_api_root())]
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=30),
-        trace_configs=[metrics.trace_config(slack_api=settings.slack_api_base(), bk_api=settings.bk_api_root())],
+        trace_configs=traces,
+        proxy=proxies.for_url(settings.bk_api_root()),
+    )
+    slack_session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30),
+        trace_configs=traces,
+        proxy=proxies.for_url(settings.slack_api_base()),
+    )
+    log.info(
+        "outgoing: Slack %s, BK-JOB %s",
+        shown(proxies.for_url(settings.slack_api_base())),
+        shown(proxies.for_url(settings.bk_api_root())),
     )
     background = Background()
     slack = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_base(),
-        session=session,
+        session=slack_session,
         timeout=15,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=3),
@@ -119,6 +134,8 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
             AsyncServerErrorRetryHandler(max_retry_count=3),
         ],
     )
+    # slack_sdk would send every call through HTTPS_PROXY from the environment, NO_PROXY or not: the session decides.
+    slack.proxy = None
     bk = create_bk_client(settings, session)
     heartbeats = Heartbeats()
     notifier = Notifier(client=slack)
@@ -220,7 +237,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
             name="approval-sweeper",
         ),
     ]
-    socket = _socket(app, settings, bolt)
+    socket = _socket(app, settings, bolt, proxies)
     try:
         yield
     finally:
@@ -237,6 +254,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         loops[0].cancel()
         await asyncio.gather(loops[0], return_exceptions=True)
         await session.close()
+        await slack_session.close()
         await store.close()
 
 
@@ -268,7 +286,7 @@ def _identities(governed: Policy | None, directory: Directory, service_account: 
     )
 
 
-def _socket(app: web.Application, settings: Settings, bolt: AsyncApp) -> SocketTransport | None:
+def _socket(app: web.Application, settings: Settings, bolt: AsyncApp, proxies: Proxies) -> SocketTransport | None:
     """In Socket Mode, start dialling Slack (in the background: the callback route and /healthz serve meanwhile)."""
     if settings.slack_app_token is None:
         return None
@@ -277,6 +295,7 @@ def _socket(app: web.Application, settings: Settings, bolt: AsyncApp) -> SocketT
         app_token=settings.slack_app_token.get_secret_value(),
         ping_interval=settings.socket_ping_interval,
         state=app[SOCKET],
+        proxy_for=proxies.for_url,
     )
     transport.start()
     return transport

@@ -6,12 +6,14 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.proxy import Proxies
 
 __all__ = ["Settings", "load_settings"]
 
@@ -71,6 +73,13 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     request_timeout: float = Field(default=10.0, gt=0, le=300)
     """Longest the callback route and /healthz may take before answering 503."""
+    https_proxy: SecretStr | None = None
+    """Corporate proxy for https:// and wss:// (Slack); may carry a user and password."""
+    http_proxy: SecretStr | None = None
+    """Corporate proxy for http:// (and for https:// when HTTPS_PROXY is not set)."""
+    no_proxy: str = ""
+    """Hosts reached directly: names, `.domain` suffixes, `host:port`, or `*`."""
+
     metrics: Literal["on", "off"] = "on"
     """GET /metrics in Prometheus' text format; `off` answers 404."""
     metrics_token: SecretStr | None = None
@@ -113,6 +122,17 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("https_proxy", "http_proxy")
+    @classmethod
+    def _proxy_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """aiohttp speaks to HTTP proxies (CONNECT for TLS); the value is not echoed: it may hold a password."""
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be a proxy URL such as http://proxy.example.com:3128 (user:password@ allowed)")
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("slack_app_token")
     @classmethod
     def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -152,6 +172,13 @@ class Settings(BaseSettings):
     def bk_api_root(self) -> str:
         return str(self.bk_api_url).rstrip("/")
 
+    def proxies(self) -> Proxies:
+        return Proxies(
+            https=self.https_proxy.get_secret_value() if self.https_proxy else None,
+            http=self.http_proxy.get_secret_value() if self.http_proxy else None,
+            no_proxy=self.no_proxy,
+        )
+
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
 
@@ -176,10 +203,12 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line, whoever writes it."""
         optional = (self.slack_signing_secret, self.slack_app_token, self.metrics_token)
+        proxies = [urlsplit(p.get_secret_value()) for p in (self.https_proxy, self.http_proxy) if p is not None]
         return [
             self.slack_bot_token.get_secret_value(),
             self.bk_app_secret.get_secret_value(),
             *(secret.get_secret_value() for secret in optional if secret is not None),
+            *(p.password for p in proxies if p.password),
         ]
 
     def job_web_root(self) -> str | None:

@@ -49,6 +49,8 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("SLACK_", "BK_", "BKJOB_")) or name in ("DATABASE_URL", "PUBLIC_URL", "HOST", "PORT"):
             monkeypatch.delenv(name, raising=False)
+        elif name.lower() in ("https_proxy", "http_proxy", "no_proxy", "all_proxy", "callback_url", "metrics_token"):
+            monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
