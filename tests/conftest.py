@@ -205,17 +205,32 @@ class Bot:
         if self.mode == "socket" and self.socket is None:
             self.socket = FakeSocketMode(slack=self.slack, app_token=APP_TOKEN)
             await self.socket.start()
+        sock = self._bind()
         self.runner = web.AppRunner(create_app(self.settings()), shutdown_timeout=2.0)
         await self.runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
         await web.SockSite(self.runner, sock).start()
+        self._bound_once = True
         if self.http is None:
             self.http = aiohttp.ClientSession()
         if SOCKET in self.runner.app:
             async with asyncio.timeout(10):
                 await self.runner.app[SOCKET].wait_for("connected")
+
+    def _bind(self) -> socket.socket:
+        """The port was free when picked, but another process on the machine may take it first: pick another, as
+        long as no callback URL has been handed out on this one (a restart must keep its port)."""
+        for attempt in range(5):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", self.port))
+                return sock
+            except OSError:
+                sock.close()
+                if getattr(self, "_bound_once", False) or attempt == 4:
+                    raise
+                self.port = _free_port()
+        raise AssertionError("unreachable")
 
     async def stop(self) -> None:
         if self.runner is not None:
