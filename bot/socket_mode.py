@@ -65,6 +65,8 @@ class SocketState:
         self.connects = 0
         self.last_disconnect: str | None = None
         self.changed = asyncio.Event()
+        self.probe: Callable[[], bool] = lambda: True
+        """Whether the connection is still open: the SDK notices a dropped one only at its next ping round."""
 
     def set(self, state: str) -> None:
         if state == self.state:
@@ -82,6 +84,8 @@ class SocketState:
             await self.changed.wait()
 
     def report(self) -> dict[str, Any]:
+        if self.state == "connected" and not self.probe():
+            self.set("disconnected")
         return {
             "state": self.state,
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
@@ -237,7 +241,12 @@ class SocketTransport(AsyncSocketModeHandler):
             app_token=app_token, web_client=app.client, ping_interval=ping_interval, state=state, proxy_for=proxy_for
         )
         self.client.socket_mode_request_listeners.append(self.handle)
+        state.probe = self._open
         self._connecting: asyncio.Task[None] | None = None
+
+    def _open(self) -> bool:
+        session = self.client.current_session
+        return session is not None and not session.closed
 
     def start(self) -> None:
         """Dial in the background: /healthz and BK-JOB's callbacks are served while Slack is out of reach."""

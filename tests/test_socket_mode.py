@@ -133,6 +133,26 @@ async def test_dropped_connection_reconnects(sbot: Bot) -> None:
     await sbot.bk.wait_for_request("execute_job")
 
 
+async def test_healthz_says_disconnected_before_the_sdk_notices(slack: FakeSlack, bk: FakeBkJob, db_path: Path) -> None:
+    """With pings 30 s apart the SDK reconnects late; /healthz must not claim a dropped connection is up meanwhile."""
+    bot = Bot(slack=slack, bk=bk, db_path=db_path, mode="socket", SOCKET_PING_INTERVAL="30")
+    await bot.start()
+    try:
+        assert bot.socket is not None
+        (conn,) = bot.socket.connections()
+        bot.socket.drop()
+        await conn.closed.wait()
+        seen = []
+        for _ in range(200):  # the client learns of the drop a few loop turns after the server: ask, don't sleep
+            seen.append((await healthz(bot))["socket"]["state"])
+            if seen[-1] == "disconnected":
+                break
+        assert seen[-1] == "disconnected" and set(seen) <= {"connected", "disconnected"}, seen
+        assert state(bot).connects == 1  # nothing reconnected yet: the next ping round does that
+    finally:
+        await bot.close()
+
+
 async def test_stale_connection_is_replaced(sbot: Bot) -> None:
     """Slack stops answering pings: the SDK's heartbeat notices, and a new connection replaces it."""
     assert sbot.socket is not None
