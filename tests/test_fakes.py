@@ -485,3 +485,13 @@ async def test_bk_variable_without_id_or_name_is_refused_before_the_plan_lookup(
         reply = await esb(http, bk, "execute_job", body, {"Blueking-Language": "en"})
         expected = (1241005, "Invalid request parameter [global_vars.id|global_vars.name]")
         assert (reply["code"], reply["message"]) == expected
+
+
+async def test_bk_v2_target_server_has_no_host_ids(bk: FakeBkJob, http: aiohttp.ClientSession) -> None:
+    """EsbServerDTO (v2) knows only IPs, groups and nodes: a `host_id_list` is dropped, not used."""
+    job_id = await start_job(http, bk, global_vars=[{"id": 13, "target_server": {"host_id_list": [77]}}])
+    assert bk.instances[job_id].resolved_vars["hosts"] == {
+        "ip_list": [],
+        "dynamic_group_id_list": [],
+        "topo_node_list": [],
+    }

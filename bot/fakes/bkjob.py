@@ -899,6 +899,8 @@ class FakeBkJob:
             raise _JobError(1240003, "bad_request")
         if v3:
             passed = [_v3_var_as_v2(item) for item in passed]
+        else:  # v2's EsbServerDTO has no host IDs: Jackson drops the field
+            passed = [_without_host_ids(item) for item in passed]
         self._check_biz(biz)
         job_key = "job_plan_id" if v3 else "bk_job_id"
         job_id = _as_int(params.get(job_key))
@@ -1385,6 +1387,13 @@ def _plan_var_v3(var: Mapping[str, Any]) -> JsonDict:
         "required": 0,
         "used": True,
     }
+
+
+def _without_host_ids(item: JsonDict) -> JsonDict:
+    server = item.get("target_server")
+    if not isinstance(server, dict) or "host_id_list" not in server:
+        return item
+    return {**item, "target_server": {k: v for k, v in server.items() if k != "host_id_list"}}
 
 
 def _host_target(item: Mapping[str, Any]) -> JsonDict:
