@@ -51,6 +51,9 @@ PASSWORD_PLACEHOLDER = "******"
 
 
 
+# Step statuses only an operator's hand produces: 5 SKIPPED (force skip), 6 IGNORE_ERROR (ignore error).
+_REVIVED_STEP = frozenset({5, 6})
+
 # Per-host statuses that count as success: 9 SUCCESS and 3 LAST_SUCCESS (reference §9.5).
 HOST_SUCCESS = frozenset({3, 9})
 
@@ -378,11 +381,16 @@ class JobInstanceStatus(_Wire):
         return [step for block in self.blocks or [] for step in block.step_instances]
 
     def result_key(self) -> str:
-        """Which finish this is: a job retried in BK-JOB runs again and finishes again, with a higher step
-        `execute_count`; the first finish keeps the bare status as its key."""
-        runs = max((step.execute_count or 0 for step in self.steps), default=0)
+        """Which finish this is. A job revived in BK-JOB's UI finishes again: after "retry" a step's
+        `execute_count` is higher, after "ignore error" or "skip" a step is in 6 or 5 and a later one has run; so
+        a finish after a revival is keyed by every step's status and run count, which a repeated read or callback
+        of the same finish reproduces. A plain first run keeps the bare status as its key."""
         status = str(self.job_instance.status)
-        return status if runs == 0 else f"{status}:{runs}"
+        revived = any((step.execute_count or 0) > 0 or step.status in _REVIVED_STEP for step in self.steps)
+        if not revived:
+            return status
+        runs = ",".join(f"{step.status}.{step.execute_count or 0}" for step in self.steps)
+        return f"{status}:{runs}"
 
 
 class InstanceSummary(_Wire):

@@ -336,3 +336,18 @@ async def test_a_job_retried_in_bkjob_reports_every_finish(bot: Bot) -> None:
     assert len(replies(bot, ts)) == 3
     message = bot.slack.message(CHANNEL, ts)
     assert message is not None and message["text"].startswith("Succeeded")
+
+
+async def test_a_job_whose_error_was_ignored_in_bkjob_reports_its_second_failure(bot: Bot) -> None:
+    """"Ignore error" in BK-JOB's UI runs the job on from the next step, which may fail too: the same status
+    again, no step run twice, and still a new finish to report (once)."""
+    instance_id, ts = await launch_two_host_plan(bot)
+    assert await bot.bk.finish(instance_id, status=4) == [200]
+    await wait_for_replies(bot, ts, 1)
+    bot.bk.ignore_error(instance_id)
+    assert await bot.bk.finish(instance_id, status=4) == [200]
+    _, second = await wait_for_replies(bot, ts, 2)
+    assert "error ignored" in step_line(second, "deploy") and "failed" in step_line(second, "check")
+    assert await bot.bk.send_callback(instance_id) == 200
+    await bot.idle()
+    assert len(replies(bot, ts)) == 2

@@ -574,6 +574,18 @@ class FakeBkJob:
         step.execute_count += 1
         inst.status, inst.end_time = 2, None
 
+    def ignore_error(self, instance_id: int) -> None:
+        """operate_step_instance code 3: the failed step is marked 6 (IGNORE_ERROR) and the job runs on from the
+        next step; the next `finish` calls back once more."""
+        inst = self.instances[instance_id]
+        if inst.status != 4:
+            raise ValueError(f"instance {instance_id} has status {inst.status}: only a failed job's error is ignored")
+        index = next(i for i, s in enumerate(inst.steps) if s.status == 4)
+        inst.steps[index].status = 6
+        if index + 1 < len(inst.steps):
+            inst.steps[index + 1].status, inst.steps[index + 1].start_time = 2, time.time()
+        inst.status, inst.end_time = 2, None
+
     async def send_callback(
         self,
         instance_id: int,
