@@ -43,6 +43,7 @@ from bot.policy import Policy, load_policy
 from bot.poller import Poller
 from bot.proxy import Proxies, shown
 from bot.results import Results
+from bot.retention import Retention
 from bot.socket_mode import SocketState, SocketTransport
 from bot.store import Store, open_store
 from bot.tokens import Signer
@@ -235,6 +236,15 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
                 ),
             ),
             name="approval-sweeper",
+        ),
+        asyncio.create_task(
+            keep_running(
+                "retention",
+                Retention(store=store, audit_days=settings.audit_retention_days).sweep,
+                interval=settings.retention_interval,
+                beat=lambda: None,  # a late sweep loses nothing: not a health signal
+            ),
+            name="retention",
         ),
     ]
     socket = _socket(app, settings, bolt, proxies)

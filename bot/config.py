@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     bkjob_open_mode: bool = False
     """Without a policy file the bot refuses to start unless this says so: then it runs ungoverned ("open")."""
     approval_sweep_interval: float = Field(default=15.0, gt=0, le=3600)
+    audit_retention_days: float | None = Field(default=None, gt=0)
+    """Audit events older than this are deleted; unset keeps them forever."""
+    retention_interval: float = Field(default=300.0, gt=0, le=86400)
     directory_cache_ttl: float = Field(default=300.0, ge=0)
 
     socket_ping_interval: float = Field(default=10.0, gt=0, le=120)
@@ -97,6 +100,7 @@ class Settings(BaseSettings):
         "metrics_token",
         "callback_url",
         "public_url",
+        "audit_retention_days",
         mode="before",
     )
     @classmethod

@@ -75,7 +75,6 @@ class Outbox:
         self._started = 0  # rounds of the worker loop begun
         self._idle_round = 0  # the last round that found nothing due
         self._round_done = asyncio.Condition()
-        self._last_seq = 0
         # A batch must be delivered well within its lease even when one channel's posts are paced, or another
         # replica would lease the same messages again.
         self._batch = _BATCH if channel_interval <= 0 else max(1, min(_BATCH, int(lease / 2 / channel_interval)))
@@ -135,12 +134,10 @@ class Outbox:
         self, channel: str, order_key: str, kind: OutboxKind, payload: dict[str, Any], dedupe_key: str | None = None
     ) -> OutboxMessage:
         now = self._clock()
-        # Monotonic within this process, so its own messages keep the order they were queued in.
-        self._last_seq = max(self._last_seq + 1, time.time_ns())
+        # No seq: the store numbers messages as it stores them, so order per thread does not rest on clocks.
         return OutboxMessage(
             id=uuid.uuid4().hex,
             created_at=now,
-            seq=self._last_seq,
             channel=channel,
             order_key=order_key,
             kind=kind,

@@ -101,7 +101,7 @@ def test_several_problems_give_one_line_each() -> None:
     assert sorted(line.split(":", 1)[0] for line in lines) == ["BK_API_URL", "BK_APP_SECRET", "PORT"]
 
 
-@pytest.mark.parametrize("name", ["BK_USERNAME", "BK_BIZ_ID", "BK_JOB_WEB_URL"])
+@pytest.mark.parametrize("name", ["BK_USERNAME", "BK_BIZ_ID", "BK_JOB_WEB_URL", "AUDIT_RETENTION_DAYS"])
 def test_blank_optional_setting_means_unset(name: str) -> None:
     settings = load_settings({**REQUIRED, name: "  "})
     assert getattr(settings, name.lower()) is None

@@ -542,7 +542,7 @@ async def test_concurrent_results_on_two_replicas_record_and_queue_once(pg: PgSc
     )
     assert results.count(True) == 1
     (queued,) = await a.outbox_messages()
-    assert queued.seq == results.index(True)
+    assert queued.id == message(results.index(True), "t").id
 
 
 async def test_concurrent_instance_claims_on_two_replicas(pg: PgSchema) -> None:
@@ -688,3 +688,78 @@ async def test_a_leased_refresh_no_longer_absorbs_newer_ones(store: Store) -> No
     await store.outbox_sent(first.id, owner="w1", ts="1.0", now=NOW)
     (after,) = await store.lease_outbox(owner="w2", now=NOW, lease=60, limit=10)
     assert after.id == newer.id
+
+
+# -- outbox order from the database, retention -------------------------------------------------------------------
+
+
+async def test_outbox_numbers_messages_in_the_order_they_are_stored(store: Store) -> None:
+    """A message's own seq (a clock's reading) is ignored: the one stored first is delivered first."""
+    await store.enqueue(message(9_000_000, "t1"))
+    await store.enqueue(message(5, "t1"))
+    await store.enqueue(message(7, "t2"))
+    queued = await store.outbox_messages()
+    assert [m.id for m in queued] == [message(9_000_000, "t1").id, message(5, "t1").id, message(7, "t2").id]
+    assert [m.seq for m in queued] == sorted({m.seq for m in queued})
+
+
+async def test_outbox_order_across_replicas_does_not_follow_their_clocks(pg: PgSchema) -> None:
+    """Replica a's clock runs an hour ahead of b's. a queues the first message of a thread, b the second: the
+    thread still gets them in that order, and a third replica delivers them in that order."""
+    a, b, c = await pg.open_store(), await pg.open_store(), await pg.open_store()
+    ahead_ns, behind_ns = (int((NOW + 3600) * 1e9), int(NOW * 1e9))
+    first = message(ahead_ns, "C0OPS:1.0", created_at=NOW + 3600, payload={"text": "launched"})
+    second = message(behind_ns, "C0OPS:1.0", created_at=NOW, payload={"text": "finished"})
+    assert await a.enqueue(first)
+    assert await b.enqueue(second)
+    delivered = []
+    for _ in range(2):
+        (head,) = await c.lease_outbox(owner="c", now=NOW + 7200, lease=30, limit=10)
+        delivered.append(head.payload["text"])
+        await c.outbox_sent(head.id, owner="c", ts="1.1", now=NOW + 7200)
+    assert delivered == ["launched", "finished"]
+
+
+async def test_outbox_numbers_concurrent_messages_apart_on_two_replicas(pg: PgSchema) -> None:
+    a, b = await pg.open_store(), await pg.open_store()
+    await asyncio.gather(*((a if i % 2 else b).enqueue(message(1, f"t{i}")) for i in range(40)))
+    seqs = [m.seq for m in await a.outbox_messages()]
+    assert len(seqs) == len(set(seqs)) == 40
+
+
+async def test_claim_older_than_a_day_is_taken_over_once(store: Store) -> None:
+    assert await store.claim("k", now=NOW)
+    results = await asyncio.gather(*(store.claim("k", now=NOW + 25 * 3600) for _ in range(10)))
+    assert results.count(True) == 1
+
+
+async def test_prune_deletes_only_what_is_past_its_retention(store: Store) -> None:
+    for i, at in enumerate([NOW - 100, NOW - 50, NOW]):
+        await store.claim(f"k{i}", now=at)
+        await store.append_audit(AuditEvent(id=f"e{i}", at=at, actor="U0ALICE", action="launch.requested"))
+        await store.enqueue(message(i, f"t{i}", created_at=at))
+    old_pending = message(99, "t9", created_at=NOW - 100)
+    await store.enqueue(old_pending)
+    for leased in await store.lease_outbox(owner="a", now=NOW, lease=30, limit=3):
+        if leased.id != old_pending.id:
+            await store.outbox_sent(leased.id, owner="a", ts="1.1", now=NOW)
+    # Nothing is audit-pruned without a retention; claims and sent messages go by their own cut-offs.
+    assert await store.prune(claims_before=NOW - 60, sent_before=NOW - 10, audit_before=None, limit=100) == 3
+    assert await store.claim("k0", now=NOW) is True  # forgotten
+    assert await store.claim("k1", now=NOW) is False
+    remaining = {m.id: m.state for m in await store.outbox_messages()}
+    assert remaining == {
+        message(2, "t2").id: OutboxState.SENT,
+        old_pending.id: OutboxState.PENDING,  # never pruned while it waits
+    }
+    assert len(await store.audit_events()) == 3
+    assert await store.prune(claims_before=0, sent_before=0, audit_before=NOW - 60, limit=100) == 1
+    assert [e.id for e in await store.audit_events()] == ["e1", "e2"]
+
+
+async def test_prune_works_in_batches(store: Store) -> None:
+    for i in range(7):
+        await store.claim(f"k{i}", now=NOW - 100)
+    assert await store.prune(claims_before=NOW, sent_before=0, audit_before=None, limit=3) == 3
+    assert await store.prune(claims_before=NOW, sent_before=0, audit_before=None, limit=3) == 3
+    assert await store.prune(claims_before=NOW, sent_before=0, audit_before=None, limit=3) == 1

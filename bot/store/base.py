@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from bot.store.records import (
@@ -16,7 +17,10 @@ from bot.store.records import (
     Vote,
 )
 
-__all__ = ["Store"]
+__all__ = ["QueryObserver", "Store"]
+
+QueryObserver = Callable[[str, tuple[Any, ...]], None]
+"""Told every statement a store runs, with its arguments: for debugging, and for the query-plan tests."""
 
 
 class Store(ABC):
@@ -41,7 +45,8 @@ class Store(ABC):
 
     @abstractmethod
     async def claim(self, key: str, *, now: float) -> bool:
-        """Record `key` once; True only for the first caller. Used to drop Slack retries and double clicks."""
+        """Record `key` once; True only for the first caller. Used to drop Slack retries and double clicks.
+        A claim older than a day is forgotten (Slack retries within minutes)."""
 
     @abstractmethod
     async def create_launch(self, launch: LaunchRecord) -> None: ...
@@ -152,7 +157,10 @@ class Store(ABC):
 
     @abstractmethod
     async def enqueue(self, message: OutboxMessage) -> bool:
-        """Store a message to send; False when a pending message with the same dedupe_key exists."""
+        """Store a message to send; False when a pending message with the same dedupe_key exists.
+
+        The database numbers it (`seq`, ignoring the message's own): a message stored after another one was
+        stored is delivered after it, whichever replica stored each and whatever their clocks say."""
 
     @abstractmethod
     async def lease_outbox(self, *, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
@@ -166,6 +174,14 @@ class Store(ABC):
 
     @abstractmethod
     async def outbox_dead(self, message_id: str, *, owner: str, error: str) -> None: ...
+
+    # -- retention ----------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def prune(self, *, claims_before: float, sent_before: float, audit_before: float | None, limit: int) -> int:
+        """Delete up to `limit` rows of each table that only grows: claims and sent outbox messages older than
+        their cut-offs, audit events older than `audit_before` (None: audit is kept). Returns the rows deleted;
+        small batches, so that no sweep holds the database for long."""
 
     @abstractmethod
     async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:

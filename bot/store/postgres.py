@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from bot.store.base import Store
+from bot.store.base import QueryObserver, Store
 from bot.store.records import (
     ApprovalRecord,
     ApprovalState,
@@ -42,6 +42,7 @@ from bot.store.rows import (
     AUDIT_COLUMNS,
     LAUNCH_COLUMNS,
     OUTBOX_COLUMNS,
+    OUTBOX_INSERT_COLUMNS,
     approval_from,
     approval_values,
     audit_from,
@@ -49,9 +50,9 @@ from bot.store.rows import (
     launch_from,
     launch_values,
     outbox_from,
-    outbox_values,
+    outbox_insert_values,
 )
-from bot.store.schema import MIGRATIONS
+from bot.store.schema import MIGRATIONS, statement_for
 
 __all__ = ["PostgresStore"]
 
@@ -83,8 +84,10 @@ class PostgresStore(Store):
         min_size: int = 1,
         max_size: int = 10,
         server_settings: Mapping[str, str] | None = None,
+        on_query: QueryObserver | None = None,
     ) -> None:
         self._dsn = dsn
+        self._on_query = on_query
         self._min_size = min_size
         self._max_size = max_size
         self._server_settings = dict(server_settings or {})
@@ -124,12 +127,19 @@ class PostgresStore(Store):
             min_size=self._min_size,
             max_size=self._max_size,
             server_settings=self._server_settings or None,
+            # A pool resets a connection's query loggers when it is released: add the observer at every acquire.
+            setup=self._observe if self._on_query is not None else None,
         )
         try:
             await self._migrate()
         except BaseException:
             await self.close()
             raise
+
+    async def _observe(self, con: asyncpg.pool.PoolConnectionProxy) -> None:
+        observe = self._on_query
+        if observe is not None:
+            con.add_query_logger(lambda logged: observe(logged.query, tuple(logged.args or ())))
 
     async def _migrate(self) -> None:
         """Under a session advisory lock: the second replica waits, then finds every migration already applied."""
@@ -141,7 +151,9 @@ class PostgresStore(Store):
                 for version, statements in enumerate(MIGRATIONS[current:], start=current + 1):
                     async with con.transaction():
                         for statement in statements:
-                            await con.execute(statement)
+                            sql = statement_for(statement, self.kind)
+                            if sql is not None:
+                                await con.execute(sql)
                         await con.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
             finally:
                 # A dropped connection releases the lock too; this is for the normal path, where it goes back
@@ -163,13 +175,15 @@ class PostgresStore(Store):
             return False
 
     async def claim(self, key: str, *, now: float) -> bool:
-        async with self.pool.acquire() as con:
-            await con.execute("DELETE FROM claims WHERE created_at < $1", now - _CLAIM_RETENTION_S)
-            won = await con.fetchval(
-                "INSERT INTO claims (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING 1",
-                key,
-                now,
-            )
+        # One lookup by key: a claim older than the retention is taken over here, and deleted by `prune`. A racing
+        # upsert of the same key waits for the first and re-checks the WHERE on the row it committed.
+        won = await self.pool.fetchval(
+            "INSERT INTO claims (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE"
+            " SET created_at = excluded.created_at WHERE claims.created_at < $3 RETURNING 1",
+            key,
+            now,
+            now - _CLAIM_RETENTION_S,
+        )
         return won is not None
 
     async def create_launch(self, launch: LaunchRecord) -> None:
@@ -430,6 +444,24 @@ class PostgresStore(Store):
 
     # -- the Slack outbox -------------------------------------------------------------------------------------
 
+    # -- retention ----------------------------------------------------------------------------------------------
+
+    async def prune(self, *, claims_before: float, sent_before: float, audit_before: float | None, limit: int) -> int:
+        deleted = 0
+        for sql, cutoff in (
+            ("DELETE FROM claims WHERE key IN (SELECT key FROM claims WHERE created_at < $1 LIMIT $2)", claims_before),
+            (
+                "DELETE FROM outbox WHERE id IN"
+                " (SELECT id FROM outbox WHERE state = 'sent' AND created_at < $1 LIMIT $2)",
+                sent_before,
+            ),
+            ("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < $1 LIMIT $2)", audit_before),
+        ):
+            if cutoff is not None:
+                status = await self.pool.execute(sql, cutoff, limit)
+                deleted += int(status.rsplit(" ", 1)[-1])
+        return deleted
+
     async def enqueue(self, message: OutboxMessage) -> bool:
         sql, args = _enqueue_sql(message)
         return await self.pool.fetchval(sql, *args) is not None
@@ -519,9 +551,13 @@ def _parse_options(options: str) -> dict[str, str]:
 
 
 def _enqueue_sql(message: OutboxMessage) -> tuple[str, list[Any]]:
-    """The insert that enqueue and record_result share; RETURNING 1 tells whether a row went in."""
+    """The insert that enqueue and record_result share; RETURNING 1 tells whether a row went in.
+
+    seq comes from one sequence shared by every replica, drawn when the row is written: a message stored after
+    another was stored (committed) is numbered after it, whatever the replicas' clocks say. (A number drawn by an
+    insert that then conflicts is skipped; order needs no gap-free numbers.)"""
     return (
-        f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ({_placeholders(13)})"
+        f"INSERT INTO outbox (seq, {OUTBOX_INSERT_COLUMNS}) VALUES (nextval('outbox_order'), {_placeholders(12)})"
         " ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING RETURNING 1",
-        list(outbox_values(message)),
+        list(outbox_insert_values(message)),
     )

@@ -158,7 +158,8 @@ class OutboxState(StrEnum):
 class OutboxMessage(BaseModel):
     """A message to Slack, stored before it is sent and marked sent only when Slack said ok.
 
-    Messages with the same `order_key` (one thread, or one edited message) are delivered in `seq` order.
+    Messages with the same `order_key` (one thread, or one edited message) are delivered in `seq` order; `seq` is
+    assigned by the store when the message is stored (0 until then).
     A pending message with the same `dedupe_key` makes a new one a no-op (progress edits coalesce).
     """
 
@@ -166,7 +167,7 @@ class OutboxMessage(BaseModel):
 
     id: str
     created_at: float
-    seq: int
+    seq: int = 0
     channel: str
     order_key: str
     kind: OutboxKind

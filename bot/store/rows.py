@@ -13,6 +13,7 @@ __all__ = [
     "AUDIT_COLUMNS",
     "LAUNCH_COLUMNS",
     "OUTBOX_COLUMNS",
+    "OUTBOX_INSERT_COLUMNS",
     "approval_from",
     "approval_values",
     "audit_from",
@@ -20,6 +21,7 @@ __all__ = [
     "launch_from",
     "launch_values",
     "outbox_from",
+    "outbox_insert_values",
     "outbox_values",
 ]
 
@@ -36,6 +38,11 @@ APPROVAL_COLUMNS = (
 OUTBOX_COLUMNS = (
     "id, created_at, seq, channel, order_key, kind, payload, dedupe_key, state, attempts, next_attempt_at,"
     " sent_ts, last_error"
+)
+# What an insert gives: `seq` is the database's to assign (see the stores' enqueue), never the caller's clock.
+OUTBOX_INSERT_COLUMNS = (
+    "id, created_at, channel, order_key, kind, payload, dedupe_key, state, attempts, next_attempt_at, sent_ts,"
+    " last_error"
 )
 AUDIT_COLUMNS = "id, at, actor, action, channel, approval_id, launch_id, job_instance_id, detail"
 
@@ -127,6 +134,12 @@ def outbox_values(message: OutboxMessage) -> tuple[Any, ...]:
         message.sent_ts,
         message.last_error,
     )
+
+
+def outbox_insert_values(message: OutboxMessage) -> tuple[Any, ...]:
+    """In OUTBOX_INSERT_COLUMNS order (OUTBOX_COLUMNS without seq)."""
+    values = outbox_values(message)
+    return values[:2] + values[3:]
 
 
 def outbox_from(row: Mapping[str, Any]) -> OutboxMessage:

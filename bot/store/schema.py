@@ -1,10 +1,34 @@
-"""The schema, as numbered migrations written in SQL that SQLite and PostgreSQL both accept."""
+"""The schema, as numbered migrations written in SQL that SQLite and PostgreSQL both accept.
+
+Where the two dialects cannot share a statement, a `PerBackend` holds one for each; each store runs its own.
+Migrations are only ever appended: a database of any earlier version is brought up to date in order.
+"""
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+from typing import NamedTuple
 
-MIGRATIONS: list[list[str]] = [
+__all__ = ["MIGRATIONS", "PerBackend", "Statement", "statement_for"]
+
+
+class PerBackend(NamedTuple):
+    """One statement in each backend's dialect; None where a backend needs nothing."""
+
+    sqlite: str | None
+    postgresql: str | None
+
+
+Statement = str | PerBackend
+
+
+def statement_for(statement: Statement, backend: str) -> str | None:
+    """The text a backend (`Store.kind`) runs, or None when it runs nothing for this statement."""
+    if isinstance(statement, str):
+        return statement
+    return statement.sqlite if backend == "sqlite" else statement.postgresql
+
+
+MIGRATIONS: list[list[Statement]] = [
     [
         """CREATE TABLE launches (
             id TEXT PRIMARY KEY,
@@ -114,5 +138,24 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX outbox_pending ON outbox (state, order_key, seq)",
         "CREATE UNIQUE INDEX outbox_pending_dedupe ON outbox (dedupe_key) WHERE state = 'pending'",
+    ],
+    [
+        # Every query on a hot path reads through an index, so its cost stays flat with a million launches
+        # stored (tests/test_query_plans.py checks the plans).
+        "CREATE INDEX claims_created ON claims (created_at)",  # retention deletes old claims by age
+        "CREATE INDEX launches_instance ON launches (job_instance_id)",  # reconciliation: is an instance taken?
+        # Start-up re-posts results not yet in Slack: a handful among every result ever recorded.
+        "CREATE INDEX results_unposted ON results (created_at) WHERE reply_ts IS NULL",
+        "CREATE INDEX outbox_state_created ON outbox (state, created_at)",  # retention of sent messages
+        # Outbox order comes from the database, not from the replicas' clocks: each message takes the next
+        # number when it is stored. PostgreSQL: a sequence, started above every seq already stored (old rows
+        # were numbered by the clock); SQLite (one process, one writer at a time): MAX(seq) + 1, read through
+        # this index.
+        "CREATE INDEX outbox_seq ON outbox (seq)",
+        PerBackend(sqlite=None, postgresql="CREATE SEQUENCE outbox_order AS BIGINT"),
+        PerBackend(
+            sqlite=None,
+            postgresql="SELECT setval('outbox_order', (SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox), false)",
+        ),
     ],
 ]

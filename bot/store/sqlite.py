@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from bot.store.base import Store
+from bot.store.base import QueryObserver, Store
 from bot.store.records import (
     ApprovalRecord,
     ApprovalState,
@@ -26,6 +27,7 @@ from bot.store.rows import (
     AUDIT_COLUMNS,
     LAUNCH_COLUMNS,
     OUTBOX_COLUMNS,
+    OUTBOX_INSERT_COLUMNS,
     approval_from,
     approval_values,
     audit_from,
@@ -33,9 +35,9 @@ from bot.store.rows import (
     launch_from,
     launch_values,
     outbox_from,
-    outbox_values,
+    outbox_insert_values,
 )
-from bot.store.schema import MIGRATIONS
+from bot.store.schema import MIGRATIONS, statement_for
 
 __all__ = ["SqliteStore"]
 
@@ -47,8 +49,9 @@ class SqliteStore(Store):
 
     kind = "sqlite"
 
-    def __init__(self, *, path: str) -> None:
+    def __init__(self, *, path: str, on_query: QueryObserver | None = None) -> None:
         self._path = path
+        self._on_query = on_query
         self._db: aiosqlite.Connection | None = None
         # One connection is shared by every coroutine: a transaction must not let another's statements in.
         self._tx = asyncio.Lock()
@@ -73,6 +76,11 @@ class SqliteStore(Store):
         await self._db.execute("PRAGMA busy_timeout=5000")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._migrate()
+        if self._on_query is not None:
+            observe = self._on_query
+            # sqlite3 hands over each statement with its values bound in (no separate arguments).
+            trace: Callable[[str], None] = lambda sql: observe(sql, ())  # noqa: E731
+            await self._db.set_trace_callback(trace)
 
     async def _migrate(self) -> None:
         await self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -83,7 +91,9 @@ class SqliteStore(Store):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in statements:
-                    await self.db.execute(statement)
+                    sql = statement_for(statement, self.kind)
+                    if sql is not None:
+                        await self.db.execute(sql)
                 await self.db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 await self.db.execute("COMMIT")
             except BaseException:
@@ -107,9 +117,11 @@ class SqliteStore(Store):
             return False
 
     async def claim(self, key: str, *, now: float) -> bool:
-        await self._write("DELETE FROM claims WHERE created_at < ?", (now - _CLAIM_RETENTION_S,))
+        # One lookup by key: a claim older than the retention is taken over here, and deleted by `prune`.
         cur = await self._write(
-            "INSERT INTO claims (key, created_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, now)
+            "INSERT INTO claims (key, created_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+            " SET created_at = excluded.created_at WHERE claims.created_at < ?",
+            (key, now, now - _CLAIM_RETENTION_S),
         )
         return cur.rowcount == 1
 
@@ -350,6 +362,25 @@ class SqliteStore(Store):
             )
             return cur.rowcount == 1
 
+    async def prune(self, *, claims_before: float, sent_before: float, audit_before: float | None, limit: int) -> int:
+        deleted = 0
+        for sql, cutoff in (
+            (
+                "DELETE FROM claims WHERE rowid IN (SELECT rowid FROM claims WHERE created_at < ? LIMIT ?)",
+                claims_before,
+            ),
+            (
+                "DELETE FROM outbox WHERE rowid IN"
+                " (SELECT rowid FROM outbox WHERE state = 'sent' AND created_at < ? LIMIT ?)",
+                sent_before,
+            ),
+            ("DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < ? LIMIT ?)", audit_before),
+        ):
+            if cutoff is not None:
+                cur = await self._write(sql, (cutoff, limit))
+                deleted += max(0, cur.rowcount)
+        return deleted
+
     async def enqueue(self, message: OutboxMessage) -> bool:
         cur = await self._write(*_enqueue_sql(message))
         return cur.rowcount == 1
@@ -403,8 +434,11 @@ class SqliteStore(Store):
 
 
 def _enqueue_sql(message: OutboxMessage) -> tuple[str, tuple[Any, ...]]:
+    """seq is the next number after every stored one, read and written in this one statement: SQLite runs one
+    writer at a time, so no two messages get the same number, and order follows the order messages were stored."""
     return (
-        f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+        f"INSERT INTO outbox (seq, {OUTBOX_INSERT_COLUMNS})"
+        f" VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox), {', '.join('?' * 12)})"
         " ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING",
-        outbox_values(message),
+        outbox_insert_values(message),
     )

@@ -1,0 +1,56 @@
+"""Retention trims the tables that only grow, by each one's rule, and keeps the audit trail unless told otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.retention import CLAIM_RETENTION_S, SENT_RETENTION_S, Retention
+from bot.store import AuditEvent, OutboxState, SqliteStore
+from tests.test_store import NOW, message
+
+DAY = 86400.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(path=str(tmp_path / "retention.sqlite3"))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _history(store: SqliteStore) -> None:
+    """A claim, a delivered message and an audit event from 400 days ago, and the same from just now."""
+    for i, at in enumerate([NOW - 400 * DAY, NOW - 60]):
+        await store.claim(f"command:T{i}", now=at)
+        await store.enqueue(message(i, f"t{i}", created_at=at))
+        await store.append_audit(AuditEvent(id=f"e{i}", at=at, actor="U0ALICE", action="launch.requested"))
+    for leased in await store.lease_outbox(owner="o", now=NOW, lease=30, limit=10):
+        await store.outbox_sent(leased.id, owner="o", ts="1.1", now=NOW)
+
+
+async def test_claims_and_sent_messages_go_the_audit_trail_stays(store: SqliteStore) -> None:
+    await _history(store)
+    assert await Retention(store=store, audit_days=None, clock=lambda: NOW).sweep() == 2
+    assert await store.claim("command:T0", now=NOW) is True  # forgotten: older than CLAIM_RETENTION_S
+    assert await store.claim("command:T1", now=NOW) is False
+    assert [m.id for m in await store.outbox_messages(state=OutboxState.SENT.value)] == [message(1, "t1").id]
+    assert [e.id for e in await store.audit_events()] == ["e0", "e1"]
+    assert CLAIM_RETENTION_S < SENT_RETENTION_S < 400 * DAY
+
+
+async def test_audit_is_trimmed_to_the_days_asked_for(store: SqliteStore) -> None:
+    await _history(store)
+    await Retention(store=store, audit_days=365, clock=lambda: NOW).sweep()
+    assert [e.id for e in await store.audit_events()] == ["e1"]
+
+
+async def test_a_backlog_larger_than_a_batch_is_deleted_in_one_sweep(store: SqliteStore) -> None:
+    for i in range(1100):
+        await store.claim(f"k{i}", now=NOW - 2 * DAY)
+    assert await Retention(store=store, audit_days=None, clock=lambda: NOW).sweep() == 1100
