@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -108,12 +109,15 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     # Two pools, one per destination: each session's proxy is its default route (see bot.proxy).
     proxies = settings.proxies()
     traces = [metrics.trace_config(slack_api=settings.slack_api_base(), bk_api=settings.bk_api_root())]
+    tls = settings.tls_context()
     session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=tls) if tls else None,
         timeout=aiohttp.ClientTimeout(total=30),
         trace_configs=traces,
         proxy=proxies.for_url(settings.bk_api_root()),
     )
     slack_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=tls) if tls else None,
         timeout=aiohttp.ClientTimeout(total=30),
         trace_configs=traces,
         proxy=proxies.for_url(settings.slack_api_base()),
@@ -247,7 +251,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
             name="retention",
         ),
     ]
-    socket = _socket(app, settings, bolt, proxies)
+    socket = _socket(app, settings, bolt, proxies, tls)
     try:
         yield
     finally:
@@ -296,7 +300,9 @@ def _identities(governed: Policy | None, directory: Directory, service_account: 
     )
 
 
-def _socket(app: web.Application, settings: Settings, bolt: AsyncApp, proxies: Proxies) -> SocketTransport | None:
+def _socket(
+    app: web.Application, settings: Settings, bolt: AsyncApp, proxies: Proxies, tls: ssl.SSLContext | None
+) -> SocketTransport | None:
     """In Socket Mode, start dialling Slack (in the background: the callback route and /healthz serve meanwhile)."""
     if settings.slack_app_token is None:
         return None
@@ -306,6 +312,7 @@ def _socket(app: web.Application, settings: Settings, bolt: AsyncApp, proxies: P
         ping_interval=settings.socket_ping_interval,
         state=app[SOCKET],
         proxy_for=proxies.for_url,
+        tls=tls,
     )
     transport.start()
     return transport

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ssl
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -81,6 +82,9 @@ class Settings(BaseSettings):
     http_proxy: SecretStr | None = None
     """Corporate proxy for http:// (and for https:// when HTTPS_PROXY is not set)."""
     no_proxy: str = ""
+    tls_ca_file: str | None = None
+    """PEM file of CA certificates trusted for outgoing TLS besides the system's: a TLS-inspecting proxy, an internal
+    BK-JOB behind a private CA."""
     """Hosts reached directly: names, `.domain` suffixes, `host:port`, or `*`."""
 
     metrics: Literal["on", "off"] = "on"
@@ -137,6 +141,17 @@ class Settings(BaseSettings):
             raise ValueError("must be a proxy URL such as http://proxy.example.com:3128 (user:password@ allowed)")
         return SecretStr(value.get_secret_value().strip())
 
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_file_loads(cls, value: str | None) -> str | None:
+        """A bad file would otherwise surface as every TLS connection failing, long after start."""
+        if value is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load CA certificates from {value!r} ({type(exc).__name__})") from exc
+        return value
+
     @field_validator("slack_app_token")
     @classmethod
     def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -175,6 +190,14 @@ class Settings(BaseSettings):
 
     def bk_api_root(self) -> str:
         return str(self.bk_api_url).rstrip("/")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The system's CAs plus TLS_CA_FILE's, or None to use the default context."""
+        if self.tls_ca_file is None:
+            return None
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=self.tls_ca_file)
+        return context
 
     def proxies(self) -> Proxies:
         return Proxies(

@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -113,6 +114,7 @@ class _Client(SocketModeClient):
         ping_interval: float,
         state: SocketState,
         proxy_for: Callable[[str], str | None],
+        tls: ssl.SSLContext | None,
     ) -> None:
         super().__init__(
             app_token=app_token,
@@ -124,6 +126,7 @@ class _Client(SocketModeClient):
         self.proxy = None  # chosen per URL in _open
         self._state = state
         self._proxy_for = proxy_for
+        self._tls = tls
 
     async def connect(self) -> None:
         """Called at start, and by the SDK after a `disconnect` message, a CLOSE frame or a stale connection."""
@@ -177,6 +180,7 @@ class _Client(SocketModeClient):
             autoping=False,
             heartbeat=self.ping_interval,
             proxy=self._proxy_for(url),
+            ssl=self._tls or True,
             # Closing a connection that stopped answering must not hold up the new one (aiohttp waits 10 s).
             timeout=aiohttp.ClientWSTimeout(ws_close=min(2.0, self.ping_interval)),
         )
@@ -232,13 +236,19 @@ class SocketTransport(AsyncSocketModeHandler):
         ping_interval: float,
         state: SocketState,
         proxy_for: Callable[[str], str | None] = lambda url: None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         # Not super().__init__: it would build the SDK's client, with its own session and tasks, only to drop it.
         self.app = app
         self.app_token = app_token
         self.state = state
         self.client = _Client(
-            app_token=app_token, web_client=app.client, ping_interval=ping_interval, state=state, proxy_for=proxy_for
+            app_token=app_token,
+            web_client=app.client,
+            ping_interval=ping_interval,
+            state=state,
+            proxy_for=proxy_for,
+            tls=tls,
         )
         self.client.socket_mode_request_listeners.append(self.handle)
         state.probe = self._open

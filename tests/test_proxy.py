@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import trustme
 
 from bot.app import SOCKET
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.fakes.socket_mode import FakeSocketMode
 from bot.proxy import Proxies, shown
-from tests.conftest import PLAN, Bot
+from tests.conftest import APP_TOKEN, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 from tests.proxy import LoopbackProxy
 
@@ -65,6 +68,53 @@ async def test_socket_mode_and_slack_calls_go_through_the_proxy_and_bkjob_does_n
             await bot.close()
     assert PASSWORD not in caplog.text
     assert "outgoing: Slack proxy http://user:***@127.0.0.1" in caplog.text and "BK-JOB direct" in caplog.text
+
+
+async def test_wss_goes_through_a_connect_tunnel_trusting_the_sites_ca(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
+) -> None:
+    """Slack's WebSocket is wss://: through the proxy that is a CONNECT tunnel, authenticated, and TLS inside it is
+    checked against the system's CAs plus TLS_CA_FILE (how a site trusts its TLS-inspecting proxy)."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    ca_file = tmp_path / "corp-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    async with (
+        LoopbackProxy(user="corp", password=PASSWORD) as proxy,
+        FakeSocketMode(slack=slack, app_token=APP_TOKEN, tls=server) as socket,
+    ):
+        bot = Bot(
+            slack=slack,
+            bk=bk,
+            db_path=tmp_path / "bot.sqlite3",
+            socket=socket,
+            HTTPS_PROXY=proxy.url,
+            HTTP_PROXY=proxy.url,
+            NO_PROXY=f"127.0.0.1:{port_of(bk.base_url)}",
+            TLS_CA_FILE=str(ca_file),
+        )
+        await bot.start()
+        try:
+            assert socket.origin.startswith("wss://")
+            assert proxy.methods["CONNECT"] == 1 and proxy.carried(port_of(socket.origin)) == 1
+            await launch_and_finish(bot)
+        finally:
+            await bot.close()
+
+
+async def test_an_untrusted_certificate_is_refused(slack: FakeSlack, bk: FakeBkJob, tmp_path: Path) -> None:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server)
+    async with FakeSocketMode(slack=slack, app_token=APP_TOKEN, tls=server) as socket:
+        bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "bot.sqlite3", socket=socket)
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.5):
+                    await bot.start()
+            assert socket.connections() == [] and socket.opened >= 1
+        finally:
+            await bot.close()
 
 
 async def test_bkjob_through_the_proxy_where_no_proxy_names_slack(
@@ -138,6 +188,14 @@ BASE = {
     "BK_APP_SECRET": "app-secret-value",
     "PUBLIC_URL": "https://bot.example.com/",
 }
+
+
+def test_a_ca_file_that_does_not_load_stops_start_up(tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("hello")
+    with pytest.raises(ConfigError) as err:
+        load_settings({**BASE, "TLS_CA_FILE": str(bad)})
+    assert str(err.value).startswith("TLS_CA_FILE: ") and "not-a-ca.pem" in str(err.value)
 
 
 def test_proxy_settings_are_checked_and_their_password_is_a_secret() -> None:

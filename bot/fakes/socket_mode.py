@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import ssl
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -85,12 +86,15 @@ class FakeSocketMode:
         app_id: str = "A0BKJOB",
         ack_timeout: float = 3.0,
         max_retries: int = 3,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: serve `wss://` with this server context, as Slack does (plain `ws://` by default)."""
         self.slack = slack
         self.app_token = app_token
         self.app_id = app_id
         self.ack_timeout = ack_timeout
         self.max_retries = max_retries
+        self.tls = tls
         self.opened = 0  # apps.connections.open calls that returned a URL
         self.lose_acks = 0  # the next n acks are lost on the way (or arrive after Slack stopped waiting)
         self.envelopes: list[Envelope] = []
@@ -111,7 +115,7 @@ class FakeSocketMode:
         app.router.add_get("/link/", self._link)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host="127.0.0.1", port=0)
+        site = web.TCPSite(self._runner, host="127.0.0.1", port=0, ssl_context=self.tls)
         await site.start()
         self._port = self._runner.addresses[0][1]
         self.slack.serve("apps.connections.open", self._connections_open)
@@ -139,7 +143,7 @@ class FakeSocketMode:
     def origin(self) -> str:
         if self._port is None:
             raise RuntimeError("FakeSocketMode is not started")
-        return f"ws://127.0.0.1:{self._port}"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self._port}"
 
     # -- queries and waiting -----------------------------------------------------------------------------
 
