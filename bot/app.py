@@ -203,6 +203,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         web_root=settings.job_web_root(),
         identities=identities,
         policy=policy,
+        bk=bk,
     )
     Listeners(
         store=store,

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from bot.audit import Audit
+from bot.bk import BkClient
+from bot.bk_models import JobDetail
 from bot.blocks import approval_message, mention, notice, untrusted, utc_time
 from bot.directory import Directory
-from bot.errors import BotError, SlackError
+from bot.errors import BkError, BotError, SlackError
 from bot.explain import explain
 from bot.identity import Identities
 from bot.launches import Launches, LaunchFailed, LaunchRequest
@@ -20,7 +25,7 @@ from bot.outbox import Outbox
 from bot.policy import ChannelPolicy, Policy
 from bot.store import ApprovalRecord, ApprovalState, Store, Vote
 
-__all__ = ["Approvals", "Decision"]
+__all__ = ["Approvals", "Decision", "plan_changes", "plan_version"]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +49,10 @@ class Approvals:
         web_root: str | None,
         identities: Identities | None = None,
         policy: Policy | None = None,
+        bk: BkClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._bk = bk
         self._identities = identities
         self._policy = policy
         # Counting open requests and adding one is one step per process, so a burst cannot slip past the caps.
@@ -79,6 +86,7 @@ class Approvals:
             approvers=list(policy.approvers),
             min_approvals=policy.min_approvals,
             expires_at=now + policy.approval_ttl.total_seconds(),
+            plan_version=plan_version(prepared.plan),
         )
         async with self._creating:
             await self._within_caps(request, policy)
@@ -100,6 +108,43 @@ class Approvals:
             detail=f"plan {request.bk_job_id} in business {request.bk_biz_id} as {prepared.bk_username}",
         )
         return approval.model_copy(update={"message_ts": ts})
+
+    async def _same_plan(self, approval: ApprovalRecord, user: str) -> None:
+        """An approval is for the plan as it was requested: read it as it is now (past the cache) and, when its
+        steps, targets or variables changed, close the request; the requester asks again for the plan as it is."""
+        if self._bk is None or approval.plan_version is None:
+            return
+        try:
+            plan = await self._bk.get_job_detail(
+                bk_biz_id=approval.bk_biz_id, bk_job_id=approval.bk_job_id, bk_username=approval.bk_username, fresh=True
+            )
+        except BkError as exc:
+            raise Decision(
+                f"I could not read plan {approval.bk_job_id} to check it is unchanged ({exc}); nothing "
+                "was approved. Try again."
+            ) from exc
+        changes = plan_changes(approval.plan_version, plan_version(plan))
+        if not changes:
+            return
+        what = "; ".join(changes)
+        reason = f"plan {approval.bk_job_id} changed in BK-JOB since the request ({what})"
+        if await self._store.decide(
+            approval.id, ApprovalState.REJECTED, by="bkjob-bot", now=self._clock(), reason=reason
+        ):
+            await self._audit.record(
+                user, "plan_changed", channel=approval.channel, approval_id=approval.id, detail=what
+            )
+            closed = await self._store.get_approval(approval.id) or approval
+            await self._refresh(closed)
+            await self._reply(
+                closed,
+                f"<@{approval.requester}> the plan changed in BK-JOB before this request was approved ({what}), so "
+                "nothing was launched. Run the command again to ask for the plan as it is now.",
+            )
+        raise Decision(
+            f"The plan changed in BK-JOB since this request was made: {what}. Nothing was approved or launched; "
+            "the requester has to ask again for the plan as it is now."
+        )
 
     async def _within_caps(self, request: LaunchRequest, policy: ChannelPolicy) -> None:
         """A flood of requests (each mentioning the approvers) is refused once the channel's caps are reached."""
@@ -184,6 +229,7 @@ class Approvals:
         if refusal is not None:
             await self._audit.record(user, "approval_refused", channel=approval.channel, approval_id=approval.id)
             raise Decision(f"{refusal} Nothing was approved or launched.")
+        await self._same_plan(approval, user)
         me = await self._bk_user(user)
         for vote in await self._store.votes(approval.id):
             if vote.approver != user and await self._bk_user_or_none(vote.approver) == me:
@@ -297,3 +343,33 @@ class Approvals:
 def _same_message(approval: ApprovalRecord, origin: tuple[str, str]) -> bool:
     channel, ts = origin
     return channel == approval.channel and (approval.message_ts is None or ts == approval.message_ts)
+
+
+def plan_version(plan: JobDetail) -> dict[str, Any]:
+    """The plan's last change time and digests of its steps (with their targets) and of each variable (with its
+    host targets): enough to tell an approver what changed without storing the plan itself."""
+    variables = {v.name: _digest(v.model_dump(mode="json")) for v in plan.variables}
+    return {"modified": str(plan.last_modify_time or ""), "steps": _digest(plan.steps or []), "variables": variables}
+
+
+def plan_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two versions, in words; empty when the plan is the same."""
+    changes: list[str] = []
+    if before.get("steps") != now.get("steps"):
+        changes.append("its steps or their targets changed")
+    old_vars: dict[str, str] = before.get("variables") or {}
+    new_vars: dict[str, str] = now.get("variables") or {}
+    for name in sorted(old_vars.keys() | new_vars.keys()):
+        if name not in new_vars:
+            changes.append(f"variable `{name}` was removed")
+        elif name not in old_vars:
+            changes.append(f"variable `{name}` was added")
+        elif old_vars[name] != new_vars[name]:
+            changes.append(f"variable `{name}` changed")
+    if changes and now.get("modified") and now.get("modified") != before.get("modified"):
+        changes.append(f"last changed {now['modified']}")
+    return changes
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -97,11 +97,14 @@ class BkClient(ABC):
             maxsize=512, ttl=max(plan_cache_ttl, 0.001)
         )
 
-    async def get_job_detail(self, *, bk_biz_id: int, bk_job_id: int, bk_username: str) -> JobDetail:
+    async def get_job_detail(
+        self, *, bk_biz_id: int, bk_job_id: int, bk_username: str, fresh: bool = False
+    ) -> JobDetail:
         """Plan details are cached briefly: the modal and the launch that follows read the same plan. Per BK user,
-        since BK-JOB checks `view_job_plan` for each: one user's read must not show the plan to another."""
+        since BK-JOB checks `view_job_plan` for each: one user's read must not show the plan to another.
+        `fresh` reads past the cache (an approval checks the plan as it is now)."""
         key = (bk_biz_id, bk_job_id, bk_username)
-        cached = self._plans.get(key)
+        cached = None if fresh else self._plans.get(key)
         if cached is not None:
             return cached
         detail = await self._fetch_job_detail(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id, bk_username=bk_username)

@@ -314,6 +314,9 @@ class JobDetail(_Wire):
     bk_job_id: int
     name: str
     global_vars: list[PlanVariable] | None = None
+    # Read only to tell whether the plan changed since an approval was requested (its version, see approvals).
+    last_modify_time: str | int | None = None
+    steps: list[dict[str, Any]] | None = None
 
     @property
     def variables(self) -> list[PlanVariable]:

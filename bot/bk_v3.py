@@ -202,6 +202,8 @@ class PlanDetailV3(_Wire):
     bk_scope_type: str | None = None
     bk_scope_id: str | None = None
     global_var_list: list[GlobalVarV3] | None = None
+    last_modify_time: str | int | None = None
+    step_list: list[dict[str, Any]] | None = None
 
     def to_domain(self) -> JobDetail:
         scope_id = self.bk_scope_id or ""
@@ -211,6 +213,8 @@ class PlanDetailV3(_Wire):
             bk_job_id=self.id,
             name=self.name,
             global_vars=[v.to_domain() for v in self.global_var_list or []],
+            last_modify_time=self.last_modify_time,
+            steps=self.step_list,
         )
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from bot.app import create_app
+from bot.approvals import plan_changes
 from bot.config import load_settings
 from bot.errors import ConfigError
-from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, Bot
+from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, PLAN_VARS, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,3 +323,35 @@ async def test_a_flood_of_approval_requests_is_refused_after_the_caps(start: Sta
     assert len(full) == 2 and "at most 5" in str(full[0].body["text"])  # carol's two: alice 3 + bob 2 fill it
     assert len([m for m in bot.slack.messages(OPS) if not m.get("thread_ts")]) == 5
     assert bot.bk.requests("execute_job") == []
+
+
+# -- 4. the approval is for the plan as it was requested --------------------------------------------------------------
+
+
+async def test_a_plan_changed_before_approval_needs_a_fresh_request(start: Start) -> None:
+    bot = await start(APPROVALS)
+    approval = await request_approval(bot)
+    await approve(bot, approval, BOB)  # one of two approvals, for the plan as requested
+    await bot.idle()
+    changed = [dict(v, value="9.9") if v["name"] == "version" else v for v in PLAN_VARS]
+    bot.bk.add_plan(BIZ, PLAN, "Deploy web", changed, [{"name": "step 1"}, {"name": "step 2"}, {"name": "rm -rf"}])
+    await approve(bot, approval, CAROL)
+    text = await refused(bot, "plan changed in BK-JOB")
+    assert "variable `version` changed" in text and "steps" in text
+    (note,) = bot.slack.thread(OPS, approval[1])
+    assert f"<@{ALICE}>" in note["text"] and "Run the command again" in note["text"]
+    await approve(bot, approval, "U0BOB2")  # the request is closed: no approval revives it
+    await refused(bot, "already rejected")
+    assert bot.bk.requests("execute_job") == []
+
+
+def test_plan_changes_name_what_changed() -> None:
+    before = {"modified": "2026-01-01 00:00:00", "steps": "a", "variables": {"x": "1", "y": "2"}}
+    assert plan_changes(before, before) == []
+    after = {"modified": "2026-01-02 00:00:00", "steps": "b", "variables": {"x": "1", "z": "3"}}
+    assert plan_changes(before, after) == [
+        "its steps or their targets changed",
+        "variable `y` was removed",
+        "variable `z` was added",
+        "last changed 2026-01-02 00:00:00",
+    ]

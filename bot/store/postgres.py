@@ -295,7 +295,7 @@ class PostgresStore(Store):
 
     async def create_approval(self, approval: ApprovalRecord) -> None:
         await self.pool.execute(
-            f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({_placeholders(20)})",
+            f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({_placeholders(21)})",
             *approval_values(approval),
         )
 

@@ -118,6 +118,7 @@ class ApprovalRecord(BaseModel):
     decided_at: float | None = None
     reason: str | None = None
     launch_id: str | None = None
+    plan_version: dict[str, Any] | None = None  # the plan as requested: its last change time and digests
 
 
 class Vote(BaseModel):

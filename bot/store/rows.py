@@ -33,7 +33,7 @@ LAUNCH_COLUMNS = (
 APPROVAL_COLUMNS = (
     "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"
     " request_values, variables, approvers, min_approvals, expires_at, state, decided_by, decided_at, reason,"
-    " launch_id"
+    " launch_id, plan_version"
 )
 OUTBOX_COLUMNS = (
     "id, created_at, seq, channel, order_key, kind, payload, dedupe_key, state, attempts, next_attempt_at,"
@@ -107,6 +107,7 @@ def approval_values(approval: ApprovalRecord) -> tuple[Any, ...]:
         approval.decided_at,
         approval.reason,
         approval.launch_id,
+        json.dumps(approval.plan_version) if approval.plan_version is not None else None,
     )
 
 
@@ -115,6 +116,7 @@ def approval_from(row: Mapping[str, Any]) -> ApprovalRecord:
     data["values"] = json.loads(data.pop("request_values"))
     data["variables"] = [SentVariable(**v) for v in json.loads(data["variables"])]
     data["approvers"] = json.loads(data["approvers"])
+    data["plan_version"] = json.loads(data["plan_version"]) if data.get("plan_version") else None
     return ApprovalRecord(**data)
 
 

@@ -158,4 +158,8 @@ MIGRATIONS: list[list[Statement]] = [
             postgresql="SELECT setval('outbox_order', (SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox), false)",
         ),
     ],
+    [
+        # The plan's version when an approval was requested: a changed plan needs a fresh approval (JSON).
+        "ALTER TABLE approvals ADD COLUMN plan_version TEXT",
+    ],
 ]

@@ -236,7 +236,7 @@ class SqliteStore(Store):
 
     async def create_approval(self, approval: ApprovalRecord) -> None:
         await self._write(
-            f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({', '.join('?' * 20)})",
+            f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({', '.join('?' * 21)})",
             approval_values(approval),
         )
 
