@@ -8,10 +8,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from bot.app import create_app
 from bot.config import load_settings
+from bot.connections import serve
 from bot.errors import ConfigError
 from bot.logs import RedactingAccessLogger, configure
 
@@ -31,14 +30,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bkjob-bot: {line}", file=sys.stderr)
         return 2
     configure(settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
-    # Heroku sends SIGTERM and waits 30 s: in-flight work gets most of that (see Background.close).
-    web.run_app(
+    # Heroku sends SIGTERM and waits 30 s: in-flight work gets most of that (see Background.close). The site bounds
+    # open connections (see bot.connections).
+    serve(
         app,
         host=settings.host,
         port=settings.port,
+        limit=settings.max_connections,
         shutdown_timeout=25,
         access_log_class=RedactingAccessLogger,
-        print=None,
     )
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ from bot.background import Background, Heartbeats, keep_running
 from bot.bk import create_bk_client
 from bot.callback import CallbackRoute
 from bot.config import Settings
+from bot.connections import QuietParserErrors
 from bot.directory import Directory
 from bot.errors import ConfigError
 from bot.identity import Identities
@@ -72,6 +74,8 @@ SLACK_PATH = "/slack/events"
 _DEADLINE = web.AppKey("deadline", float)
 # What a hostile body can make Bolt's parser raise: bad UTF-8 or charset, bad JSON, too deep, or a JSON payload
 # whose shape Bolt's context extraction indexes blindly (`"user": "x"`, `"payload": [1]`).
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+_SIGNATURE_MAX_AGE_S = 300
 _UNREADABLE = (ValueError, LookupError, RecursionError, TypeError, AttributeError, KeyError, IndexError)
 
 
@@ -83,7 +87,13 @@ def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Appli
             "no policy file (BKJOB_CONFIG, or bkjob.toml in the working directory): write one (see "
             "bkjob.example.toml), or set BKJOB_OPEN_MODE=on to let every channel launch any plan without approval"
         )
-    app = web.Application(client_max_size=MAX_SLACK_BODY, middlewares=[request_ids, _deadline])
+    app = web.Application(
+        client_max_size=MAX_SLACK_BODY,
+        middlewares=[request_ids, _deadline],
+        # aiohttp closes a connection that has not sent a whole request head (or has idled) for this long, and
+        # reads what is left of a refused request's body (so its sender sees the answer) for at most a second.
+        handler_args={"keepalive_timeout": settings.header_timeout, "lingering_time": 1.0},
+    )
     app[_DEADLINE] = settings.request_timeout
     app[_POLICY_MODE] = "file" if policy is not None else "open"
     governed = policy
@@ -104,6 +114,8 @@ def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Appli
 async def _resources(app: web.Application, settings: Settings, governed: Policy | None) -> AsyncIterator[None]:
     """Every resource is opened here and closed here, in reverse order."""
     policy = _announce_policy(governed)
+    quiet = QuietParserErrors()
+    logging.getLogger("aiohttp.server").addFilter(quiet)
     store = open_store(settings.database_url)
     await store.open()
     # Two pools, one per destination: each session's proxy is its default route (see bot.proxy).
@@ -271,6 +283,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         await session.close()
         await slack_session.close()
         await store.close()
+        logging.getLogger("aiohttp.server").removeFilter(quiet)
 
 
 def _announce_policy(governed: Policy | None) -> Policy:
@@ -345,8 +358,15 @@ async def _slack_events(request: web.Request) -> web.StreamResponse:
     answered 400 here rather than aiohttp's 500 with a traceback in the log.
     """
     bolt = request.app[_BOLT]
+    problem = _signature_headers_problem(request)
+    if problem is not None:
+        # Before the body is read: a client without plausible signature headers costs no body read and no log line.
+        return web.json_response({"error": problem}, status=401)
     try:
-        bolt_request = await to_bolt_request(request)
+        async with asyncio.timeout(request.app[_DEADLINE]):
+            bolt_request = await to_bolt_request(request)
+    except TimeoutError:
+        return web.json_response({"error": "the body did not arrive in time"}, status=408)
     except _UNREADABLE as exc:
         log.warning("unreadable body on %s (%s); answered 400", SLACK_PATH, type(exc).__name__)
         return web.json_response({"error": "the body is not a Slack request"}, status=400)
@@ -364,6 +384,20 @@ async def _slack_events(request: web.Request) -> web.StreamResponse:
         log.warning("Bolt could not handle a payload on %s (%s); answered 400", SLACK_PATH, type(exc).__name__)
         return web.json_response({"error": "the payload could not be handled"}, status=400)
     return await to_aiohttp_response(response)
+
+
+def _signature_headers_problem(request: web.Request) -> str | None:
+    """Slack signs every request (v0 HMAC-SHA256 over a timestamp at most 5 minutes old): without headers of that
+    shape the request cannot be Slack's. Bolt checks the signature itself, once the body is in."""
+    timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+    signature = request.headers.get("X-Slack-Signature", "")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return "missing or malformed X-Slack-Request-Timestamp"
+    if abs(time.time() - int(timestamp)) > _SIGNATURE_MAX_AGE_S:
+        return "X-Slack-Request-Timestamp is too old"
+    if not _SIGNATURE.fullmatch(signature):
+        return "missing or malformed X-Slack-Signature"
+    return None
 
 
 def _reparse_slash_command(bolt_request: AsyncBoltRequest) -> None:

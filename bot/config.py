@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
     request_timeout: float = Field(default=10.0, gt=0, le=300)
-    """Longest the callback route and /healthz may take before answering 503."""
+    """Longest the callback route and /healthz may take before answering 503, and a Slack body may take to arrive."""
     https_proxy: SecretStr | None = None
     """Corporate proxy for https:// and wss:// (Slack); may carry a user and password."""
     http_proxy: SecretStr | None = None
@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     """GET /metrics in Prometheus' text format; `off` answers 404."""
     metrics_token: SecretStr | None = None
     """When set, /metrics wants `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise)."""
+    header_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Longest a connection may take to send a request's headers, or stay idle between requests."""
+    max_connections: int = Field(default=512, ge=8, le=100_000)
+    """Open connections at most; at the limit a new one replaces the oldest that has not sent its headers."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 
