@@ -358,6 +358,8 @@ async def _slack_events(request: web.Request) -> web.StreamResponse:
     answered 400 here rather than aiohttp's 500 with a traceback in the log.
     """
     bolt = request.app[_BOLT]
+    if (request.content_length or 0) > MAX_SLACK_BODY:
+        return web.json_response({"error": f"body larger than {MAX_SLACK_BODY} bytes"}, status=413)
     problem = _signature_headers_problem(request)
     if problem is not None:
         # Before the body is read: a client without plausible signature headers costs no body read and no log line.
