@@ -35,6 +35,7 @@ from bot.connections import QuietParserErrors
 from bot.directory import Directory
 from bot.errors import ConfigError
 from bot.identity import Identities
+from bot.joblogs import JobLogs
 from bot.launches import Launches
 from bot.listeners import Listeners
 from bot.logs import request_ids
@@ -181,7 +182,17 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         callback_grace=settings.callback_grace,
         bk_timeout=settings.bk_timeout,
     )
-    results = Results(store=store, bk=bk, outbox=outbox, audit=audit, web_root=settings.job_web_root())
+    job_logs = JobLogs(bk=bk)
+    results = Results(
+        store=store,
+        bk=bk,
+        outbox=outbox,
+        audit=audit,
+        web_root=settings.job_web_root(),
+        logs=job_logs,
+        policy=policy,
+        log_budget=settings.log_digest_budget,
+    )
     poller = Poller(
         store=store,
         bk=bk,

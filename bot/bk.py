@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import aiohttp
@@ -22,7 +23,19 @@ from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
 from bot import bk_v3
+from bot.bk_logs import (
+    MAX_HOSTS_PER_CALL,
+    HostLogEntry,
+    HostRef,
+    HostResult,
+    IpLogsV3,
+    StepLogV2,
+    batch_log_body,
+    host_results_from_status,
+    host_results_from_v2,
+)
 from bot.bk_models import (
+    PASSWORD_PLACEHOLDER,
     Envelope,
     ExecuteJobData,
     ExecuteJobRequest,
@@ -32,6 +45,7 @@ from bot.bk_models import (
     Permission,
     PlanPage,
     PlanSummary,
+    StepInstance,
 )
 from bot.bodies import read_at_most
 from bot.config import Settings
@@ -44,6 +58,12 @@ log = logging.getLogger(__name__)
 _Model = TypeVar("_Model", bound=BaseModel)
 
 _MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+# v2 get_job_instance_log answers every host of every step with its log in one body.
+_MAX_LOG_RESPONSE_BYTES = 64 * 1024 * 1024
+_LONE_SURROGATE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 # What an operator must configure when the credentials are refused (reference §5, §9.7).
 _HINT_APP = "Check BK_APP_CODE and BK_APP_SECRET: they must be the BlueKing app's code and secret, as a pair."
@@ -93,9 +113,7 @@ class BkClient(ABC):
         self._app_secret = app_secret
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._language = language
-        self._plans: TTLCache[tuple[int, int, str], JobDetail] = TTLCache(
-            maxsize=512, ttl=max(plan_cache_ttl, 0.001)
-        )
+        self._plans: TTLCache[tuple[int, int, str], JobDetail] = TTLCache(maxsize=512, ttl=max(plan_cache_ttl, 0.001))
 
     async def get_job_detail(
         self, *, bk_biz_id: int, bk_job_id: int, bk_username: str, fresh: bool = False
@@ -141,6 +159,48 @@ class BkClient(ABC):
     ) -> PlanPage:
         """One page of the business's plans, newest change first, `name` matched like SQL `LIKE %name%`."""
 
+    # -- per-host results and logs (bot.bk_logs) ------------------------------------------------------------
+
+    @abstractmethod
+    async def failed_host_results(
+        self, *, bk_biz_id: int, job_instance_id: int, steps: Sequence[StepInstance], bk_username: str
+    ) -> list[HostResult]:
+        """The failed hosts of those steps (of a finished job's status) with their exit and error codes, and from
+        v2 with their logs too."""
+
+    @abstractmethod
+    async def host_logs(
+        self,
+        *,
+        bk_biz_id: int,
+        job_instance_id: int,
+        step_instance_id: int,
+        hosts: Sequence[HostRef],
+        bk_username: str,
+    ) -> list[HostLogEntry]:
+        """The latest attempt's log of at most 500 hosts of one step (`batch_get_job_instance_ip_log`)."""
+
+    @abstractmethod
+    async def secret_values(
+        self, *, bk_biz_id: int, bk_job_id: int, names: Collection[str], bk_username: str
+    ) -> list[str]:
+        """Password defaults BK-JOB reveals (v2 only) and the defaults of the named variables, to mask in logs.
+
+        Never cached and never logged: held only while one log is being cleaned.
+        """
+
+    @staticmethod
+    def _lenient_envelope(api: str, status: int, raw: bytes) -> Envelope:
+        """Logs carry whatever bytes a host printed: invalid UTF-8, and lone surrogates escaped as `\\udcXX`, become
+        U+FFFD instead of making the whole answer unreadable."""
+        text = _LONE_SURROGATE.sub(r"\\ufffd", raw.decode("utf-8", "replace"))
+        return BkClient._envelope(api, status, text.encode("utf-8"))
+
+    @staticmethod
+    def _check_batch(hosts: Sequence[HostRef]) -> None:
+        if not hosts or len(hosts) > MAX_HOSTS_PER_CALL:
+            raise ValueError(f"a batch log read takes 1 to {MAX_HOSTS_PER_CALL} hosts, not {len(hosts)}")
+
     # -- shared by both wire formats --------------------------------------------------------------------------
 
     def _credentials(self, bk_username: str) -> dict[str, str]:
@@ -162,13 +222,14 @@ class BkClient(ABC):
         headers: Mapping[str, str],
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        limit: int = _MAX_RESPONSE_BYTES,
     ) -> tuple[int, bytes, str | None]:
         """(HTTP status, raw body, the gateway's request ID) or a BkError; the body is read up to a bound."""
         try:
             async with self._session.request(
                 method, url, params=query, json=body, headers=headers, timeout=self._timeout
             ) as resp:
-                raw = await read_at_most(resp.content, _MAX_RESPONSE_BYTES)
+                raw = await read_at_most(resp.content, limit)
                 status = resp.status
                 request_id = resp.headers.get("X-Bkapi-Request-Id")
         except TimeoutError as exc:
@@ -177,8 +238,8 @@ class BkClient(ABC):
             raise BkUnavailable(f"BK-JOB {api} could not be reached", request_sent=False) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise BkUnavailable(f"BK-JOB {api} broke off its answer ({type(exc).__name__})") from exc
-        if len(raw) > _MAX_RESPONSE_BYTES:
-            raise BkUnavailable(f"BK-JOB {api} answered more than {_MAX_RESPONSE_BYTES} bytes")
+        if len(raw) > limit:
+            raise BkUnavailable(f"BK-JOB {api} answered more than {limit} bytes")
         return status, raw, request_id
 
     @staticmethod
@@ -279,11 +340,57 @@ class EsbV2Client(BkClient):
         rows = self._parse("get_job_list", _PlanRows, {"rows": data or []}).rows
         return PlanPage(plans=rows)
 
-    async def _call(self, api: str, params: Mapping[str, Any], *, bk_username: str, component: str = "job") -> Any:
+    async def failed_host_results(
+        self, *, bk_biz_id: int, job_instance_id: int, steps: Sequence[StepInstance], bk_username: str
+    ) -> list[HostResult]:
+        """One `get_job_instance_log` call: every step and host of the latest attempt, logs included."""
+        api = "get_job_instance_log"
+        params = {"bk_biz_id": bk_biz_id, "job_instance_id": job_instance_id}
+        data = await self._call(api, params, bk_username=bk_username, limit=_MAX_LOG_RESPONSE_BYTES, lenient=True)
+        parsed = [self._parse(api, StepLogV2, item) for item in data or []]
+        return host_results_from_v2(parsed, [s.step_instance_id for s in steps])
+
+    async def host_logs(
+        self,
+        *,
+        bk_biz_id: int,
+        job_instance_id: int,
+        step_instance_id: int,
+        hosts: Sequence[HostRef],
+        bk_username: str,
+    ) -> list[HostLogEntry]:
+        """v2 has no per-host log API; the ESB serves JOB's v3 one under `jobv3`, with `bk_biz_id`."""
+        self._check_batch(hosts)
+        api = "batch_get_job_instance_ip_log"
+        params = {"bk_biz_id": bk_biz_id, **batch_log_body(step_instance_id, job_instance_id, hosts)}
+        data = await self._call(api, params, bk_username=bk_username, component="jobv3", lenient=True)
+        return self._parse(api, IpLogsV3, data).entries()
+
+    async def secret_values(
+        self, *, bk_biz_id: int, bk_job_id: int, names: Collection[str], bk_username: str
+    ) -> list[str]:
+        """v2 `get_job_detail` returns password defaults decrypted (reference §9.2): read raw, never cached."""
+        data = await self._call(
+            "get_job_detail", {"bk_biz_id": bk_biz_id, "bk_job_id": bk_job_id}, bk_username=bk_username
+        )
+        variables = data.get("global_vars") if isinstance(data, dict) else None
+        return _secret_defaults(variables, type_key="category", names=names)
+
+    async def _call(
+        self,
+        api: str,
+        params: Mapping[str, Any],
+        *,
+        bk_username: str,
+        component: str = "job",
+        limit: int = _MAX_RESPONSE_BYTES,
+        lenient: bool = False,
+    ) -> Any:
+        """`lenient` for answers carrying logs (bytes a host printed); `limit` for the ones that carry them all."""
         url = f"{self._root}/api/c/compapi/v2/{component}/{api}/"
         body = {**self._credentials(bk_username), **params}
-        status, raw, _ = await self._send(api, "POST", url, headers=self._headers(bk_username), body=body)
-        envelope = self._envelope(api, status, raw)
+        status, raw, _ = await self._send(api, "POST", url, headers=self._headers(bk_username), body=body, limit=limit)
+        envelope = self._lenient_envelope(api, status, raw) if lenient else self._envelope(api, status, raw)
         self._raise_refused_credentials(api, envelope)
         return self._data(api, status, envelope)
 
@@ -371,6 +478,36 @@ class ApigwV3Client(BkClient):
         data = await self._call("get_job_plan_list", "GET", bk_username=bk_username, query=query)
         return self._parse("get_job_plan_list", bk_v3.PlanListV3, data).to_domain()
 
+    async def failed_host_results(
+        self, *, bk_biz_id: int, job_instance_id: int, steps: Sequence[StepInstance], bk_username: str
+    ) -> list[HostResult]:
+        """v3's status answer already carries each host's exit and error code: no call; logs are read per host."""
+        return host_results_from_status(steps)
+
+    async def host_logs(
+        self,
+        *,
+        bk_biz_id: int,
+        job_instance_id: int,
+        step_instance_id: int,
+        hosts: Sequence[HostRef],
+        bk_username: str,
+    ) -> list[HostLogEntry]:
+        self._check_batch(hosts)
+        api = "batch_get_job_instance_ip_log"
+        body = {**bk_v3.scope(bk_biz_id), **batch_log_body(step_instance_id, job_instance_id, hosts)}
+        data = await self._call(api, "POST", bk_username=bk_username, body=body, lenient=True)
+        return self._parse(api, IpLogsV3, data).entries()
+
+    async def secret_values(
+        self, *, bk_biz_id: int, bk_job_id: int, names: Collection[str], bk_username: str
+    ) -> list[str]:
+        """v3 masks every password default as `******`: only the named (string) variables' defaults are known."""
+        query = bk_v3.plan_detail_query(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id)
+        data = await self._call("get_job_plan_detail", "GET", bk_username=bk_username, query=query)
+        variables = data.get("global_var_list") if isinstance(data, dict) else None
+        return _secret_defaults(variables, type_key="type", names=names)
+
     async def _call(
         self,
         api: str,
@@ -379,6 +516,7 @@ class ApigwV3Client(BkClient):
         bk_username: str,
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        lenient: bool = False,
     ) -> Any:
         prefix = "/api/v3/system" if self._path == "system" else "/api/v3"
         url = f"{self._root}{prefix}/{api}"
@@ -387,7 +525,8 @@ class ApigwV3Client(BkClient):
         )
         self._raise_refused_credentials(api, status, raw, request_id)
         _raise_gateway_error(api, status, raw, request_id)
-        return self._data(api, status, self._envelope(api, status, raw), request_id)
+        envelope = self._lenient_envelope(api, status, raw) if lenient else self._envelope(api, status, raw)
+        return self._data(api, status, envelope, request_id)
 
     def _raise_refused_credentials(self, api: str, status: int, raw: bytes, request_id: str | None) -> None:
         """The gateway's INVALID_ARGS / APP_NO_PERMISSION, and job-gateway's 401 without a user or app."""
@@ -479,6 +618,20 @@ def _raise_gateway_error(api: str, status: int, raw: bytes, request_id: str | No
     if status == 504 or code_name == "REQUEST_BACKEND_TIMEOUT":
         raise BkTimeout(text)
     raise BkUnavailable(text)
+
+
+def _secret_defaults(variables: Any, *, type_key: str, names: Collection[str]) -> list[str]:
+    """Values of password variables (type 4) and of the named ones, as far as BK-JOB shows them."""
+    out: list[str] = []
+    for var in variables if isinstance(variables, list) else []:
+        if not isinstance(var, dict):
+            continue
+        value = var.get("value")
+        if not isinstance(value, str) or not value or value == PASSWORD_PLACEHOLDER:
+            continue
+        if var.get(type_key) == 4 or var.get("name") in names:
+            out.append(value)
+    return out
 
 
 def create_bk_client(settings: Settings, session: aiohttp.ClientSession) -> BkClient:

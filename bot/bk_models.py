@@ -327,6 +327,11 @@ class StepIpStatus(_Wire):
     ip: str | None = None
     bk_cloud_id: int | None = None
     status: int
+    # Only v3 answers these here (`step_ip_result_list`); v2 gives them with the logs (bot.bk_logs).
+    bk_host_id: int | None = None
+    exit_code: int | None = None
+    error_code: int | None = None
+    tag: str | None = None
 
 
 class StepInstance(_Wire):

@@ -250,6 +250,10 @@ class _StepIpResultV3(_Wire):
     ip: str | None = None
     bk_cloud_id: int | None = None
     status: int
+    bk_host_id: int | None = None
+    exit_code: int | None = None
+    error_code: int | None = None
+    tag: str | None = None
 
 
 class _StepInstanceV3(_Wire):
@@ -274,9 +278,7 @@ class _StepInstanceV3(_Wire):
             start_time=_when(self.start_time),
             end_time=_when(self.end_time),
             total_time=_seconds(self.total_time),
-            step_ip_status=None
-            if hosts is None
-            else [StepIpStatus(ip=h.ip, bk_cloud_id=h.bk_cloud_id, status=h.status) for h in hosts],
+            step_ip_status=None if hosts is None else [StepIpStatus.model_validate(h.model_dump()) for h in hosts],
         )
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "picker_modal",
     "plan_options",
     "plans_list",
+    "LOGS_ACTION",
     "REASON_ACTION",
     "REASON_BLOCK",
     "REJECT_ACTION",
@@ -237,7 +238,14 @@ def launch_message(launch: LaunchRecord, *, web_root: str | None) -> Message:
 
 
 def result_reply(
-    launch: LaunchRecord, *, job_status: int, detail: JobInstanceStatus | None, note: str | None, web_root: str | None
+    launch: LaunchRecord,
+    *,
+    job_status: int,
+    detail: JobInstanceStatus | None,
+    note: str | None,
+    web_root: str | None,
+    digest: Sequence[str] = (),
+    logs_button: bool = False,
 ) -> Message:
     """The thread reply: status, plan, instance, duration, every step, and host counts where a step failed."""
     word = status.describe(job_status)
@@ -255,10 +263,22 @@ def result_reply(
     more = f"\n… more in <{url}|BK-JOB>" if url else "\n… more in BK-JOB"
     body = _fit(head, steps, _MAX_SECTION, more)
     text = f"{word.capitalize()}: {_esc(launch.plan_name)}, instance {launch.job_instance_id}"
-    return Message(
-        text=_cut(text, 3000),
-        blocks=[SectionBlock(text=MarkdownTextObject(text=body)).to_dict()],
-    )
+    blocks = [SectionBlock(text=MarkdownTextObject(text=body)).to_dict(), *_digest_blocks(digest, launch, logs_button)]
+    return Message(text=_cut(text, 3000), blocks=blocks)
+
+
+LOGS_ACTION = "bkjob_logs"
+_MAX_DIGEST_BLOCKS = 40  # Slack takes 50 blocks a message; the reply's own section and the button come first
+
+
+def _digest_blocks(digest: Sequence[str], launch: LaunchRecord, logs_button: bool) -> list[dict[str, Any]]:
+    """The failure digest (bot.digest: mrkdwn sections already within Slack's limits) and the *Logs* button."""
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_cut(t, _MAX_SECTION))) for t in digest]
+    blocks = blocks[:_MAX_DIGEST_BLOCKS]
+    if logs_button:
+        button = ButtonElement(text="Logs", action_id=LOGS_ACTION, value=launch.id)
+        blocks.append(ActionsBlock(elements=[button]))
+    return [b.to_dict() for b in blocks]
 
 
 def _step_lines(detail: JobInstanceStatus | None) -> list[str]:

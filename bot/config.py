@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     bk_timeout: float = Field(default=10.0, gt=0, le=120)
     bk_plan_cache_ttl: float = Field(default=60.0, ge=0)
     bk_plan_list_ttl: float = Field(default=300.0, gt=0, le=86400)
+    log_digest_budget: float = Field(default=10.0, gt=0, le=120)
+    """Longest a result reply waits for failed hosts' logs; it goes out without them after that."""
+    log_file_budget: float = Field(default=60.0, gt=0, le=600)
+    """Longest a *Logs* request may spend reading failed hosts' logs from BK-JOB."""
 
     bk_callback: Literal["on", "off"] = "on"
     callback_grace: float = Field(default=60.0, ge=0, le=86400)

@@ -8,7 +8,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -96,6 +96,12 @@ class ChannelPolicy(BaseModel):
     min_approvals: int = Field(default=1, strict=True, ge=1, validate_default=True)
     max_pending_per_person: int = Field(default=5, strict=True, ge=1)
     max_pending: int = Field(default=20, strict=True, ge=1)
+    # Failed hosts' logs: none (results only), digest (grouped failures in the result reply), full (digest, a Logs
+    # button and `/bkjob logs`); who may fetch full logs (absent: anyone who may launch here); variables whose
+    # values are masked in every log line like passwords.
+    logs: Literal["none", "digest", "full"] = "digest"
+    log_viewers: tuple[StrictStr, ...] | None = None
+    secret_vars: tuple[StrictStr, ...] = ()
 
     @field_validator("allowed_biz", "allowed_jobs")
     @classmethod
@@ -117,6 +123,17 @@ class ChannelPolicy(BaseModel):
         if info.data.get("approval") is True and not value:
             raise _problem("must list at least one approver (user or user-group ID) when approval = true")
         return tuple(dict.fromkeys(value))  # the same person twice is still one approver
+
+    @field_validator("log_viewers")
+    @classmethod
+    def _viewer_ids(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        bad = [v for v in value if not (_USER_ID.fullmatch(v) or _GROUP_ID.fullmatch(v))]
+        if bad:
+            listed = ", ".join(repr(v) for v in bad)
+            raise _problem(f"{listed}: not a Slack user ID (U…/W…) or user-group ID (S…)")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("approval_ttl", mode="before")
     @classmethod

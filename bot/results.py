@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -11,8 +12,11 @@ from bot.audit import Audit
 from bot.bk import BkClient
 from bot.bk_models import JobInstanceStatus
 from bot.blocks import result_reply
+from bot.digest import sections
 from bot.errors import BkError
+from bot.joblogs import JobLogs
 from bot.outbox import Outbox
+from bot.policy import Policy
 from bot.store import LaunchRecord, Store
 
 __all__ = ["Results"]
@@ -37,6 +41,9 @@ class Results:
         audit: Audit,
         web_root: str | None,
         clock: Callable[[], float] = time.time,
+        logs: JobLogs | None = None,
+        policy: Policy | None = None,
+        log_budget: float = 10.0,
     ) -> None:
         self._store = store
         self._bk = bk
@@ -44,6 +51,9 @@ class Results:
         self._audit = audit
         self._web_root = web_root
         self._clock = clock
+        self._logs = logs
+        self._policy = policy or Policy()
+        self._log_budget = log_budget
 
     async def report(
         self, launch_id: str, *, hinted_status: int | None, detail: JobInstanceStatus | None = None
@@ -65,7 +75,16 @@ class Results:
             return False
         # A job retried in BK-JOB's UI finishes again: each finish has its own key, so each is reported once.
         key = detail.result_key() if detail is not None else str(job_status)
-        message = result_reply(launch, job_status=job_status, detail=detail, note=note, web_root=self._web_root)
+        digest, logs_button = await self._digest(launch, detail, key)
+        message = result_reply(
+            launch,
+            job_status=job_status,
+            detail=detail,
+            note=note,
+            web_root=self._web_root,
+            digest=digest,
+            logs_button=logs_button,
+        )
         reply = self._outbox.reply(
             launch.channel, message, thread_ts=launch.message_ts, on_sent={"result": [launch.id, key]}
         )
@@ -85,6 +104,53 @@ class Results:
         finished = await self._store.get_launch(launch.id)
         await self._outbox.refresh_launch(finished or launch)
         return True
+
+    async def _digest(self, launch: LaunchRecord, detail: JobInstanceStatus | None, key: str) -> tuple[list[str], bool]:
+        """The failure digest's sections and whether to offer the *Logs* button, as the channel's policy says.
+
+        Logs are read once per finish: the first reporter claims them, a racing duplicate (whose result is
+        already recorded or about to be) does not call BK-JOB again.
+        """
+        policy = self._policy.for_channel(launch.channel)
+        if self._logs is None or detail is None or policy.logs == "none" or launch.job_instance_id is None:
+            return [], False
+        if detail.job_instance.status in status.SUCCESSFUL or not any(
+            s.status not in status.SUCCESSFUL for s in detail.steps
+        ):
+            return [], False
+        if not await self._store.claim(f"logs:{launch.id}:{key}", now=self._clock()):
+            await self._other_reporter(launch)
+            return [], False
+        secret = set(policy.secret_vars)
+        masker = await self._logs.masker(
+            bk_biz_id=launch.bk_biz_id,
+            bk_job_id=launch.bk_job_id,
+            bk_username=launch.bk_username,
+            secret_names=sorted(secret),
+            values=[v.shown for v in launch.variables if v.name in secret],
+        )
+        report = await self._logs.report(
+            bk_biz_id=launch.bk_biz_id,
+            job_instance_id=launch.job_instance_id,
+            bk_username=launch.bk_username,
+            detail=detail,
+            masker=masker,
+            budget=self._log_budget,
+            full=False,
+        )
+        has_hosts = any(step.hosts for step in report.steps)
+        return sections(report), policy.logs == "full" and has_hosts
+
+    async def _other_reporter(self, launch: LaunchRecord) -> None:
+        """Another reporter (the callback or the poller, maybe on another replica) is reading this finish's logs:
+        give it the budget to record its reply, so that this one (without a digest) does not win the race. If it
+        died meanwhile, the reply goes out without the digest rather than not at all."""
+        deadline = time.monotonic() + self._log_budget + 5.0
+        while time.monotonic() < deadline:
+            current = await self._store.get_launch(launch.id)
+            if current is None or current.finished_at != launch.finished_at:
+                return
+            await asyncio.sleep(0.2)
 
     async def _read_status(self, launch: LaunchRecord) -> tuple[JobInstanceStatus | None, str | None]:
         assert launch.job_instance_id is not None

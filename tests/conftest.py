@@ -61,7 +61,14 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 # Modules whose tests run against both BK-JOB wire formats (ESB v2 and the v3 API gateway): the ones that
 # exercise the client end to end. Everything else runs against v2 only, to keep the suite fast.
-BOTH_API_VERSIONS = ("test_bk", "test_flow_launch", "test_flow_callback", "test_flow_results", "test_plan_list")
+BOTH_API_VERSIONS = (
+    "test_bk",
+    "test_flow_launch",
+    "test_flow_callback",
+    "test_flow_results",
+    "test_plan_list",
+    "test_flow_logs",
+)
 # Tests that assert v2's exact wire body; their v3 counterparts are in tests/test_bk_v3.py.
 V2_WIRE_ONLY = {
     "test_modal_path_launches_and_posts_result_in_thread": "test_bk_v3.py::test_modal_path_sends_the_v3_body",

@@ -34,8 +34,8 @@ def reply_lines(reply: dict[str, object]) -> list[str]:
 
 
 def step_line(reply: dict[str, object], step: str) -> str:
-    (line,) = [line for line in reply_lines(reply) if step in line]
-    return line
+    """The step's line in the step list (a failure digest after it may name the step again)."""
+    return next(line for line in reply_lines(reply) if step in line)
 
 
 def replies(bot: Bot, ts: str) -> list[dict[str, object]]:

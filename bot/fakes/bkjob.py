@@ -4,6 +4,7 @@ with `api_version="v3"`, behind the API gateway (`/api/bk-job/prod/api/v3/<api>`
 from __future__ import annotations
 
 import asyncio
+import html
 import itertools
 import json
 import re
@@ -13,14 +14,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["BkRequest", "CallbackAttempt", "FakeBkJob", "Instance", "StepInstance"]
+__all__ = ["BkRequest", "CallbackAttempt", "FakeBkJob", "HostOutcome", "Instance", "StepInstance", "file_log"]
 
 JsonDict = dict[str, Any]
 
@@ -30,8 +31,10 @@ FINISHED_STATUSES = frozenset({3, 4, 5, 6, 8, 9, 11, 13, 14})
 CALLBACK_STATUSES = frozenset({3, 4, 9, 11, 14})
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-_JOBV3_APIS = frozenset({"get_job_instance_list"})  # served by the ESB under `jobv3` (docs/apidoc/esb/jobv3-confapis)
-_GET_APIS = frozenset({"get_job_detail", "get_job_instance_status", "get_job_list"})
+_JOBV3_APIS = frozenset(  # served by the ESB under `jobv3` (docs/apidoc/esb/jobv3-confapis)
+    {"get_job_instance_list", "batch_get_job_instance_ip_log"}
+)
+_GET_APIS = frozenset({"get_job_detail", "get_job_instance_status", "get_job_list", "get_job_instance_log"})
 # The gateway's stage root, as a site's BK_API_URL names it (reference §1).
 APIGW_STAGE_PATH = "/api/bk-job/prod"
 # APIGW v3 resources and their only method (support-files/bk-api-gateway/v3/resources.yaml).
@@ -41,6 +44,8 @@ _V3_METHODS = {
     "get_job_instance_status": "GET",
     "get_job_instance_list": "GET",
     "get_job_plan_list": "GET",
+    "get_job_instance_ip_log": "GET",
+    "batch_get_job_instance_ip_log": "POST",
 }
 # v3 names of the v2 APIs: tests record, wait for and inject failures by either name, so one test serves both.
 _V2_NAMES = {
@@ -148,6 +153,8 @@ class StepInstance:
     create_time: float = field(default_factory=time.time)
     start_time: float | None = None
     end_time: float | None = None
+    # execute_count -> host address -> what the host did in that attempt (set by tests and the demo).
+    outcomes: dict[int, dict[str, HostOutcome]] = field(default_factory=dict)
 
 
 @dataclass
@@ -248,7 +255,223 @@ def _valid_callback_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
 
 
-class FakeBkJob:
+# -- per-host outcomes and logs (get_job_instance_log v2; get_job_instance_ip_log and
+# batch_get_job_instance_ip_log v3, also through the ESB's `jobv3`) ----------------------------------------------
+
+
+@dataclass
+class HostOutcome:
+    """How one host ends in one attempt of a step, and what it printed.
+
+    `log` may be bytes that are not UTF-8: they go out as raw bytes in the answer, as a proxy or an old JOB
+    would pass them on. `files` are v3 `file_logs[]` items for a file step (`src_ip`, `src_path`, `dest_ip`,
+    `dest_path`, `status` 4 finished / 5 failed, `log_content`).
+    """
+
+    status: int
+    exit_code: int | None = None
+    error_code: int = 0
+    tag: str = ""
+    log: str | bytes = ""
+    files: list[JsonDict] = field(default_factory=list)
+
+    def text(self) -> str:
+        """Bytes that are not UTF-8 are kept as lone surrogates, turned back into raw bytes on the wire."""
+        return self.log.decode("utf-8", "surrogateescape") if isinstance(self.log, bytes) else self.log
+
+
+def file_log(src: str, src_path: str, dest: str, dest_path: str, *, failed: bool = True, detail: str = "") -> JsonDict:
+    """A v3 `file_logs[]` item (EsbFileLogV3DTO), its `log_content` as FileResultHandleTask words it."""
+    status = 5 if failed else 4
+    words = "Failed" if failed else "Finished"
+    content = f"FileName: {src_path} FileSize: 1.0 KB Status: {status} StatusDesc: {words}"
+    if detail:
+        content += f" Detail: {detail}"
+    return {
+        "mode": 1,
+        "src_ip": {"bk_cloud_id": 0, "ip": src},
+        "src_path": src_path,
+        "dest_ip": {"bk_cloud_id": 0, "ip": dest},
+        "dest_path": dest_path,
+        "status": status,
+        "log_content": f"[{_fmt_time(time.time())}] {content}\n",
+        "size": "1.0 KB",
+        "speed": "0 KB/s",
+        "process": "100%" if not failed else "0%",
+    }
+
+
+def _address(host: Mapping[str, Any]) -> str:
+    cloud = host.get("bk_cloud_id") or 0
+    return str(host.get("ip")) if cloud == 0 else f"{cloud}:{host.get('ip')}"
+
+
+def _outcome(step: StepInstance, host: Mapping[str, Any]) -> HostOutcome | None:
+    return step.outcomes.get(step.execute_count, {}).get(_address(host))
+
+
+def _host_codes_v3(step: StepInstance, host: Mapping[str, Any]) -> JsonDict:
+    """`step_ip_result_list[]`'s status, codes and tag for a host whose outcome a test set."""
+    outcome = _outcome(step, host)
+    if outcome is None:
+        return {}
+    return {
+        "status": outcome.status,
+        "exit_code": outcome.exit_code,
+        "error_code": outcome.error_code,
+        "tag": outcome.tag,
+    }
+
+
+def _file_text(outcome: HostOutcome) -> str:
+    """v2 gives a file step's log as FileExecuteObjectLogContent.getContent(): the file logs' texts joined."""
+    return outcome.text() + "".join(str(f.get("log_content") or "") for f in outcome.files)
+
+
+# Raw bytes in log answers: lone surrogates from `HostOutcome.text` are JSON-escaped as \udcXX; put the bytes back.
+_ESCAPED_BYTE = re.compile(rb"\\udc([89a-f][0-9a-f])")
+_LOG_APIS = frozenset({"get_job_instance_log", "get_job_instance_ip_log", "batch_get_job_instance_ip_log"})
+
+
+@web.middleware
+async def _raw_log_bytes(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    if request.match_info.get("api") in _LOG_APIS and isinstance(response, web.Response) and response.body:
+        body = response.body if isinstance(response.body, bytes) else b""
+        if body and b"\\udc" in body:
+            response.body = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), body)
+    return response
+
+
+class _HostLogs:
+    """The log APIs' handlers, mixed into FakeBkJob (registered in its `_apis` / `_apis_v3` tables)."""
+
+    instances: dict[int, Instance]
+    _biz_id: Callable[[Mapping[str, Any]], int]
+    _check_biz: Callable[[int], None]
+
+    def set_host_outcomes(
+        self, instance_id: int, step_index: int, outcomes: Mapping[str, HostOutcome], *, attempt: int | None = None
+    ) -> None:
+        """What the hosts (by `ip` or `cloud:ip`) of one step did in one attempt (default: the current one).
+
+        Hosts without an outcome keep the status the step's status implies and log nothing.
+        """
+        step = self.instances[instance_id].steps[step_index]
+        step.outcomes.setdefault(step.execute_count if attempt is None else attempt, {}).update(outcomes)
+
+    def _instance_for_log(self, params: JsonDict) -> Instance:
+        biz = self._biz_id(params)
+        self._check_biz(biz)
+        instance_id = _as_int(params.get("job_instance_id"))
+        if instance_id is None or instance_id < 1:
+            raise _JobError(1241007, "missing_param", "job_instance_id")
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.bk_biz_id != biz:
+            raise _JobError(1244006, "no_instance")
+        return inst
+
+    def _get_job_instance_log(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """v2: every step, hosts grouped by (ip_status, tag), the current attempt's logs HTML-encoded
+        (EsbGetJobInstanceLogResourceImpl, Utils.htmlEncode); a list, although the table says JsonDict."""
+        inst = self._instance_for_log(params)
+        steps: list[JsonDict] = []
+        for step in inst.steps:
+            groups: dict[tuple[int, str], list[JsonDict]] = {}
+            if step.status != 1 and step.type in (1, 2):
+                for host in step.hosts:
+                    outcome = _outcome(step, host) or HostOutcome(status=_host_status(step, host))
+                    text = _file_text(outcome) if step.type == 2 else outcome.text()
+                    groups.setdefault((outcome.status, outcome.tag), []).append(
+                        {
+                            "start_time": _fmt_time(step.start_time),
+                            "end_time": _fmt_time(step.end_time),
+                            "total_time": _total_time(step.start_time, step.end_time),
+                            "execute_count": step.execute_count,
+                            "error_code": outcome.error_code,
+                            "exit_code": outcome.exit_code if outcome.exit_code is not None else 0,
+                            "log_content": html.escape(text),
+                            "bk_cloud_id": host.get("bk_cloud_id", 0),
+                            "ip": host.get("ip"),
+                        }
+                    )
+            steps.append(
+                {
+                    "is_finished": step.status in FINISHED_STATUSES,
+                    "step_instance_id": step.step_instance_id,
+                    "name": step.name,
+                    "status": step.status,
+                    "step_results": [
+                        {"ip_status": ip_status, "tag": tag, "ip_logs": logs}
+                        for (ip_status, tag), logs in groups.items()
+                    ],
+                }
+            )
+        return cast(JsonDict, steps)
+
+    def _step_for_log(self, params: JsonDict) -> tuple[Instance, StepInstance]:
+        inst = self._instance_for_log(params)
+        step_id = _as_int(params.get("step_instance_id"))
+        if step_id is None or step_id < 1:
+            raise _JobError(1240003, "bad_request")
+        step = next((s for s in inst.steps if s.step_instance_id == step_id), None)
+        if step is None:
+            raise _JobError(1244006, "no_instance")
+        return inst, step
+
+    def _host_log_v3(self, step: StepInstance, host: Mapping[str, Any]) -> JsonDict:
+        outcome = _outcome(step, host) or HostOutcome(status=_host_status(step, host))
+        where = {"bk_host_id": host.get("bk_host_id"), "bk_cloud_id": host.get("bk_cloud_id", 0), "ip": host.get("ip")}
+        if step.type == 2:
+            return {**where, "file_logs": list(outcome.files)}
+        return {"host_id": host.get("bk_host_id"), **where, "ipv6": None, "log_content": outcome.text()}
+
+    def _batch_get_job_instance_ip_log(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """At most 500 hosts by `host_id_list` or `ip_list`, the current attempt (reference §10)."""
+        host_ids = params.get("host_id_list") or []
+        ips = params.get("ip_list") or []
+        if not isinstance(host_ids, list) or not isinstance(ips, list):
+            raise _JobError(1240003, "bad_request")
+        asked = len(host_ids) if host_ids else len(ips)
+        if asked == 0 or asked > 500:
+            raise _JobError(1241007, "missing_param", "host_id_list/ip_list")
+        inst, step = self._step_for_log(params)
+        if host_ids:
+            wanted = [h for h in step.hosts if h.get("bk_host_id") in host_ids]
+        else:
+            keys = {_address(ip) for ip in ips if isinstance(ip, dict)}
+            wanted = [h for h in step.hosts if _address(h) in keys]
+        logs = [self._host_log_v3(step, h) for h in wanted]
+        file_step = step.type == 2
+        return {
+            "job_instance_id": inst.job_instance_id,
+            "step_instance_id": step.step_instance_id,
+            "log_type": 2 if file_step else 1,
+            "script_task_logs": None if file_step else logs,
+            "file_task_logs": logs if file_step else None,
+        }
+
+    def _get_job_instance_ip_log(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """One host by `bk_host_id`, or `bk_cloud_id` + `ip` (EsbGetJobInstanceIpLogV3Request)."""
+        _, step = self._step_for_log(params)
+        host_id = _as_int(params.get("bk_host_id"))
+        cloud = _as_int(params.get("bk_cloud_id")) or 0
+        ip = params.get("ip")
+        host = next(
+            (
+                h
+                for h in step.hosts
+                if (host_id is not None and h.get("bk_host_id") == host_id)
+                or (ip and h.get("ip") == ip and (h.get("bk_cloud_id") or 0) == cloud)
+            ),
+            None,
+        )
+        if host is None:
+            return {"log_type": 2 if step.type == 2 else 1, "bk_host_id": host_id, "bk_cloud_id": cloud, "ip": ip}
+        return {"log_type": 2 if step.type == 2 else 1, **self._host_log_v3(step, host)}
+
+
+class FakeBkJob(_HostLogs):
     """execute_job, get_job_detail and get_job_instance_status as the ESB + JOB answer them, or with
     `api_version="v3"` execute_job_plan, get_job_plan_detail, get_job_instance_status and get_job_instance_list
     as the API gateway + JOB answer them (only the chosen version's paths are served).
@@ -296,7 +519,7 @@ class FakeBkJob:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[_raw_log_bytes])
         if self.api_version == "v3":
             app.router.add_route("*", APIGW_STAGE_PATH + "/api/v3/{api}", self._handle_v3)
             # The app-state copy of every resource: the user comes from `X-Bk-Username` (resources.yaml).
@@ -1190,6 +1413,8 @@ class FakeBkJob:
         "get_job_instance_status": _get_job_instance_status_v3,
         "get_job_instance_list": _get_job_instance_list,
         "get_job_plan_list": _get_job_plan_list,
+        "get_job_instance_ip_log": _HostLogs._get_job_instance_ip_log,
+        "batch_get_job_instance_ip_log": _HostLogs._batch_get_job_instance_ip_log,
     }
 
     _apis: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
@@ -1198,6 +1423,8 @@ class FakeBkJob:
         "get_job_list": _get_job_list,
         "get_job_detail": _get_job_detail,
         "get_job_instance_status": _get_job_instance_status,
+        "get_job_instance_log": _HostLogs._get_job_instance_log,
+        "batch_get_job_instance_ip_log": _HostLogs._batch_get_job_instance_ip_log,  # ESB `jobv3`
     }
 
 
@@ -1496,6 +1723,9 @@ _HOST_STATUS = {1: 5, 2: 7, 3: 9, 4: 104, 5: 5, 6: 104, 8: 403, 11: 403}
 
 
 def _host_status(step: StepInstance, host: Mapping[str, Any]) -> int:
+    outcome = _outcome(step, host)  # a test's HostOutcome for this attempt wins
+    if outcome is not None:
+        return outcome.status
     explicit = host.get("status")
     return int(explicit) if explicit is not None else _HOST_STATUS.get(step.status, 0)
 
@@ -1534,6 +1764,7 @@ def _step_status_v3(step: StepInstance, ip_results: bool) -> JsonDict:
             "start_time": _ms(step.start_time),
             "end_time": _ms(step.end_time),
             "total_time": None if total is None else int(total * 1000),
+            **_host_codes_v3(step, h),
         }
         for h in step.hosts
     ]

@@ -1,0 +1,259 @@
+"""Why did it fail: the failure digest in the result reply and full logs on request, over real HTTP (v2 and v3)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.fakes.bkjob import HostOutcome, file_log
+from tests.conftest import BIZ, CHANNEL, Bot
+from tests.fakes import FakeBkJob, FakeSlack
+
+ROLLOUT = 200
+PASSWORD = "hunter2-plan-secret"
+QUIET = "C0QUIET"
+FULL = "C0FULL"
+POLICY = f"""
+[users]
+U0ALICE = "alice"
+
+[defaults]
+logs = "digest"
+
+[channels.{QUIET}]
+logs = "none"
+
+[channels.{FULL}]
+logs = "full"
+secret_vars = ["api_key"]
+"""
+RED = "\x1b[31m"
+RESET = "\x1b[0m"
+
+
+def hosts(count: int) -> list[dict[str, Any]]:
+    return [
+        {"bk_host_id": 1000 + i, "bk_cloud_id": 0, "ip": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"}
+        for i in range(count)
+    ]
+
+
+def add_rollout(bk: FakeBkJob, count: int) -> list[dict[str, Any]]:
+    """Plan 200: a script step on `count` hosts, then a file step on the same hosts."""
+    targets = hosts(count)
+    bk.add_plan(
+        BIZ,
+        ROLLOUT,
+        "Roll out",
+        [
+            {"id": 901, "name": "db_password", "category": 4, "value": PASSWORD},
+            {"id": 902, "name": "api_key", "category": 1, "value": "key-abc-123456"},
+        ],
+        steps=[
+            {"name": "deploy", "ip_list": targets},
+            {"name": "fetch artefact", "execute_type": 2, "ip_list": targets},
+        ],
+    )
+    return targets
+
+
+@pytest.fixture
+async def lbot(slack: FakeSlack, bk: FakeBkJob, tmp_path: Path) -> AsyncIterator[Bot]:
+    policy = tmp_path / "bkjob.toml"
+    policy.write_text(POLICY)
+    bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "logs.sqlite3", BKJOB_CONFIG=str(policy))
+    await bot.start()
+    try:
+        yield bot
+    finally:
+        await bot.close()
+
+
+async def launch(bot: Bot, channel: str = CHANNEL) -> tuple[int, str]:
+    before = len(bot.bk.requests("execute_job"))
+    await bot.command(f"run {ROLLOUT} --yes", channel=channel)
+    await bot.bk.wait_for_request("execute_job", count=before + 1)
+    await bot.idle()
+    ts = bot.slack.messages(channel)[-1]["ts"]
+    return next(reversed(bot.bk.instances)), ts
+
+
+async def failed_reply(bot: Bot, instance_id: int, ts: str, channel: str = CHANNEL) -> dict[str, Any]:
+    await bot.bk.finish(instance_id, status=4, step_statuses=[4, 1])
+    await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == ts and "Failed" in json.dumps(c.args), timeout=10
+    )
+    await bot.idle()
+    (reply,) = [m for m in bot.slack.thread(channel, ts) if "Failed" in json.dumps(m)]
+    return reply
+
+
+def asked_hosts(body: Mapping[str, Any]) -> list[Any]:
+    return list(body.get("host_id_list") or body.get("ip_list") or [])
+
+
+def sections_of(message: Mapping[str, Any]) -> list[str]:
+    return [b["text"]["text"] for b in message.get("blocks", []) if b.get("type") == "section"]
+
+
+def within_slack_limits(message: Mapping[str, Any]) -> None:
+    blocks = message.get("blocks", [])
+    assert len(blocks) <= 50
+    for block in blocks:
+        if block.get("type") == "section":
+            assert len(block["text"]["text"]) <= 3000
+    assert len(json.dumps(blocks)) < 40_000
+
+
+async def test_one_failed_host_shows_its_exit_code_and_last_lines_masked(lbot: Bot) -> None:
+    add_rollout(lbot.bk, 1)
+    instance_id, ts = await launch(lbot)
+    log = (
+        "starting deploy\n"
+        f"{RED}ERROR{RESET} cannot connect: DB_PASSWORD={PASSWORD}\n"
+        "curl https://deploy:s3cr3t-in-url@repo.example.com/app.tgz\n"
+        "exit 2\n"
+    )
+    lbot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=2, log=log)})
+    reply = await failed_reply(lbot, instance_id, ts)
+    text = "\n".join(sections_of(reply))
+    assert "*deploy*: 1 of 1 hosts failed" in text
+    assert "exit code 2" in text and "`10.0.0.0`" in text
+    assert "cannot connect" in text and "exit 2" in text
+    assert PASSWORD not in json.dumps(reply) and "s3cr3t-in-url" not in json.dumps(reply)
+    assert "\x1b" not in json.dumps(reply) and "[31m" not in text
+    assert not [b for b in reply["blocks"] if b["type"] == "actions"]  # "digest" channel: no Logs button
+    within_slack_limits(reply)
+
+
+async def test_fifty_hosts_are_grouped_by_reason_and_only_representatives_are_read(lbot: Bot) -> None:
+    targets = add_rollout(lbot.bk, 50)
+    instance_id, ts = await launch(lbot)
+    outcomes: dict[str, HostOutcome] = {}
+    for i, host in enumerate(targets):
+        if i < 30:
+            outcomes[host["ip"]] = HostOutcome(status=104, exit_code=1, log=f"host {i}: disk full\n")
+        elif i < 45:
+            outcomes[host["ip"]] = HostOutcome(status=18, log="")
+        else:
+            outcomes[host["ip"]] = HostOutcome(status=102, log=f"host {i}: still waiting for lock\n")
+    lbot.bk.set_host_outcomes(instance_id, 0, outcomes)
+    reply = await failed_reply(lbot, instance_id, ts)
+    text = "\n".join(sections_of(reply))
+    assert "50 of 50 hosts failed" in text
+    assert "*exit code 1*: 30 hosts" in text and "and 25 more" in text
+    assert "*agent not installed*: 15 hosts" in text
+    assert "timed out" in text and "5 hosts" in text
+    assert "host 0: disk full" in text and "still waiting for lock" in text
+    if lbot.bk.api_version == "v3":
+        batches = lbot.bk.requests("batch_get_job_instance_ip_log")
+        assert len(batches) == 1 and len(asked_hosts(batches[0].body)) == 3  # one host per reason
+    else:
+        assert len(lbot.bk.requests("get_job_instance_log")) == 1
+    within_slack_limits(reply)
+
+
+async def test_five_thousand_failed_hosts_still_fit_one_message(lbot: Bot) -> None:
+    targets = add_rollout(lbot.bk, 5000)
+    instance_id, ts = await launch(lbot)
+    outcomes = {
+        h["ip"]: HostOutcome(status=104, exit_code=1 + i % 10, log="x" * 300 + f"\nfailed with {1 + i % 10}\n")
+        for i, h in enumerate(targets)
+    }
+    lbot.bk.set_host_outcomes(instance_id, 0, outcomes)
+    reply = await failed_reply(lbot, instance_id, ts)
+    text = "\n".join(sections_of(reply))
+    assert "5,000 of 5,000 hosts failed" in text
+    assert "*exit code 1*: 500 hosts" in text
+    assert "7 other reasons on 3,500 hosts" in text
+    within_slack_limits(reply)
+    if lbot.bk.api_version == "v3":
+        assert sum(len(asked_hosts(r.body)) for r in lbot.bk.requests("batch_get_job_instance_ip_log")) == 3
+
+
+async def test_file_step_shows_failing_source_and_destination(lbot: Bot) -> None:
+    add_rollout(lbot.bk, 2)
+    instance_id, ts = await launch(lbot)
+    lbot.bk.set_host_outcomes(
+        instance_id,
+        1,
+        {
+            ip: HostOutcome(
+                status=203,
+                files=[file_log("10.9.9.9", "/data/app.tgz", ip, "/opt/app/", detail="source file not found")],
+            )
+            for ip in ("10.0.0.0", "10.0.0.1")
+        },
+    )
+    await lbot.bk.finish(instance_id, status=4, step_statuses=[3, 4])
+    await lbot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=10)
+    await lbot.idle()
+    (reply,) = lbot.slack.thread(CHANNEL, ts)
+    text = "\n".join(sections_of(reply))
+    assert "*fetch artefact*: 2 of 2 hosts failed" in text
+    assert "source file missing" in text
+    assert "`10.9.9.9:/data/app.tgz` → `10.0.0.0:/opt/app/`" in text
+    assert "source file not found" in text
+
+
+async def test_non_utf8_bytes_and_a_huge_log_never_break_the_reply(lbot: Bot) -> None:
+    add_rollout(lbot.bk, 2)
+    instance_id, ts = await launch(lbot)
+    huge = ("line of output\n" * 200_000 + "the real error\n").encode()
+    lbot.bk.set_host_outcomes(
+        instance_id,
+        0,
+        {
+            "10.0.0.0": HostOutcome(status=104, exit_code=3, log=b"caf\xe9 \xff\xfe broken bytes\n"),
+            "10.0.0.1": HostOutcome(status=104, exit_code=4, log=huge),
+        },
+    )
+    reply = await failed_reply(lbot, instance_id, ts)
+    text = "\n".join(sections_of(reply))
+    assert "caf\ufffd \ufffd\ufffd broken bytes" in text
+    assert "the real error" in text
+    within_slack_limits(reply)
+
+
+async def test_channel_with_logs_none_reads_no_logs(lbot: Bot) -> None:
+    add_rollout(lbot.bk, 3)
+    instance_id, ts = await launch(lbot, channel=QUIET)
+    lbot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=1, log="boom\n")})
+    reply = await failed_reply(lbot, instance_id, ts, channel=QUIET)
+    assert "boom" not in json.dumps(reply) and "exit code" not in json.dumps(reply)
+    assert not lbot.bk.requests("get_job_instance_log") and not lbot.bk.requests("batch_get_job_instance_ip_log")
+
+
+@pytest.mark.parametrize("failure", ["error", "slow"])
+async def test_bkjob_failing_while_logs_are_read_still_sends_the_reply(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path, failure: str
+) -> None:
+    bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "f.sqlite3", LOG_DIGEST_BUDGET="0.5")
+    await bot.start()
+    try:
+        add_rollout(bot.bk, 2)
+        instance_id, ts = await launch(bot)
+        bot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=1, log="boom\n")})
+        api = "get_job_instance_log" if bk.api_version == "v2" else "batch_get_job_instance_ip_log"
+        if failure == "error":
+            bot.bk.fail_next(api, 1244006, "Task instance does not exist")
+        else:
+            bot.bk.delay_next(api, 5)
+        reply = await failed_reply(bot, instance_id, ts)
+        text = "\n".join(sections_of(reply))
+        assert "Failed" in json.dumps(reply)
+        if failure == "error":
+            assert "could not be read" in text and "1244006" in text
+        else:
+            assert "within 0.5 s" in text
+        # Once per finish: a repeated callback reads no logs again.
+        calls = len(bot.bk.requests(api))
+        assert await bot.bk.send_callback(instance_id) == 200
+        await bot.idle()
+        assert len(bot.bk.requests(api)) == calls
+    finally:
+        await bot.close()
