@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -373,7 +373,7 @@ class _HostLogs:
 
     def _get_job_instance_log(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """v2: every step, hosts grouped by (ip_status, tag), the current attempt's logs HTML-encoded
-        (EsbGetJobInstanceLogResourceImpl, Utils.htmlEncode); a list, although the table says JsonDict."""
+        (EsbGetJobInstanceLogResourceImpl, Utils.htmlEncode); `data` is a bare list (see _BARE_LIST)."""
         inst = self._instance_for_log(params)
         steps: list[JsonDict] = []
         for step in inst.steps:
@@ -407,7 +407,7 @@ class _HostLogs:
                     ],
                 }
             )
-        return cast(JsonDict, steps)
+        return {_BARE_LIST: steps}
 
     def _step_for_log(self, params: JsonDict) -> tuple[Instance, StepInstance]:
         inst = self._instance_for_log(params)
