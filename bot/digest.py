@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bot import status
 from bot.bk_logs import FILE_STEP, HostResult
+from bot.blocks import untrusted
 
 __all__ = [
     "MAX_GROUPS",
@@ -185,7 +186,7 @@ def _group_text(group: Group, step: FailedStep) -> str:
     if not excerpt:
         return line + f"\n_(`{_esc(sample.host.address)}` logged nothing)_"
     budget = MAX_SECTION - len(line) - 300  # room for the step head and the fence
-    return f"{line}\nLast lines on `{_esc(sample.host.address)}`:\n```{_fence_safe(_cut_head(excerpt, budget))}```"
+    return f"{line}\nLast lines on `{_esc(sample.host.address)}`:\n```{_cut_head(excerpt, budget)}```"
 
 
 def _files_text(host: HostResult) -> str:
@@ -205,11 +206,6 @@ def _tail(log: str) -> str:
     return "\n".join(_esc(_cut(line, MAX_LINE)) for line in lines[-MAX_LOG_LINES:])
 
 
-def _fence_safe(text: str) -> str:
-    """A backtick fence in a log would end the code block early."""
-    return text.replace("```", "`\u200b`\u200b`")
-
-
 def _cut_head(text: str, limit: int) -> str:
     """Keep the end of a log: the last lines say why it failed."""
     limit = max(limit, 20)
@@ -217,7 +213,8 @@ def _cut_head(text: str, limit: int) -> str:
 
 
 def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Host output, step names and BK-JOB's words are untrusted: escaped, backticks swapped (bot.blocks)."""
+    return untrusted(text)
 
 
 def _cut(text: str, limit: int) -> str:

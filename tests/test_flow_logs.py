@@ -116,6 +116,7 @@ async def test_one_failed_host_shows_its_exit_code_and_last_lines_masked(lbot: B
         "starting deploy\n"
         f"{RED}ERROR{RESET} cannot connect: DB_PASSWORD={PASSWORD}\n"
         "curl https://deploy:s3cr3t-in-url@repo.example.com/app.tgz\n"
+        "<!channel> <@U123> ```x```\n"
         "exit 2\n"
     )
     lbot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=2, log=log)})
@@ -126,6 +127,7 @@ async def test_one_failed_host_shows_its_exit_code_and_last_lines_masked(lbot: B
     assert "cannot connect" in text and "exit 2" in text
     assert PASSWORD not in json.dumps(reply) and "s3cr3t-in-url" not in json.dumps(reply)
     assert "\x1b" not in json.dumps(reply) and "[31m" not in text
+    assert "&lt;!channel&gt; &lt;@U123&gt;" in text and "<!channel>" not in text and "```x" not in text
     assert not [b for b in reply["blocks"] if b["type"] == "actions"]  # "digest" channel: no Logs button
     within_slack_limits(reply)
 
