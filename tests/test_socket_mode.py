@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -15,12 +16,15 @@ from typing import Any
 import pytest
 
 from bot.app import SOCKET
+from bot.blocks import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK
+from bot.fakes.slack_rules import manifest_scopes
 from bot.fakes.socket_mode import FakeSocketMode
 from bot.socket_mode import SocketState, backoff
-from tests.conftest import APP_CODE, APP_SECRET, APP_TOKEN, BOT_TOKEN, CHANNEL, PLAN, Bot, _free_port
+from tests.conftest import APP_CODE, APP_SECRET, APP_TOKEN, BIZ, BOT_TOKEN, CHANNEL, PLAN, Bot, _free_port
 from tests.fakes import FakeBkJob, FakeSlack
 
 FAST = {"SOCKET_PING_INTERVAL": "0.2"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -102,6 +106,44 @@ async def test_inline_errors_travel_in_the_ack(sbot: Bot) -> None:
     assert status == 200
     assert answer is not None and answer["response_action"] == "errors"
     assert sbot.bk.requests("execute_job") == []
+
+
+async def test_the_plan_pickers_options_travel_in_the_ack(sbot: Bot) -> None:
+    """block_suggestion over Socket Mode: the options are the ack's payload (no options URL in the manifest)."""
+    assert sbot.socket is not None
+    sbot.bk.add_plan(BIZ, 201, "Deploy API", steps=[{"name": "one"}])
+    view = await sbot.open_form("run")
+    suggestion = {
+        "type": "block_suggestion",
+        "user": {"id": "U0ALICE", "username": "u0alice", "team_id": "T0TEAM"},
+        "team": {"id": "T0TEAM", "domain": "example"},
+        "api_app_id": "A0BKJOB",
+        "container": {"type": "view", "view_id": view["id"]},
+        "action_id": PLAN_PICKER_ACTION,
+        "block_id": PLAN_PICKER_BLOCK,
+        "value": "deploy",
+        "view": view,
+    }
+    envelope = await sbot.socket.interactive(suggestion)
+    answer = envelope.response_payload
+    assert answer is not None and envelope.accepts_response_payload
+    groups = answer.get("option_groups") or [{"options": answer.get("options", [])}]
+    assert {o["value"] for g in groups for o in g["options"]} == {"plan:100", "plan:201"}
+
+
+def test_the_socket_manifest_is_the_http_one_without_urls() -> None:
+    """Both manifests ask for the same app (scopes, command, interactivity); only how Slack reaches it differs."""
+    http = (ROOT / "manifest.yml").read_text().splitlines()
+    socket = (ROOT / "manifest-socket.yml").read_text().splitlines()
+
+    def body(lines: list[str]) -> list[str]:
+        kept = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        return [line for line in kept if not re.search(r"\b(url|request_url|[a-z_]+_url|socket_mode_enabled):", line)]
+
+    assert body(http) == body(socket)
+    assert manifest_scopes(ROOT / "manifest-socket.yml") == manifest_scopes()
+    assert "  socket_mode_enabled: true" in socket and "  socket_mode_enabled: false" in http
+    assert not any("https://" in line for line in socket if not line.startswith("#"))
 
 
 async def test_a_payload_that_is_not_slacks_is_acked_and_ignored(sbot: Bot) -> None:
