@@ -50,6 +50,7 @@ from bot.bk_models import (
 from bot.bodies import read_at_most
 from bot.config import Settings
 from bot.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
+from bot.metrics import bk_answered
 
 __all__ = ["ApigwV3Client", "BkClient", "EsbV2Client", "create_bk_client"]
 
@@ -253,6 +254,7 @@ class BkClient(ABC):
     @staticmethod
     def _data(api: str, status: int, envelope: Envelope, request_id: str | None = None) -> Any:
         """JOB's business errors come as `result: false` (HTTP 200 for v2 and v3 alike)."""
+        bk_answered(api, envelope.code, ok=envelope.result and envelope.code in (None, 0))
         if envelope.code == _PERMISSION_DENIED:
             _raise_permission_denied(api, status, envelope, request_id)
         if not envelope.result or (envelope.code not in (None, 0)):

@@ -18,6 +18,7 @@ __all__ = [
     "RESULTS_DELIVERED",
     "audited",
     "authorized",
+    "bk_answered",
     "callback_answered",
     "envelope_received",
     "render",
@@ -57,6 +58,12 @@ BK_CALLS = Histogram(
     "BK-JOB API calls until the answer's headers, by API and outcome (ok, http_<code>, timeout, error)",
     ["api", "outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=REGISTRY,
+)
+BK_ANSWERS = Counter(
+    "bkjob_bk_answers",
+    "BK-JOB answers by API and JOB's `code` (0: success; e.g. 9900403: no permission, 1244012: no such plan)",
+    ["api", "code"],
     registry=REGISTRY,
 )
 ENVELOPES = Counter(
@@ -104,6 +111,12 @@ def audited(action: str, detail: str | None) -> None:
 
 def callback_answered(code: int) -> None:
     CALLBACKS.labels(str(code)).inc()
+
+
+def bk_answered(api: str, code: int | None, *, ok: bool) -> None:
+    """JOB's business outcome, which the HTTP status does not show (errors come with HTTP 200)."""
+    label = "0" if ok else (str(code) if isinstance(code, int) and -(10**12) < code < 10**12 else "none")
+    BK_ANSWERS.labels(api[:60], label).inc()
 
 
 def envelope_received(kind: str, *, redelivered: bool) -> None:

@@ -56,6 +56,7 @@ async def test_a_launch_and_its_result_are_counted(bot: Bot) -> None:
     assert grew(before, after, "bkjob_slack_calls_total", method="chat.postMessage", code="200") >= 2
     assert grew(before, after, "bkjob_slack_rate_limited_total", method="chat.update") == 1
     assert grew(before, after, "bkjob_bk_call_seconds_count", api="execute_job", outcome="ok") == 1
+    assert grew(before, after, "bkjob_bk_answers_total", api="execute_job", code="0") == 1
     assert grew(before, after, "bkjob_bk_call_seconds_count", api="get_job_instance_status", outcome="ok") >= 1
     assert value(after, "bkjob_outbox_depth") == 0 and value(after, "bkjob_outbox_oldest_age_seconds") == 0
     assert value(after, "bkjob_poller_lag_seconds") == 0
@@ -73,6 +74,17 @@ async def test_bkjob_unreachable_is_counted_as_an_error(slack: FakeSlack, bk: Fa
         assert grew(before, after, "bkjob_bk_call_seconds_count", api="get_job_detail", outcome="error") == 1
     finally:
         await bot.close()
+
+
+async def test_bkjob_business_errors_are_counted_by_code(bot: Bot) -> None:
+    """JOB refuses with HTTP 200 and `result: false`: the HTTP outcome is `ok`, the code tells what happened."""
+    before = await scrape(bot)
+    await bot.command("run 999 --yes")  # no such plan: 1243009 from get_job_detail
+    await bot.slack.wait_for_response()
+    await bot.idle()
+    after = await scrape(bot)
+    assert grew(before, after, "bkjob_bk_answers_total", api="get_job_detail", code="1243009") == 1
+    assert grew(before, after, "bkjob_bk_call_seconds_count", api="get_job_detail", outcome="ok") == 1
 
 
 POLICY = """
