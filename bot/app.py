@@ -40,6 +40,7 @@ from bot.launches import Launches
 from bot.listeners import Listeners
 from bot.logs import request_ids
 from bot.notifier import Notifier
+from bot.operations import Operations
 from bot.outbox import Outbox
 from bot.payloads import payload_problem
 from bot.plans import PlanFinder
@@ -181,6 +182,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         callbacks=settings.bk_callback == "on",
         callback_grace=settings.callback_grace,
         bk_timeout=settings.bk_timeout,
+        progress_interval=settings.progress_interval,
     )
     job_logs = JobLogs(bk=bk)
     results = Results(
@@ -192,19 +194,6 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         logs=job_logs,
         policy=policy,
         log_budget=settings.log_digest_budget,
-    )
-    poller = Poller(
-        store=store,
-        bk=bk,
-        results=results,
-        launches=launches,
-        outbox=outbox,
-        tick=settings.poll_tick,
-        progress_interval=settings.progress_interval,
-        bk_timeout=settings.bk_timeout,
-        reconcile_window=settings.reconcile_window,
-        lease=settings.poll_lease,
-        heartbeat=heartbeats.expect("poller", within=settings.poll_lease + settings.poll_tick + 5),
     )
     bolt = AsyncApp(
         client=slack,
@@ -228,6 +217,31 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         policy=policy,
         bk=bk,
     )
+    operations = Operations(
+        store=store,
+        bk=bk,
+        policy=policy,
+        identities=identities,
+        directory=directory,
+        audit=audit,
+        outbox=outbox,
+        launches=launches,
+        approvals=approvals,
+    )
+    poller = Poller(
+        store=store,
+        bk=bk,
+        results=results,
+        launches=launches,
+        outbox=outbox,
+        tick=settings.poll_tick,
+        progress_interval=settings.progress_interval,
+        bk_timeout=settings.bk_timeout,
+        reconcile_window=settings.reconcile_window,
+        lease=settings.poll_lease,
+        heartbeat=heartbeats.expect("poller", within=settings.poll_lease + settings.poll_tick + 5),
+        operations=operations,
+    )
     Listeners(
         store=store,
         launches=launches,
@@ -243,6 +257,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         background=background,
         finder=PlanFinder(bk=bk, background=background, ttl=settings.bk_plan_list_ttl),
         list_wait=settings.bk_timeout,
+        operations=operations,
     ).register(bolt)
     app[STORE] = store
     app[BACKGROUND] = background

@@ -202,6 +202,19 @@ class BkClient(ABC):
         if not hosts or len(hosts) > MAX_HOSTS_PER_CALL:
             raise ValueError(f"a batch log read takes 1 to {MAX_HOSTS_PER_CALL} hosts, not {len(hosts)}")
 
+    @abstractmethod
+    async def operate_job_instance(
+        self, *, bk_biz_id: int, job_instance_id: int, operation_code: int, bk_username: str
+    ) -> None:
+        """Run control of a whole job (1: terminate). Never retried: an operation must reach BK-JOB once."""
+
+    @abstractmethod
+    async def operate_step_instance(
+        self, *, bk_biz_id: int, job_instance_id: int, step_instance_id: int, operation_code: int, bk_username: str
+    ) -> None:
+        """Run control of one step (2 retry failed hosts, 3 ignore error, 6 confirm, 8 retry all, 9 end the
+        confirmation). Never retried, like `operate_job_instance`."""
+
     # -- shared by both wire formats --------------------------------------------------------------------------
 
     def _credentials(self, bk_username: str) -> dict[str, str]:
@@ -341,6 +354,23 @@ class EsbV2Client(BkClient):
         data = await self._call("get_job_list", params, bk_username=bk_username)
         rows = self._parse("get_job_list", _PlanRows, {"rows": data or []}).rows
         return PlanPage(plans=rows)
+
+    async def operate_job_instance(
+        self, *, bk_biz_id: int, job_instance_id: int, operation_code: int, bk_username: str
+    ) -> None:
+        params = {"bk_biz_id": bk_biz_id, "job_instance_id": job_instance_id, "operation_code": operation_code}
+        await self._call("operate_job_instance", params, bk_username=bk_username)
+
+    async def operate_step_instance(
+        self, *, bk_biz_id: int, job_instance_id: int, step_instance_id: int, operation_code: int, bk_username: str
+    ) -> None:
+        params = {
+            "bk_biz_id": bk_biz_id,
+            "job_instance_id": job_instance_id,
+            "step_instance_id": step_instance_id,
+            "operation_code": operation_code,
+        }
+        await self._call("operate_step_instance", params, bk_username=bk_username)
 
     async def failed_host_results(
         self, *, bk_biz_id: int, job_instance_id: int, steps: Sequence[StepInstance], bk_username: str
@@ -509,6 +539,24 @@ class ApigwV3Client(BkClient):
         data = await self._call("get_job_plan_detail", "GET", bk_username=bk_username, query=query)
         variables = data.get("global_var_list") if isinstance(data, dict) else None
         return _secret_defaults(variables, type_key="type", names=names)
+    async def operate_job_instance(
+        self, *, bk_biz_id: int, job_instance_id: int, operation_code: int, bk_username: str
+    ) -> None:
+        body = bk_v3.operate_job_body(
+            bk_biz_id=bk_biz_id, job_instance_id=job_instance_id, operation_code=operation_code
+        )
+        await self._call("operate_job_instance", "POST", bk_username=bk_username, body=body)
+
+    async def operate_step_instance(
+        self, *, bk_biz_id: int, job_instance_id: int, step_instance_id: int, operation_code: int, bk_username: str
+    ) -> None:
+        body = bk_v3.operate_step_body(
+            bk_biz_id=bk_biz_id,
+            job_instance_id=job_instance_id,
+            step_instance_id=step_instance_id,
+            operation_code=operation_code,
+        )
+        await self._call("operate_step_instance", "POST", bk_username=bk_username, body=body)
 
     async def _call(
         self,

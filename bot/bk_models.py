@@ -13,7 +13,16 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "HOST_SUCCESS",
@@ -35,6 +44,7 @@ __all__ = [
     "PlanIp",
     "PlanPage",
     "PlanSummary",
+    "PlanStep",
     "PlanVariable",
     "StatusBlock",
     "StepInstance",
@@ -59,6 +69,7 @@ HOST_SUCCESS = frozenset({3, 9})
 
 # BK-JOB's IDs are Java longs: anything outside (0, 2**63) is not one and would not fit the store's BIGINT either.
 InstanceId = Annotated[int, Field(gt=0, lt=2**63)]
+
 
 class VariableType(IntEnum):
     """`category` of a plan's global variable (JOB's TaskVariableTypeEnum)."""
@@ -307,8 +318,27 @@ def _task_target(value: Any) -> tuple[list[dict[str, Any]], list[str], list[dict
     return hosts, groups, nodes
 
 
+class PlanStep(_Wire):
+    """A plan step, for what a manual confirmation (status 7) asks and of whom. v2's `type` of a script step is
+    its script source (3: a public script), so a confirmation is told apart by having no script or file; v2
+    names no confirmers (only v3's `approval_info` does), and BK-JOB itself checks them (1244016)."""
+
+    name: str | None = None
+    type: int | None = None
+    confirm_message: str | None = None
+    confirm_users: list[str] | None = None
+    confirm_roles: list[str] | None = None
+    script_id: int | None = None
+    script_content: str | None = None
+    file_source: list[Any] | None = None
+
+    @property
+    def is_confirmation(self) -> bool:
+        return self.type == 3 and self.script_id is None and not self.script_content and self.file_source is None
+
+
 class JobDetail(_Wire):
-    """`get_job_detail` data: the plan with its global variables."""
+    """`get_job_detail` data: the plan with its global variables and (enabled) steps."""
 
     bk_biz_id: int | None = None
     bk_job_id: int
@@ -321,6 +351,29 @@ class JobDetail(_Wire):
     @property
     def variables(self) -> list[PlanVariable]:
         return list(self.global_vars or [])
+
+    def plan_steps(self) -> list[PlanStep]:
+        """The steps as run control reads them: v2's step items, or v3's with their `approval_info`."""
+        return [plan_step(raw) for raw in self.steps or [] if isinstance(raw, dict)]
+
+
+def plan_step(raw: dict[str, Any]) -> PlanStep:
+    """One plan step in either wire shape. v3's `approval_info` is EsbApprovalStepV3DTO, whose fields carry no
+    @JsonProperty and so go out in camelCase (snake_case is read too); its `approvalUser` is snake_case."""
+    approval = raw.get("approval_info")
+    try:
+        if not isinstance(approval, dict):
+            return PlanStep.model_validate(raw)
+        user = approval.get("approvalUser") or approval.get("approval_user") or {}
+        return PlanStep(
+            name=raw.get("name"),
+            type=raw.get("type"),
+            confirm_message=approval.get("approvalMessage") or approval.get("approval_message"),
+            confirm_users=user.get("user_list") if isinstance(user, dict) else None,
+            confirm_roles=user.get("role_list") if isinstance(user, dict) else None,
+        )
+    except ValidationError:
+        return PlanStep(name=raw.get("name") if isinstance(raw.get("name"), str) else None)
 
 
 class StepIpStatus(_Wire):

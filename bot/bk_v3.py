@@ -116,6 +116,21 @@ def instance_status_query(*, bk_biz_id: int, job_instance_id: int) -> dict[str, 
     return {**scope(bk_biz_id), "job_instance_id": str(job_instance_id), "return_ip_result": "true"}
 
 
+def operate_job_body(*, bk_biz_id: int, job_instance_id: int, operation_code: int) -> dict[str, Any]:
+    return {**scope(bk_biz_id), "job_instance_id": job_instance_id, "operation_code": operation_code}
+
+
+def operate_step_body(
+    *, bk_biz_id: int, job_instance_id: int, step_instance_id: int, operation_code: int
+) -> dict[str, Any]:
+    return {
+        **scope(bk_biz_id),
+        "job_instance_id": job_instance_id,
+        "step_instance_id": step_instance_id,
+        "operation_code": operation_code,
+    }
+
+
 def instance_list_query(
     *, bk_biz_id: int, create_time_start_ms: int, create_time_end_ms: int, operator: str
 ) -> dict[str, str]:

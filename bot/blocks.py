@@ -38,6 +38,19 @@ __all__ = [
     "plan_options",
     "plans_list",
     "LOGS_ACTION",
+    "CONFIRM_ACTION",
+    "END_CONFIRM_ACTION",
+    "IGNORE_ACTION",
+    "OPEN_ACTION",
+    "RERUN_ACTION",
+    "RETRY_FAILED_ACTION",
+    "RETRY_STEP_ACTION",
+    "STOP_ACTION",
+    "Confirmation",
+    "confirmation_decided",
+    "confirmation_message",
+    "confirmers_text",
+    "run_controls",
     "REASON_ACTION",
     "REASON_BLOCK",
     "REJECT_ACTION",
@@ -234,6 +247,9 @@ def launch_message(launch: LaunchRecord, *, web_root: str | None) -> Message:
         ContextBlock(elements=[MarkdownTextObject(text=_cut(_variables_text(launch.variables), 2000))]),
     ]
     text = f"{_plain_status(launch)}: {_esc(launch.plan_name)} (plan {launch.bk_job_id}) by <@{launch.requester}>"
+    controls = run_controls(launch, url=url)
+    if controls is not None:
+        blocks.append(controls)
     return Message(text=_cut(text, 3000), blocks=[b.to_dict() for b in blocks])
 
 
@@ -251,7 +267,10 @@ def result_reply(
     word = status.describe(job_status)
     url = job_url(web_root, launch.job_instance_id)
     instance = f"<{url}|{launch.job_instance_id}>" if url else str(launch.job_instance_id)
-    lines = [f"{status.emoji(job_status)} *{word.capitalize()}*: {_esc(launch.plan_name)}, instance {instance}"]
+    lines = [
+        f"{status.emoji(job_status)} *{word.capitalize()}*{_after_retry(detail)}: {_esc(launch.plan_name)}, "
+        f"instance {instance}"
+    ]
     if detail is not None and detail.job_instance.total_time is not None:
         lines.append(f"Ran for {_duration(detail.job_instance.total_time)}")
     steps = _step_lines(detail)
@@ -279,6 +298,16 @@ def _digest_blocks(digest: Sequence[str], launch: LaunchRecord, logs_button: boo
         button = ButtonElement(text="Logs", action_id=LOGS_ACTION, value=launch.id)
         blocks.append(ActionsBlock(elements=[button]))
     return [b.to_dict() for b in blocks]
+
+
+def _after_retry(detail: JobInstanceStatus | None) -> str:
+    """A job that finishes again after a step was retried says so: " after retry of step 2"."""
+    if detail is None:
+        return ""
+    retried = [i for i, step in enumerate(detail.steps, start=1) if (step.execute_count or 0) > 0]
+    if not retried:
+        return ""
+    return f" after retry of step {', '.join(str(i) for i in retried)}"
 
 
 def _step_lines(detail: JobInstanceStatus | None) -> list[str]:
@@ -695,3 +724,97 @@ def finding_modal() -> dict[str, Any]:
         title="BK-JOB",
         blocks=[SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: Finding plans…"))],
     )
+
+
+# -- run control: buttons on the launch message and the manual-confirmation message in its thread ----------------
+
+STOP_ACTION = "bkjob_stop"
+RETRY_FAILED_ACTION = "bkjob_retry_failed"
+IGNORE_ACTION = "bkjob_ignore_error"
+RETRY_STEP_ACTION = "bkjob_retry_step"
+RERUN_ACTION = "bkjob_rerun"
+CONFIRM_ACTION = "bkjob_confirm"
+END_CONFIRM_ACTION = "bkjob_end_confirm"
+OPEN_ACTION = "bkjob_open"
+"""The link button: Slack still sends its click, which needs only an ack."""
+
+
+def run_controls(launch: LaunchRecord, *, url: str | None) -> ActionsBlock | None:
+    """The buttons that fit the launch's state: Stop while it runs, the step operations when it failed, Re-run
+    once it has ended, and the link to BK-JOB whenever there is one. Values name the launch only: what a click
+    does is decided from BK-JOB's status at click time."""
+    buttons: list[ButtonElement] = []
+    code = launch.job_status
+    running = (launch.progress or {}).get("status", code)
+    if launch.state is LaunchState.RUNNING and running != 10:
+        buttons.append(ButtonElement(text="Stop", action_id=STOP_ACTION, value=launch.id, style="danger"))
+    if launch.state is LaunchState.FINISHED and code == 4:
+        buttons += [
+            ButtonElement(text="Retry failed hosts", action_id=RETRY_FAILED_ACTION, value=launch.id, style="primary"),
+            ButtonElement(text="Ignore error and continue", action_id=IGNORE_ACTION, value=launch.id),
+            ButtonElement(text="Retry the step", action_id=RETRY_STEP_ACTION, value=launch.id),
+        ]
+    if launch.state is LaunchState.FINISHED:
+        buttons.append(ButtonElement(text="Re-run", action_id=RERUN_ACTION, value=launch.id))
+    if url:
+        buttons.append(ButtonElement(text="Open in BK-JOB", action_id=OPEN_ACTION, url=url, value=launch.id))
+    if not buttons:
+        return None
+    return ActionsBlock(block_id=f"run:{launch.id}", elements=buttons)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A step waiting in status 7 for its confirmer, and what BK-JOB says of it (v2 names no confirmers)."""
+
+    step_instance_id: int
+    step_number: int
+    step_name: str
+    message: str | None
+    users: Sequence[str]
+    roles: Sequence[str]
+    named: bool
+    """Whether BK-JOB told who may confirm (v3's plan detail does, v2's does not)."""
+
+
+def confirmers_text(confirmation: Confirmation) -> str:
+    if not confirmation.named:
+        return "the step's confirmers in BK-JOB (BK-JOB's v2 API does not name them; BK-JOB checks)"
+    who = [f"`{_esc(u)}`" for u in confirmation.users]
+    who += [f"role `{_esc(r)}`" for r in confirmation.roles]
+    return ", ".join(who) or "nobody (the plan names no confirmer)"
+
+
+def confirmation_message(launch: LaunchRecord, confirmation: Confirmation) -> Message:
+    """In the launch's thread when the job waits in 7: the step's message, who may confirm, and two buttons."""
+    head = (
+        f":raised_hand: *Waiting for confirmation* at step {confirmation.step_number} "
+        f"(*{_esc(confirmation.step_name)}*) of {_esc(launch.plan_name)}, instance {launch.job_instance_id}"
+    )
+    said = f"> {_esc(confirmation.message)}" if confirmation.message else "_The step has no message._"
+    value = f"{launch.id}:{confirmation.step_instance_id}"
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_cut(head, _MAX_SECTION))),
+        SectionBlock(text=MarkdownTextObject(text=_cut(said, _MAX_SECTION))),
+        ContextBlock(
+            elements=[MarkdownTextObject(text=_cut(f"*Who may confirm:* {confirmers_text(confirmation)}", 2000))]
+        ),
+        ActionsBlock(
+            block_id=f"confirm:{confirmation.step_instance_id}",
+            elements=[
+                ButtonElement(text="Confirm and continue", action_id=CONFIRM_ACTION, value=value, style="primary"),
+                ButtonElement(text="Stop here", action_id=END_CONFIRM_ACTION, value=value, style="danger"),
+            ],
+        ),
+    ]
+    text = f"Waiting for confirmation at step {confirmation.step_number} of {_esc(launch.plan_name)}"
+    return Message(text=_cut(text, 3000), blocks=[b.to_dict() for b in blocks])
+
+
+def confirmation_decided(step_number: int, step_name: str, *, by: str, confirmed: bool) -> Message:
+    """What the confirmation message becomes once BK-JOB accepted a decision: no buttons left to press."""
+    if confirmed:
+        text = f":white_check_mark: Step {step_number} (*{_esc(step_name)}*) confirmed by <@{by}>; the job continues."
+    else:
+        text = f":octagonal_sign: Step {step_number} (*{_esc(step_name)}*): <@{by}> stopped the job here."
+    return notice(text)

@@ -24,6 +24,8 @@ __all__ = [
     "PlansCommand",
     "RunCommand",
     "StatusCommand",
+    "StopCommand",
+    "RetryCommand",
     "parse_command",
 ]
 
@@ -93,7 +95,30 @@ class StatusCommand:
     biz_id: int | None = None
 
 
-Command = RunCommand | HelpCommand | PendingCommand | HistoryCommand | StatusCommand | PlansCommand
+@dataclass(frozen=True)
+class StopCommand:
+    """`/bkjob stop <id>`: stop a job instance launched from this channel."""
+
+    job_instance_id: int
+
+
+@dataclass(frozen=True)
+class RetryCommand:
+    """`/bkjob retry <id>`: retry the failed hosts of the failed step of an instance launched from this channel."""
+
+    job_instance_id: int
+
+
+Command = (
+    RunCommand
+    | HelpCommand
+    | PendingCommand
+    | HistoryCommand
+    | StatusCommand
+    | PlansCommand
+    | StopCommand
+    | RetryCommand
+)
 
 USAGE = """\
 *Usage*
@@ -104,6 +129,8 @@ A form lets you check the variables first, unless you add `--yes`.
 • `/bkjob run <preset> [--yes] [name=value ...]`: a launch saved by your team, e.g. `/bkjob run deploy-web version=2.1`
 • `/bkjob plans [words]`: plans and presets whose name has those words, each with a *Run* button
 • `/bkjob status <job_instance_id> [--biz <biz_id>]`: the state of a launched job, e.g. `/bkjob status 20001`
+• `/bkjob stop <job_instance_id>`: stop a job launched here; `/bkjob retry <job_instance_id>`: retry its \
+failed hosts (the launch message has these as buttons)
 • `/bkjob history [n]`: the last n launches (1 to 50, default 10), e.g. `/bkjob history 5`
 • `/bkjob pending`: launches waiting for approval
 • `/bkjob help`: this message
@@ -273,7 +300,24 @@ def _add_word(words: list[str], text: str) -> None:
     words.append(text)
 
 
+def _parse_control(verb: str) -> Callable[[Sequence[str]], Command]:
+    """`stop` and `retry` take exactly one job instance id."""
+
+    def parse(args: Sequence[str]) -> Command:
+        example = f"/bkjob {verb} 20001"
+        if not args:
+            raise CommandError(f"missing job instance id: write /bkjob {verb} <job_instance_id>, e.g. {example}")
+        if len(args) > 1:
+            raise CommandError(f"{verb} takes one job instance id, but got {_show(args[1])} as well")
+        instance_id = _parse_id(args[0], "job instance id", example)
+        return StopCommand(instance_id) if verb == "stop" else RetryCommand(instance_id)
+
+    return parse
+
+
 _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], Command]] = {
+    "stop": _parse_control("stop"),
+    "retry": _parse_control("retry"),
     "help": _parse_help,
     "run": _parse_run,
     "status": _parse_status,

@@ -74,8 +74,10 @@ class Launches:
         callbacks: bool = True,
         callback_grace: float = 60.0,
         bk_timeout: float = 10.0,
+        progress_interval: float = 15.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._progress_interval = progress_interval
         self._outbox = outbox
         self._callbacks = callbacks
         self._callback_grace = callback_grace
@@ -160,6 +162,9 @@ class Launches:
         )
         # With callbacks the poller only steps in once BK-JOB has been quiet for the grace period.
         grace = self._callback_grace if self._callbacks else min(self._callback_grace, 5.0)
+        if any(step.is_confirmation for step in prepared.plan.plan_steps()):
+            # A manual confirmation stops the job in 7 without a callback: watch it from the start.
+            grace = min(grace, self._progress_interval)
         return await self._settle(
             record,
             LaunchState.RUNNING,

@@ -17,13 +17,21 @@ from bot.background import Background
 from bot.bk import BkClient
 from bot.blocks import (
     APPROVE_ACTION,
+    CONFIRM_ACTION,
+    END_CONFIRM_ACTION,
+    IGNORE_ACTION,
+    OPEN_ACTION,
     PLAN_PICKER_ACTION,
     REASON_ACTION,
     REASON_BLOCK,
     REJECT_ACTION,
     REJECT_VIEW,
+    RERUN_ACTION,
+    RETRY_FAILED_ACTION,
+    RETRY_STEP_ACTION,
     RUN_PLAN_ACTION,
     RUN_VIEW,
+    STOP_ACTION,
     Message,
     PlanChoice,
     error_modal,
@@ -47,8 +55,10 @@ from bot.commands import (
     HistoryCommand,
     PendingCommand,
     PlansCommand,
+    RetryCommand,
     RunCommand,
     StatusCommand,
+    StopCommand,
     parse_command,
 )
 from bot.errors import BotError, CommandError, SlackError, TargetError
@@ -56,6 +66,7 @@ from bot.explain import explain
 from bot.identity import Identities
 from bot.launches import Launches, LaunchRequest
 from bot.notifier import Notifier
+from bot.operations import Answer, Operation, Operations
 from bot.payloads import PickMeta, RejectMeta, RunMeta, verified
 from bot.plans import PlanFinder
 from bot.policy import Policy
@@ -80,6 +91,15 @@ _FOREIGN_FORM = "This form is not one I issued (it may be from an older version 
 OPTIONS_BUDGET = 2.0
 """Seconds an options request may wait for a plan list being read: Slack shows nothing after 3 s."""
 _RECENT = 10
+_OPERATIONS = {
+    STOP_ACTION: Operation.STOP,
+    RETRY_FAILED_ACTION: Operation.RETRY_FAILED,
+    IGNORE_ACTION: Operation.IGNORE,
+    RETRY_STEP_ACTION: Operation.RETRY_STEP,
+    RERUN_ACTION: Operation.RERUN,
+    CONFIRM_ACTION: Operation.CONFIRM,
+    END_CONFIRM_ACTION: Operation.END_CONFIRM,
+}
 
 
 class Listeners:
@@ -103,11 +123,13 @@ class Listeners:
         finder: PlanFinder,
         options_budget: float = OPTIONS_BUDGET,
         list_wait: float = 10.0,
+        operations: Operations | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._finder = finder
         self._options_budget = options_budget
         self._list_wait = list_wait
+        self._operations = operations
         self._background = background
         self._store = store
         self._launches = launches
@@ -131,6 +153,9 @@ class Listeners:
         app.options(PLAN_PICKER_ACTION)(self.on_plan_options)
         app.action(PLAN_PICKER_ACTION)(self.on_plan_picked)
         app.action(RUN_PLAN_ACTION)(self.on_run_button)
+        for action_id in _OPERATIONS:
+            app.action(action_id)(self.on_operation)
+        app.action(OPEN_ACTION)(self.on_open)
         # Registered last, so they only see what nothing above matched: buttons and forms of another version.
         app.action(_ANY)(self.on_unknown_action)
         app.view(_ANY)(self.on_unknown_view)
@@ -168,6 +193,8 @@ class Listeners:
             await self._status(parsed, command, respond)
         elif isinstance(parsed, PlansCommand):
             await self._plans(parsed, command, respond)
+        elif isinstance(parsed, StopCommand | RetryCommand):
+            await self._control(parsed, command, respond)
         elif isinstance(parsed, HelpCommand) and parsed.unknown:
             await _ephemeral(respond, f"I don't know `{untrusted(parsed.unknown)}`.\n\n{escape(USAGE)}")
         else:
@@ -301,6 +328,56 @@ class Listeners:
             await _ephemeral(respond, f":no_entry: This channel (<#{channel}>) may not look into that instance's plan.")
             return
         await _ephemeral(respond, instance_status(detail, web_root=self._web_root))
+
+    async def _control(self, cmd: StopCommand | RetryCommand, command: Mapping[str, Any], respond: Respond) -> None:
+        """`/bkjob stop|retry <instance>`: the same operations as the buttons, for a launch made in this channel."""
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        if self._operations is None:
+            await _ephemeral(respond, "Run control is not available here.")
+            return
+        launch = await self._operations.find(channel, cmd.job_instance_id)
+        if launch is None:
+            await _ephemeral(
+                respond,
+                f"Instance {cmd.job_instance_id} was not launched from this channel by me; nothing was sent. "
+                "Use the channel it was launched from, or BK-JOB.",
+            )
+            return
+        op = Operation.STOP if isinstance(cmd, StopCommand) else Operation.RETRY_FAILED
+        answer = await self._operations.operate(op, launch_id=launch.id, user=user, channel=channel)
+        await _ephemeral(respond, answer.text)
+
+    # -- run control buttons --------------------------------------------------------------------------------
+
+    async def on_operation(self, ack: Ack, body: dict[str, Any]) -> None:
+        await ack()
+        respond = self._notifier.responder(str(body.get("response_url") or ""))
+        self._background.spawn(self._operation(body, respond), name="operation")
+
+    async def _operation(self, body: dict[str, Any], respond: Respond) -> None:
+        """The click decides nothing by itself: Operations reads BK-JOB's state and sends the operation once."""
+        user, value = _clicker(body)
+        action = body["actions"][0]
+        # Slack re-delivers a click it got no timely answer for: the same click (user, action_ts) is handled once.
+        if not await self._store.claim(f"click:{user}:{action.get('action_ts')}:{value}", now=self._clock()):
+            return
+        op = _OPERATIONS[str(action["action_id"])]
+        channel, _ = _origin(body)
+        launch_id, _, step = value.partition(":")
+        if self._operations is None:
+            return
+        answer = await self._operations.operate(
+            op,
+            launch_id=launch_id,
+            user=user,
+            channel=channel,
+            step_instance_id=int(step) if step.isdigit() else None,
+        )
+        await _answer(respond, answer)
+
+    async def on_open(self, ack: Ack) -> None:
+        """The link button opens BK-JOB in the browser; Slack still sends the click, which only needs an ack."""
+        await ack()
 
     # -- the run form ---------------------------------------------------------------------------------------
 
@@ -673,6 +750,14 @@ class Listeners:
 
 def _message(message: Message) -> dict[str, Any]:
     return {"text": message.text, "blocks": message.blocks, "response_type": "ephemeral"}
+
+
+async def _answer(respond: Respond, answer: Answer) -> None:
+    """A decided confirmation replaces the clicked message (its buttons go); everything else is ephemeral."""
+    if answer.replace is not None:
+        await respond(text=answer.replace.text, blocks=answer.replace.blocks, replace_original=True)
+        return
+    await _ephemeral(respond, answer.text, replace_original=False)
 
 
 async def _ephemeral(respond: Respond, text: str, **kwargs: Any) -> None:

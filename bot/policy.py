@@ -27,7 +27,17 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from bot.errors import ConfigError
 from bot.presets import Preset, PresetName
 
-__all__ = ["DEFAULT_POLICY_FILE", "ChannelPolicy", "IdentityPolicy", "Policy", "load_policy", "parse_duration"]
+__all__ = [
+    "APPROVERS",
+    "DEFAULT_POLICY_FILE",
+    "REQUESTER",
+    "ChannelPolicy",
+    "OperatorsPolicy",
+    "IdentityPolicy",
+    "Policy",
+    "load_policy",
+    "parse_duration",
+]
 
 DEFAULT_POLICY_FILE = "bkjob.toml"
 
@@ -81,6 +91,39 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
 
 
+REQUESTER = "requester"
+APPROVERS = "approvers"
+_EVERYONE_WHO_MAY_OPERATE = (REQUESTER, APPROVERS)
+
+
+class OperatorsPolicy(BaseModel):
+    """Who may control a launch's run from Slack in a channel: Slack user IDs, user-group IDs, and the words
+    "requester" (whoever launched it) and "approvers" (the channel's approvers). Confirming a manual step is
+    BK-JOB's own rule (the step's confirmers), not this file's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stop: tuple[StrictStr, ...] = _EVERYONE_WHO_MAY_OPERATE
+    retry: tuple[StrictStr, ...] = _EVERYONE_WHO_MAY_OPERATE
+    ignore: tuple[StrictStr, ...] = _EVERYONE_WHO_MAY_OPERATE
+    rerun: tuple[StrictStr, ...] = _EVERYONE_WHO_MAY_OPERATE
+    # Whether a re-run asks for an approval again; unset: as a launch in the channel does.
+    rerun_approval: StrictBool | None = None
+
+    @field_validator("stop", "retry", "ignore", "rerun")
+    @classmethod
+    def _who(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [
+            v
+            for v in value
+            if v not in _EVERYONE_WHO_MAY_OPERATE and not (_USER_ID.fullmatch(v) or _GROUP_ID.fullmatch(v))
+        ]
+        if bad:
+            listed = ", ".join(repr(v) for v in bad)
+            raise _problem(f'{listed}: not "requester", "approvers", a Slack user ID (U…/W…) or user-group ID (S…)')
+        return tuple(dict.fromkeys(value))
+
+
 class ChannelPolicy(BaseModel):
     """What one channel may launch, and whether a launch there needs an approval first."""
 
@@ -102,6 +145,19 @@ class ChannelPolicy(BaseModel):
     logs: Literal["none", "digest", "full"] = "digest"
     log_viewers: tuple[StrictStr, ...] | None = None
     secret_vars: tuple[StrictStr, ...] = ()
+    operators: OperatorsPolicy = Field(default=OperatorsPolicy(), validate_default=True)
+
+    @field_validator("operators")
+    @classmethod
+    def _rerun_approvers(cls, value: OperatorsPolicy, info: ValidationInfo) -> OperatorsPolicy:
+        if value.rerun_approval is True and not info.data.get("approvers"):
+            raise _problem("rerun_approval = true needs the channel's approvers (approvers = [...])")
+        return value
+
+    @property
+    def rerun_needs_approval(self) -> bool:
+        """As a launch here does, unless `[operators] rerun_approval` says otherwise."""
+        return self.approval if self.operators.rerun_approval is None else self.operators.rerun_approval
 
     @field_validator("allowed_biz", "allowed_jobs")
     @classmethod
@@ -220,7 +276,7 @@ class IdentityPolicy(BaseModel):
     def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         bad = [v for v in value if not _DOMAIN.fullmatch(v.lower())]
         if bad:
-            raise _problem(f"{', '.join(repr(v) for v in bad)}: not an e-mail domain (write it like \"example.com\")")
+            raise _problem(f'{", ".join(repr(v) for v in bad)}: not an e-mail domain (write it like "example.com")')
         return tuple(dict.fromkeys(v.lower() for v in value))
 
 

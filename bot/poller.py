@@ -16,6 +16,7 @@ from bot.bk_models import InstanceSummary, JobInstanceStatus
 from bot.blocks import escape, notice, untrusted, utc_time
 from bot.errors import BkError
 from bot.launches import Launches
+from bot.operations import Operations
 from bot.outbox import Outbox
 from bot.results import Results
 from bot.store import LaunchRecord, LaunchState, Store
@@ -49,9 +50,11 @@ class Poller:
         reconcile_window: float = _RECONCILE_WINDOW_S,
         lease: float = _LEASE_S,
         heartbeat: Callable[[], None] = lambda: None,
+        operations: Operations | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._heartbeat = heartbeat
+        self._operations = operations
         self._lease = lease
         self._window = reconcile_window
         self._store = store
@@ -107,11 +110,18 @@ class Poller:
             await self._results.report(launch.id, hinted_status=None, detail=detail)
             return
         await self._progress(launch, detail)
-        await self._again(launch)
+        if detail.job_instance.status == 7 and self._operations is not None:
+            # A job waiting for its confirmer sends no callback: the thread is told here, once per step run.
+            await self._operations.show_confirmation(launch, detail)
+        await self._again(launch, steady=True)
 
-    async def _again(self, launch: LaunchRecord) -> None:
+    async def _again(self, launch: LaunchRecord, *, steady: bool = False) -> None:
+        """After a read that worked, a running job is read again every `progress_interval` (a job that stops to
+        wait for a confirmer sends no callback, and must be seen within that); failed reads back off."""
         attempts = launch.poll_attempts + 1
         interval = min(_MAX_INTERVAL_S, self._progress_interval * 1.5 ** min(attempts, 12))
+        if steady:
+            interval = self._progress_interval
         await self._store.schedule_poll(launch.id, at=self._clock() + interval, attempts=attempts)
 
     async def _progress(self, launch: LaunchRecord, detail: JobInstanceStatus) -> None:

@@ -68,6 +68,7 @@ BOTH_API_VERSIONS = (
     "test_flow_results",
     "test_plan_list",
     "test_flow_logs",
+    "test_flow_operations",
 )
 # Tests that assert v2's exact wire body; their v3 counterparts are in tests/test_bk_v3.py.
 V2_WIRE_ONLY = {

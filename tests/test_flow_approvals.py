@@ -109,7 +109,9 @@ def approval_id(message: dict[str, Any]) -> str:
 
 
 def has_buttons(message: dict[str, Any] | None) -> bool:
-    return bool(message) and any(b.get("type") == "actions" for b in message.get("blocks") or [])  # type: ignore[union-attr]
+    """Approve / Reject are shown (once launched, the message carries the run's own buttons instead)."""
+    blocks = (message or {}).get("blocks") or []
+    return any(b.get("type") == "actions" and str(b.get("block_id", "")).startswith("approval:") for b in blocks)
 
 
 def text_of(message: dict[str, Any] | None) -> str:

@@ -39,6 +39,8 @@ _GET_APIS = frozenset({"get_job_detail", "get_job_instance_status", "get_job_lis
 APIGW_STAGE_PATH = "/api/bk-job/prod"
 # APIGW v3 resources and their only method (support-files/bk-api-gateway/v3/resources.yaml).
 _V3_METHODS = {
+    "operate_job_instance": "POST",
+    "operate_step_instance": "POST",
     "execute_job_plan": "POST",
     "get_job_plan_detail": "GET",
     "get_job_instance_status": "GET",
@@ -77,6 +79,9 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "bad_ip": ("IP 非法", "Invalid IP"),
     "bad_cloud": ("管控区域 ID 非法", "Invalid BK-Net"),
     "no_instance": ("作业实例不存在", "Task instance does not exist"),
+    "unsupported_operation": ("不支持的操作", "Unsupported operation"),
+    "not_confirmer": ("只有步骤的确认人才能操作", "Only the confirmer of the step can operate"),
+    "no_step": ("步骤实例不存在", "Step instance does not exist"),
     "no_permission": (
         "用户({0})权限不足，请前往权限中心确认并申请补充后重试",
         "User ({0}) permission not allowed, please confirm and apply permission in IAM and try again",
@@ -155,6 +160,9 @@ class StepInstance:
     end_time: float | None = None
     # execute_count -> host address -> what the host did in that attempt (set by tests and the demo).
     outcomes: dict[int, dict[str, HostOutcome]] = field(default_factory=dict)
+    # A manual-confirmation step's confirmers, as the plan names them (TaskApprovalStepDTO.approvalUser).
+    confirm_users: list[str] = field(default_factory=list)
+    confirm_roles: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -505,6 +513,11 @@ class FakeBkJob(_HostLogs):
         self._delays: dict[str, list[_Injection]] = defaultdict(list)
         self._lost: dict[str, int] = {}
         self._fail_after: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        # Run control: members of JOB roles a confirmation step may name (besides the trigger user), and whether a
+        # stop stays in 10 (STOPPING) until `complete_stop` (otherwise it completes at once, after the answer).
+        self.role_members: dict[str, set[str]] = defaultdict(set)
+        self.hold_stops = False
+        self._stopping: set[asyncio.Task[Any]] = set()
         self._instance_ids = itertools.count(10000)
         self._step_instance_ids = itertools.count(50000)
         self._ids = itertools.count(1000)
@@ -1164,6 +1177,8 @@ class FakeBkJob(_HostLogs):
                     for h in step["ip_list"] or []
                 ],
                 start_time=now if i == 0 else None,
+                confirm_users=list(step.get("confirm_users") or []),
+                confirm_roles=list(step.get("confirm_roles") or []),
             )
             for i, step in enumerate(plan.steps)
         ]
@@ -1206,7 +1221,7 @@ class FakeBkJob(_HostLogs):
             "last_modify_user": plan.creator,
             "create_time": _fmt_time(plan.create_time),
             "last_modify_time": _fmt_time(plan.create_time),
-            "steps": [{k: v for k, v in s.items() if k != "execute_type"} for s in plan.steps],
+            "steps": [{k: v for k, v in s.items() if k not in _FAKE_STEP_KEYS} for s in plan.steps],
             # Host defaults: topology nodes only inside `value`, JOB's TaskTargetDTO JSON (reference §9.2).
             "global_vars": [_v2_plan_var(v) for v in plan.global_vars],
         }
@@ -1294,6 +1309,8 @@ class FakeBkJob(_HostLogs):
                 step.status, step.start_time, step.end_time = 3, step.start_time or now, step.end_time or now
             elif i == done_steps:
                 step.status, step.start_time = 2, step.start_time or now
+                if step.type == 3:  # a manual confirmation waits for its confirmer: step and job in 7
+                    step.status = inst.status = 7
 
     def _get_job_plan_detail(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """v3 view of the same plan: the plan ID is `id`, variables carry `type` and hosts in `server`,
@@ -1316,9 +1333,7 @@ class FakeBkJob(_HostLogs):
             "create_time": int(plan.create_time),
             "last_modify_user": plan.creator,
             "last_modify_time": int(plan.create_time),
-            "step_list": [
-                {"id": s["step_id"], "name": s["name"], "type": s.get("execute_type", 1)} for s in plan.steps
-            ],
+            "step_list": [_plan_step_v3(s) for s in plan.steps],
             "global_var_list": [_plan_var_v3(v) for v in plan.global_vars] or None,
         }
 
@@ -1407,7 +1422,128 @@ class FakeBkJob(_HostLogs):
         ]
         return {"start": start, "length": length, "total": len(plans), "data": rows}
 
+    # -- run control: operate_job_instance and operate_step_instance (reference §10) ----------------------------
+
+    def _operated(self, params: JsonDict) -> Instance:
+        biz = self._biz_id(params)
+        self._check_biz(biz)
+        instance_id = _as_int(params.get("job_instance_id"))
+        if instance_id is None or instance_id < 1:
+            raise _JobError(1241007, "missing_param", "job_instance_id")
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.bk_biz_id != biz:
+            raise _JobError(1244006, "no_instance")
+        return inst
+
+    def _operate_job_instance(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """TaskOperationEnum: 1 terminate, only while the job runs (2) or waits for a user (7), else 1241003; the
+        job goes 10 (STOPPING) and then 11 (STOP_SUCCESS), which runs finishJob and so calls back. 2 (start a
+        not-started instance) never applies to an instance execute_job started."""
+        inst = self._operated(params)
+        code = _as_int(params.get("operation_code"))
+        if code not in (1, 2):
+            raise _JobError(1241002, "illegal_param")
+        if code == 2 or inst.status not in (2, 7):
+            raise _JobError(1241003, "unsupported_operation")
+        inst.status = 10
+        for step in inst.steps:
+            if step.status in (2, 7):
+                step.status = 10
+        if not self.hold_stops:
+            task = asyncio.get_running_loop().create_task(self.complete_stop(inst.job_instance_id))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+        return {"job_instance_id": inst.job_instance_id}
+
+    async def complete_stop(self, instance_id: int) -> list[int]:
+        """A stop BK-JOB accepted ends: the job and its stopping step in 11, then the callback."""
+        await asyncio.sleep(0)  # after the operate answer has gone out, as JOB's engine does it asynchronously
+        inst = self.instances[instance_id]
+        if inst.status != 10:
+            return []
+        statuses = [11 if s.status == 10 else s.status for s in inst.steps]
+        return await self.finish(instance_id, 11, statuses)
+
+    def _operate_step_instance(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
+        """StepOperationEnum: 2 retry failed hosts, 8 retry all and 3 ignore error on a failed step of a failed
+        job; 6 confirm and 9 end the confirmation on a step waiting for its confirmer (7), only by a confirmer
+        (1244016). Codes outside the enum are 1241002, an operation the state does not allow is 1241003."""
+        inst = self._operated(params)
+        step_id = _as_int(params.get("step_instance_id"))
+        if step_id is None or step_id < 1:
+            raise _JobError(1241007, "missing_param", "step_instance_id")
+        code = _as_int(params.get("operation_code"))
+        if code not in _STEP_OPERATIONS:
+            raise _JobError(1241002, "illegal_param")
+        step = next((s for s in inst.steps if s.step_instance_id == step_id), None)
+        if step is None:
+            raise _JobError(1244007, "no_step")
+        if code in (2, 3, 8) and inst.status == 4 and step.status == 4:
+            self._revive(inst, step, code)
+        elif code in (6, 9) and inst.status == 7 and step.status == 7:
+            if not self._may_confirm(inst, step, operator):
+                raise _JobError(1244016, "not_confirmer")
+            self._confirmed(inst, step, code)
+        else:
+            raise _JobError(1241003, "unsupported_operation")
+        return {"job_instance_id": inst.job_instance_id, "step_instance_id": step.step_instance_id}
+
+    def _revive(self, inst: Instance, step: StepInstance, code: int) -> None:
+        """Retry runs the step again (a new `execute_count`; with 2 the hosts that succeeded show 3); ignoring the
+        error marks it 6 and moves on. Either way the job runs again and calls back when it ends again."""
+        now = time.time()
+        if code == 3:
+            step.status = 6
+            self._next_step(inst, step, now)
+            return
+        for host in step.hosts:
+            host["status"] = 3 if code == 2 and _host_status(step, host) in (3, 9) else 7
+        step.status, step.end_time = 2, None
+        step.execute_count += 1
+        inst.status, inst.end_time = 2, None
+
+    def _confirmed(self, inst: Instance, step: StepInstance, code: int) -> None:
+        now = time.time()
+        step.end_time = now
+        if code == 9:  # ConfirmStepEventHandler.confirmStepTerminate: 13 directly, no finishJob, no callback
+            step.status = inst.status = 13
+            inst.end_time = now
+            return
+        step.status = 3
+        self._next_step(inst, step, now)
+
+    def _next_step(self, inst: Instance, step: StepInstance, now: float) -> None:
+        """The job goes on with the step after `step`; without one it has ended well and calls back."""
+        index = inst.steps.index(step)
+        if index + 1 < len(inst.steps):
+            following = inst.steps[index + 1]
+            following.status, following.start_time = (7 if following.type == 3 else 2), now
+            inst.status, inst.end_time = following.status, None
+            return
+        inst.status, inst.end_time = 3, now
+        if inst.callback_url:
+            task = asyncio.get_running_loop().create_task(self._finished_by_operation(inst))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def _finished_by_operation(self, inst: Instance) -> None:
+        await asyncio.sleep(0)
+        await self._deliver_callback(inst)
+
+    def _may_confirm(self, inst: Instance, step: StepInstance, operator: str) -> bool:
+        """The step's users, the trigger user when the step names that role, and members of its other roles."""
+        if operator in step.confirm_users:
+            return True
+        for role in step.confirm_roles:
+            if role == TRIGGER_USER_ROLE and operator == inst.operator:
+                return True
+            if operator in self.role_members.get(role, ()):
+                return True
+        return False
+
     _apis_v3: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
+        "operate_job_instance": _operate_job_instance,
+        "operate_step_instance": _operate_step_instance,
         "execute_job_plan": _execute_job_plan,
         "get_job_plan_detail": _get_job_plan_detail,
         "get_job_instance_status": _get_job_instance_status_v3,
@@ -1418,6 +1554,8 @@ class FakeBkJob(_HostLogs):
     }
 
     _apis: dict[str, Callable[[FakeBkJob, JsonDict, str, Mapping[str, str]], JsonDict]] = {
+        "operate_job_instance": _operate_job_instance,
+        "operate_step_instance": _operate_step_instance,
         "execute_job": _execute_job,
         "get_job_instance_list": _get_job_instance_list,
         "get_job_list": _get_job_list,
@@ -1442,6 +1580,32 @@ def _like(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(ch))
     out.append(".*")
     return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+
+
+# StepOperationEnum codes (reference §10); the fake's states allow 2, 3, 6, 8 and 9, the rest answer 1241003.
+_STEP_OPERATIONS = frozenset({2, 3, 6, 8, 9, 10, 11, 12, 13})
+TRIGGER_USER_ROLE = "JOB_RESOURCE_TRIGGER_USER"
+"""JOB's role for "whoever launched the job", which a confirmation step may name as its confirmer."""
+# Keys add_plan takes for the fake's own use; get_job_detail (v2) does not show them.
+_FAKE_STEP_KEYS = frozenset({"execute_type", "confirm_users", "confirm_roles", "notify_channels"})
+
+
+def _plan_step_v3(step: Mapping[str, Any]) -> JsonDict:
+    """EsbStepV3DTO: a confirmation step's `approval_info` is EsbApprovalStepV3DTO, whose fields carry no
+    @JsonProperty and so go out in camelCase; its `approvalUser` (EsbUserRoleInfoV3DTO) is snake_case."""
+    kind = step.get("execute_type", 1)
+    approval = None
+    if kind == 3:
+        approval = {
+            "approvalType": 1,
+            "approvalUser": {
+                "user_list": list(step.get("confirm_users") or []),
+                "role_list": list(step.get("confirm_roles") or []),
+            },
+            "approvalMessage": step.get("confirm_message") or "",
+            "notifyChannel": list(step.get("notify_channels") or []),
+        }
+    return {"id": step["step_id"], "name": step["name"], "type": kind, "approval_info": approval}
 
 
 def _take(queues: dict[str, list[_Injection]], api: str) -> _Injection | None:

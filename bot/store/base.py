@@ -49,6 +49,10 @@ class Store(ABC):
         A claim older than a day is forgotten (Slack retries within minutes)."""
 
     @abstractmethod
+    async def release(self, key: str) -> None:
+        """Give a claim back: what it was taken for did not happen (BK-JOB refused it), so it may be tried again."""
+
+    @abstractmethod
     async def create_launch(self, launch: LaunchRecord) -> None: ...
 
     @abstractmethod
@@ -148,6 +152,11 @@ class Store(ABC):
 
     @abstractmethod
     async def set_progress(self, launch_id: str, progress: dict[str, Any], *, now: float) -> None: ...
+
+    @abstractmethod
+    async def reopen_launch(self, launch_id: str, *, finished_at: float, job_status: int, now: float) -> bool:
+        """A finished launch runs again (a step retried or its error ignored from Slack): back to running and
+        polled now, unless another end was recorded since `finished_at` (the new run ended first)."""
 
     @abstractmethod
     async def claim_instance(self, launch_id: str, job_instance_id: int, *, now: float) -> bool:

@@ -186,6 +186,9 @@ class PostgresStore(Store):
         )
         return won is not None
 
+    async def release(self, key: str) -> None:
+        await self.pool.execute("DELETE FROM claims WHERE key = $1", key)
+
     async def create_launch(self, launch: LaunchRecord) -> None:
         await self.pool.execute(
             f"INSERT INTO launches ({LAUNCH_COLUMNS}) VALUES ({_placeholders(24)})",
@@ -417,6 +420,20 @@ class PostgresStore(Store):
             now,
             launch_id,
         )
+
+    async def reopen_launch(self, launch_id: str, *, finished_at: float, job_status: int, now: float) -> bool:
+        status = await self.pool.execute(
+            "UPDATE launches SET state = $1, job_status = $2, finished_at = NULL, updated_at = $3, next_poll_at = $3,"
+            " poll_attempts = 0, poll_owner = NULL, poll_lease_until = NULL, progress = NULL, progress_at = NULL"
+            " WHERE id = $4 AND state = $5 AND finished_at = $6",
+            LaunchState.RUNNING.value,
+            job_status,
+            now,
+            launch_id,
+            LaunchState.FINISHED.value,
+            finished_at,
+        )
+        return bool(status.endswith(" 1"))
 
     async def claim_instance(self, launch_id: str, job_instance_id: int, *, now: float) -> bool:
         async with self.pool.acquire() as con, con.transaction():

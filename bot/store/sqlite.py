@@ -125,6 +125,9 @@ class SqliteStore(Store):
         )
         return cur.rowcount == 1
 
+    async def release(self, key: str) -> None:
+        await self._write("DELETE FROM claims WHERE key = ?", (key,))
+
     async def create_launch(self, launch: LaunchRecord) -> None:
         await self._write(
             f"INSERT INTO launches ({LAUNCH_COLUMNS}) VALUES ({', '.join('?' * 24)})",
@@ -347,6 +350,15 @@ class SqliteStore(Store):
             "UPDATE launches SET progress = ?, progress_at = ?, updated_at = ? WHERE id = ?",
             (json.dumps(progress), now, now, launch_id),
         )
+
+    async def reopen_launch(self, launch_id: str, *, finished_at: float, job_status: int, now: float) -> bool:
+        cur = await self._write(
+            "UPDATE launches SET state = ?, job_status = ?, finished_at = NULL, updated_at = ?, next_poll_at = ?,"
+            " poll_attempts = 0, poll_owner = NULL, poll_lease_until = NULL, progress = NULL, progress_at = NULL"
+            " WHERE id = ? AND state = ? AND finished_at = ?",
+            (LaunchState.RUNNING.value, job_status, now, now, launch_id, LaunchState.FINISHED.value, finished_at),
+        )
+        return cur.rowcount == 1
 
     async def claim_instance(self, launch_id: str, job_instance_id: int, *, now: float) -> bool:
         async with self._tx:

@@ -1,0 +1,435 @@
+"""Run control from Slack: stop, retry, ignore an error, confirm a manual step, re-run; each sent to BK-JOB once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot import status
+from bot.approvals import Approvals
+from bot.audit import Audit
+from bot.bk import BkClient
+from bot.bk_models import JobInstanceStatus, PlanStep, StepInstance, VariableType
+from bot.blocks import (
+    Confirmation,
+    Message,
+    confirmation_decided,
+    confirmation_message,
+    confirmers_text,
+    notice,
+)
+from bot.directory import Directory
+from bot.errors import BkApiError, BkError, BotError, SlackError
+from bot.explain import explain
+from bot.identity import Identities
+from bot.launches import Launches, LaunchRequest
+from bot.outbox import Outbox
+from bot.policy import APPROVERS, REQUESTER, Policy
+from bot.store import LaunchRecord, LaunchState, Store
+
+__all__ = ["Answer", "Operation", "Operations"]
+
+log = logging.getLogger(__name__)
+
+UNSUPPORTED_OPERATION = 1241003
+"""BK-JOB: the operation does not apply to the job's (or step's) state now."""
+NOT_CONFIRMER = 1244016
+"""BK-JOB: only the step's confirmers may confirm it or end it."""
+_STOP = 1  # TaskOperationEnum.TERMINATE_JOB
+
+
+class Operation(StrEnum):
+    STOP = "stop"
+    RETRY_FAILED = "retry_failed_hosts"
+    IGNORE = "ignore_error"
+    RETRY_STEP = "retry_step"
+    CONFIRM = "confirm"
+    END_CONFIRM = "end_confirmation"
+    RERUN = "rerun"
+
+
+# StepOperationEnum codes (reference §10).
+_STEP_CODES = {
+    Operation.RETRY_FAILED: 2,
+    Operation.IGNORE: 3,
+    Operation.RETRY_STEP: 8,
+    Operation.CONFIRM: 6,
+    Operation.END_CONFIRM: 9,
+}
+# Which policy list (`[operators]`) governs each; confirming is BK-JOB's rule (the step's confirmers).
+_POLICY_KEY = {
+    Operation.STOP: "stop",
+    Operation.RETRY_FAILED: "retry",
+    Operation.RETRY_STEP: "retry",
+    Operation.IGNORE: "ignore",
+    Operation.RERUN: "rerun",
+}
+_VERB = {
+    Operation.STOP: "stop",
+    Operation.RETRY_FAILED: "retry",
+    Operation.RETRY_STEP: "retry",
+    Operation.IGNORE: "ignore errors of",
+    Operation.RERUN: "re-run",
+}
+_FAILED_STEP_OPERATIONS = frozenset({Operation.RETRY_FAILED, Operation.IGNORE, Operation.RETRY_STEP})
+_CONFIRM_OPERATIONS = frozenset({Operation.CONFIRM, Operation.END_CONFIRM})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the person who asked is told (only them); `replace` is what the clicked message becomes."""
+
+    text: str
+    replace: Message | None = None
+    refused: bool = False
+    """BK-JOB did nothing for this person (not a confirmer, no permission): the claim is given back, so that
+    someone it allows may still do it. A 1241003 keeps it: the state moved on, the operation is spent."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    step: StepInstance | None
+    number: int  # the step's position, from 1; 0 for the whole job
+
+
+class Operations:
+    """Each operation is claimed in the store before it is sent (a claim per job run or step run), so double
+    clicks, Slack's retries and replicas send it once; BK-JOB decides whether it applies, and its refusals are
+    explained. Nothing is retried: an operation whose answer was lost is reported as unknown."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bk: BkClient,
+        policy: Policy,
+        identities: Identities,
+        directory: Directory | None,
+        audit: Audit,
+        outbox: Outbox,
+        launches: Launches,
+        approvals: Approvals,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._bk = bk
+        self._policy = policy
+        self._identities = identities
+        self._directory = directory
+        self._audit = audit
+        self._outbox = outbox
+        self._launches = launches
+        self._approvals = approvals
+        self._clock = clock
+
+    async def find(self, channel: str, job_instance_id: int) -> LaunchRecord | None:
+        """The launch of this channel that started the instance (commands name instances, buttons launches)."""
+        for launch in await self._store.recent_launches(channel, 500):
+            if launch.job_instance_id == job_instance_id:
+                return launch
+        return None
+
+    async def operate(
+        self, op: Operation, *, launch_id: str, user: str, channel: str, step_instance_id: int | None = None
+    ) -> Answer:
+        launch = await self._store.get_launch(launch_id)
+        if launch is None or launch.channel != channel:
+            return Answer("That button belongs to no launch of mine in this channel; nothing was sent.")
+        if op not in _CONFIRM_OPERATIONS:
+            refusal = await self._refusal(launch, op, user)
+            if refusal is not None:
+                await self._audit.record(
+                    user, f"{op.value}_refused", channel=channel, launch_id=launch.id, detail=refusal
+                )
+                return Answer(f":no_entry: {refusal}")
+        if op is Operation.RERUN:
+            return await self._rerun(launch, user)
+        if launch.job_instance_id is None:
+            return Answer("This launch has no BK-JOB instance (yet); nothing was sent.")
+        try:
+            bk_user = await self._identities.bk_username(user)
+            detail = await self._bk.get_job_instance_status(
+                bk_biz_id=launch.bk_biz_id, job_instance_id=launch.job_instance_id, bk_username=bk_user
+            )
+        except BotError as exc:
+            return Answer(explain(exc))
+        target = _target(op, detail, step_instance_id)
+        if target is None:
+            await self._outbox.refresh_launch(launch)
+            return Answer(
+                f"That no longer applies: the job is {status.describe(detail.job_instance.status)} now, with no "
+                "failed step to act on. Nothing was sent; the buttons are refreshed."
+            )
+        key = _claim_key(launch, op, detail, target)
+        if not await self._store.claim(key, now=self._clock()):
+            return Answer("That was already sent to BK-JOB (a second click, or someone else's); nothing more was sent.")
+        answer = await self._send(launch, op, user, bk_user, target)
+        if answer.refused:
+            await self._store.release(key)  # BK-JOB did nothing: someone else (a confirmer) may still do it
+        return answer
+
+    async def _send(self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: _Target) -> Answer:
+        assert launch.job_instance_id is not None
+        what = _describe(op, target)
+        try:
+            if op is Operation.STOP:
+                await self._bk.operate_job_instance(
+                    bk_biz_id=launch.bk_biz_id,
+                    job_instance_id=launch.job_instance_id,
+                    operation_code=_STOP,
+                    bk_username=bk_user,
+                )
+            else:
+                assert target.step is not None
+                await self._bk.operate_step_instance(
+                    bk_biz_id=launch.bk_biz_id,
+                    job_instance_id=launch.job_instance_id,
+                    step_instance_id=target.step.step_instance_id,
+                    operation_code=_STEP_CODES[op],
+                    bk_username=bk_user,
+                )
+        except BkError as exc:
+            return await self._refused(launch, op, user, bk_user, target, exc)
+        await self._audit.record(
+            user,
+            op.value,
+            channel=launch.channel,
+            launch_id=launch.id,
+            job_instance_id=launch.job_instance_id,
+            detail=f"{what} as {bk_user}: BK-JOB accepted",
+        )
+        await self._say(launch, f":arrow_forward: <@{user}> asked BK-JOB to {what} (as `{bk_user}`); BK-JOB accepted.")
+        await self._follow(launch, op)
+        replace = None
+        if op in _CONFIRM_OPERATIONS and target.step is not None:
+            replace = confirmation_decided(
+                target.number,
+                target.step.name or str(target.step.step_instance_id),
+                by=user,
+                confirmed=op is Operation.CONFIRM,
+            )
+        return Answer(f":white_check_mark: BK-JOB accepted: {what}.", replace=replace)
+
+    async def _refused(
+        self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: _Target, exc: BkError
+    ) -> Answer:
+        """Every answer is audited; 1241003 refreshes the buttons, 1244016 names who may confirm."""
+        outcome = f"[{exc.code}] {exc.message}" if isinstance(exc, BkApiError) else str(exc)
+        await self._audit.record(
+            user,
+            f"{op.value}_failed",
+            channel=launch.channel,
+            launch_id=launch.id,
+            job_instance_id=launch.job_instance_id,
+            detail=f"{_describe(op, target)} as {bk_user}: {outcome}",
+        )
+        if isinstance(exc, BkApiError) and exc.code == UNSUPPORTED_OPERATION:
+            if launch.state is LaunchState.RUNNING:
+                await self._store.schedule_poll(launch.id, at=self._clock())
+            await self._outbox.refresh_launch(launch)
+            return Answer(
+                text=f":information_source: BK-JOB says that no longer applies ({outcome}): the job has moved on since "
+                "the button was shown. Nothing was done; the buttons are refreshed.",
+            )
+        if isinstance(exc, BkApiError) and exc.code == NOT_CONFIRMER:
+            confirmation = await self._confirmation(launch, target)
+            who = confirmers_text(confirmation) if confirmation is not None else "the step's confirmers"
+            return Answer(
+                refused=True,
+                text=f":no_entry: BK-JOB allows only the step's confirmers to answer it ({outcome}). You act as "
+                f"`{bk_user}`; who may confirm: {who}.",
+            )
+        if isinstance(exc, BkApiError):
+            return Answer(explain(exc), refused=True)
+        return Answer(f"{explain(exc)} It may or may not have reached BK-JOB: check there; I will not send it again.")
+
+    async def _follow(self, launch: LaunchRecord, op: Operation) -> None:
+        """A retried step or an ignored error makes a finished job run again: the launch is running again and the
+        poller watches it; otherwise the poller reads the new state at once (a stop, an ended confirmation)."""
+        now = self._clock()
+        if op in (Operation.RETRY_FAILED, Operation.RETRY_STEP, Operation.IGNORE) and launch.finished_at is not None:
+            await self._store.reopen_launch(launch.id, finished_at=launch.finished_at, job_status=2, now=now)
+        elif launch.state is LaunchState.RUNNING:
+            await self._store.schedule_poll(launch.id, at=now)
+        fresh = await self._store.get_launch(launch.id)
+        await self._outbox.refresh_launch(fresh or launch)
+
+    async def _refusal(self, launch: LaunchRecord, op: Operation, user: str) -> str | None:
+        """The channel's policy: may look into the business at all, then `[operators]` for this operation."""
+        policy = self._policy.for_channel(launch.channel)
+        refusal = policy.read_refusal(channel=launch.channel, bk_biz_id=launch.bk_biz_id)
+        if refusal is not None:
+            return refusal
+        allowed = getattr(policy.operators, _POLICY_KEY[op])
+        if REQUESTER in allowed and user == launch.requester:
+            return None
+        named = [a for a in allowed if a not in (REQUESTER, APPROVERS)]
+        if APPROVERS in allowed:
+            named += list(policy.approvers)
+        if await self._is_member(named, user):
+            return None
+        who = [w for w in allowed if w in (REQUESTER, APPROVERS)] + [
+            _mention(a) for a in allowed if a not in (REQUESTER, APPROVERS)
+        ]
+        return (
+            f"In <#{launch.channel}> only {', '.join(_people(w) for w in who) or 'nobody'} may {_VERB[op]} a launch "
+            "(the channel's policy); nothing was sent."
+        )
+
+    async def _is_member(self, listed: Sequence[str], user: str) -> bool:
+        if user in listed:
+            return True
+        for group in (a for a in listed if a.startswith("S")):
+            if self._directory is None:
+                continue
+            try:
+                if user in await self._directory.group_members(group):
+                    return True
+            except SlackError as exc:
+                log.warning("members of user group %s could not be read: %s", group, exc.error)
+        return False
+
+    async def _rerun(self, launch: LaunchRecord, user: str) -> Answer:
+        """A new launch of the same plan with the same values, by the person who clicked, through the channel's
+        policy and (unless the policy says otherwise) its approval, like any launch."""
+        policy = self._policy.for_channel(launch.channel)
+        refusal = policy.refusal(channel=launch.channel, bk_biz_id=launch.bk_biz_id, bk_job_id=launch.bk_job_id)
+        if refusal is not None:
+            return Answer(f":no_entry: {refusal}")
+        if not await self._store.claim(f"op:{launch.id}:rerun", now=self._clock()):
+            return Answer("A re-run of this launch was already requested; nothing more was sent.")
+        request = LaunchRequest(
+            requester=user,
+            channel=launch.channel,
+            bk_biz_id=launch.bk_biz_id,
+            bk_job_id=launch.bk_job_id,
+            values=_values(launch),
+        )
+        await self._audit.record(
+            user,
+            Operation.RERUN.value,
+            channel=launch.channel,
+            launch_id=launch.id,
+            job_instance_id=launch.job_instance_id,
+            detail=f"plan {launch.bk_job_id} in business {launch.bk_biz_id} with the values of launch {launch.id}",
+        )
+        try:
+            if policy.rerun_needs_approval:
+                await self._approvals.request(request, policy)
+                return Answer(":raised_hand: Re-run requested: it waits for an approval in the channel.")
+            await self._launches.launch(request)
+        except BotError as exc:
+            return Answer(explain(exc))
+        return Answer(":arrow_forward: Re-run launched: see the new launch message in the channel.")
+
+    # -- manual confirmation: shown when the poller sees status 7 -------------------------------------------------
+
+    async def show_confirmation(self, launch: LaunchRecord, detail: JobInstanceStatus) -> bool:
+        """Post the waiting step's message, its confirmers and the buttons in the thread, once per step run
+        (claimed, so replicas and repeated polls post it once); True when posted now."""
+        waiting = next(((i, s) for i, s in enumerate(detail.steps, start=1) if s.status == 7), None)
+        if waiting is None or launch.message_ts is None:
+            return False
+        number, step = waiting
+        key = f"confirm-shown:{launch.id}:{step.step_instance_id}:{step.execute_count or 0}"
+        if not await self._store.claim(key, now=self._clock()):
+            return False
+        confirmation = await self._confirmation(launch, _Target(step=step, number=number))
+        if confirmation is None:
+            confirmation = _confirmation(step, number, None)
+        await self._outbox.post(launch.channel, confirmation_message(launch, confirmation), thread_ts=launch.message_ts)
+        return True
+
+    async def _confirmation(self, launch: LaunchRecord, target: _Target) -> Confirmation | None:
+        """The plan's step at the same position says what the confirmation asks and of whom."""
+        if target.step is None:
+            return None
+        try:
+            plan = await self._bk.get_job_detail(
+                bk_biz_id=launch.bk_biz_id, bk_job_id=launch.bk_job_id, bk_username=launch.bk_username
+            )
+        except BkError as exc:
+            log.warning("plan %s could not be read for its confirmation step: %s", launch.bk_job_id, exc)
+            return _confirmation(target.step, target.number, None)
+        steps = plan.plan_steps()
+        plan_step = steps[target.number - 1] if target.number <= len(steps) else None
+        return _confirmation(target.step, target.number, plan_step)
+
+    async def _say(self, launch: LaunchRecord, text: str) -> None:
+        if launch.message_ts is not None:
+            await self._outbox.post(launch.channel, notice(text), thread_ts=launch.message_ts)
+
+
+def _target(op: Operation, detail: JobInstanceStatus, step_instance_id: int | None) -> _Target | None:
+    """What the operation acts on in the job as BK-JOB reports it now: the job, its failed step, or the step the
+    confirmation button names. None when there is nothing (a failed step) to act on."""
+    steps = detail.steps
+    if op is Operation.STOP:
+        return _Target(step=None, number=0)
+    if op in _CONFIRM_OPERATIONS:
+        found = next(((i, s) for i, s in enumerate(steps, start=1) if s.step_instance_id == step_instance_id), None)
+        return _Target(step=found[1], number=found[0]) if found else None
+    if detail.job_instance.status != 4:
+        return None
+    failed = next(((i, s) for i, s in enumerate(steps, start=1) if s.status == 4), None)
+    return _Target(step=failed[1], number=failed[0]) if failed else None
+
+
+def _claim_key(launch: LaunchRecord, op: Operation, detail: JobInstanceStatus, target: _Target) -> str:
+    """One claim per run of what is acted on: a stop per run of the job, one decision (retry, retry all or
+    ignore; confirm or end) per run of a step. A later run (after a retry) can be operated on again."""
+    if target.step is None:
+        runs = sum(s.execute_count or 0 for s in detail.steps) + sum(1 for s in detail.steps if s.status == 6)
+        return f"op:{launch.id}:{op.value}:{runs}"
+    group = "confirm" if op in _CONFIRM_OPERATIONS else "failed"
+    return f"op:{launch.id}:{group}:{target.step.step_instance_id}:{target.step.execute_count or 0}"
+
+
+def _describe(op: Operation, target: _Target) -> str:
+    name = f"step {target.number}"
+    if target.step is not None and target.step.name and target.step.name != name:
+        name += f" ({target.step.name})"
+    return {
+        Operation.STOP: "stop the job",
+        Operation.RETRY_FAILED: f"retry the failed hosts of {name}",
+        Operation.IGNORE: f"ignore the error of {name} and continue",
+        Operation.RETRY_STEP: f"retry {name} on all its hosts",
+        Operation.CONFIRM: f"confirm {name} and continue",
+        Operation.END_CONFIRM: f"stop the job at {name}",
+        Operation.RERUN: "re-run the launch",
+    }[op]
+
+
+def _confirmation(step: StepInstance, number: int, plan_step: PlanStep | None) -> Confirmation:
+    named = plan_step is not None and (plan_step.confirm_users is not None or plan_step.confirm_roles is not None)
+    return Confirmation(
+        step_instance_id=step.step_instance_id,
+        step_number=number,
+        step_name=step.name or (plan_step.name if plan_step else None) or str(step.step_instance_id),
+        message=plan_step.confirm_message if plan_step else None,
+        users=list(plan_step.confirm_users or []) if plan_step else [],
+        roles=list(plan_step.confirm_roles or []) if plan_step else [],
+        named=named,
+    )
+
+
+def _values(launch: LaunchRecord) -> dict[str, str]:
+    """The values the launch sent, as a person would type them: a host variable's shown text leads with its
+    counts ("2 IPs: …"), the rest is the list; passwords are never taken from Slack and keep the plan's value."""
+    values: dict[str, str] = {}
+    for var in launch.variables:
+        if var.category == VariableType.PASSWORD:
+            continue
+        values[var.name] = var.shown.partition(": ")[2] if var.category == VariableType.HOST_LIST else var.shown
+    return values
+
+
+def _people(who: str) -> str:
+    return {"requester": "the requester", "approvers": "the channel's approvers"}.get(who, who)
+
+
+def _mention(slack_id: str) -> str:
+    return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
