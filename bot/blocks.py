@@ -344,8 +344,10 @@ def _status_line(launch: LaunchRecord) -> str:
     if launch.state is LaunchState.UNKNOWN:
         return f":grey_question: *Unknown: check BK-JOB*. {_esc(launch.error or '')}".rstrip()
     code = launch.job_status if launch.job_status is not None else 2
-    line = f"{status.emoji(code)} *{status.describe(code).capitalize()}*"
     progress = launch.progress or {}
+    if launch.state is LaunchState.RUNNING and isinstance(progress.get("status"), int):
+        code = progress["status"]  # waiting for a confirmer (7) or stopping (10) shows as such
+    line = f"{status.emoji(code)} *{status.describe(code).capitalize()}*"
     if launch.state is LaunchState.RUNNING and progress.get("total"):
         current = f" ({_esc(str(progress['current']))})" if progress.get("current") else ""
         line += f": step {min(int(progress.get('done', 0)) + 1, int(progress['total']))}/{progress['total']}{current}"

@@ -213,3 +213,44 @@ async def test_plans_lists_run_buttons_that_open_the_form(page: Page) -> None:
         "/api/action", user=ALICE, channel=DEPLOYS, action_id=button["action_id"], value=button["value"], ephemeral=True
     )
     await page.wait_for(lambda s: run_modal(s) and s["modal"]["view"]["title"]["text"] == "Rollback web")
+
+
+def button(item: dict[str, Any], action_id: str) -> tuple[str, dict[str, Any]]:
+    """(block_id, element) of a button on a message or reply."""
+    for block in item["blocks"]:
+        for element in block.get("elements", []) if block["type"] == "actions" else []:
+            if element["action_id"] == action_id:
+                return block["block_id"], element
+    raise AssertionError(f"no {action_id} button on {text_of(item)}")
+
+
+async def press(page: Page, item: dict[str, Any], action_id: str, *, user: str = ALICE) -> None:
+    block_id, element = button(item, action_id)
+    await page.post(
+        "/api/action",
+        user=user,
+        channel=DEPLOYS,
+        ts=item["ts"],
+        action_id=action_id,
+        block_id=block_id,
+        value=element["value"],
+    )
+
+
+async def test_a_confirmation_step_is_answered_from_the_thread(page: Page) -> None:
+    await page.command("/bkjob run 112 --yes")
+    snap = await page.wait_for(
+        lambda s: any("Waiting for confirmation" in text_of(r) for m in messages(s) for r in m["replies"])
+    )
+    launch = messages(snap)[0]
+    waiting = next(r for r in launch["replies"] if "Waiting for confirmation" in text_of(r))
+    assert "Is the canary healthy?" in text_of(waiting)
+    await press(page, waiting, "bkjob_confirm")  # Alice launched it: the trigger user may confirm
+    await page.wait_for(lambda s: any("Succeeded" in text_of(r) for m in messages(s) for r in m["replies"]))
+
+
+async def test_a_failed_step_is_retried_from_the_launch_message(page: Page) -> None:
+    await page.command("/bkjob run 102 --yes")
+    snap = await page.wait_for(lambda s: any("bkjob_retry_failed" in text_of(m) for m in messages(s)))
+    await press(page, messages(snap)[0], "bkjob_retry_failed")
+    await page.wait_for(lambda s: any("after retry of step 2" in text_of(r) for m in messages(s) for r in m["replies"]))

@@ -28,6 +28,7 @@ from bot.errors import BkApiError
 from bot.store import Store
 from tests.conftest import BIZ, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
+from tests.test_store import PgSchema, postgres_url_or_skip
 
 OPS, GATED = "C0OPS", "C0GATED"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
@@ -305,6 +306,9 @@ async def test_a_confirmation_step_is_shown_and_a_confirmer_continues_it(ops: Bo
     else:
         assert "does not name them" in text
     assert set(_elements(message)) == {CONFIRM_ACTION, END_CONFIRM_ACTION}
+    await ops.slack.wait_for_call(  # the launch message says what the job waits for, and can still be stopped
+        "chat.update", lambda c: c.args.get("ts") == ts and "Waiting for a user" in json.dumps(c.args)
+    )
 
     await asyncio.gather(*(ops.click(CONFIRM_ACTION, confirm_value(message), user=BOB) for _ in range(2)))
     (replaced,) = await told(ops, "confirmed by")
@@ -418,3 +422,50 @@ async def test_bk_jobs_codes_for_a_bad_code_and_the_wrong_state(ops: Bot) -> Non
         assert again.value.code == 1241003
         assert await ops.bk.complete_stop(instance_id) == [200]
         assert ops.bk.instances[instance_id].status == 11
+
+
+# -- two replicas on one PostgreSQL ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[PgSchema]:
+    async with PgSchema(await postgres_url_or_skip()) as schema:
+        yield schema
+
+
+async def test_clicks_spread_over_two_replicas_send_the_retry_once(
+    slack: FakeSlack, bk: FakeBkJob, pg: PgSchema, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    a, b = (
+        Bot(
+            slack=slack,
+            bk=bk,
+            db_path=tmp_path / "unused.sqlite3",
+            DATABASE_URL=pg.url,
+            BKJOB_CONFIG=str(policy),
+            BKJOB_OPEN_MODE="off",
+        )
+        for _ in range(2)
+    )
+    await asyncio.gather(a.start(), b.start())
+    try:
+        instance_id, ts = await launch(a)
+        await bk.finish(instance_id, status=4)
+        await reply_in(a, ts, "Failed")
+        shown = await settled(a, ts, FAILED_BUTTONS)
+        value = shown[RETRY_FAILED_ACTION]["value"]
+        await asyncio.gather(
+            *(
+                (a, b)[i % 2].click(RETRY_FAILED_ACTION, value, user=(ALICE, BOB)[i % 2], message_ts=ts)
+                for i in range(8)
+            )
+        )
+        answers = [p.body["text"] for p in await slack.wait_for_response(count=8, timeout=10)]
+        assert sum("BK-JOB accepted" in t for t in answers) == 1
+        # the others came too late (the step runs again) or while it was being sent: either way, not sent again
+        assert all("already sent" in t or "no longer applies" in t for t in answers if "accepted" not in t)
+        assert len(bk.requests("operate_step_instance")) == 1
+    finally:
+        await asyncio.gather(a.close(), b.close())

@@ -409,3 +409,35 @@ def test_refusal_from_the_example_channels() -> None:
     assert policy.for_channel("C0OPS").refusal(channel="C0OPS", bk_biz_id=3, bk_job_id=100) is None
     refused = policy.for_channel("C0STAGING").refusal(channel="C0STAGING", bk_biz_id=3, bk_job_id=100)
     assert refused is not None and "<#C0STAGING>" in refused and "businesses 4, 5" in refused
+
+
+# -- [operators]: who may control a launch's run (issue 15) -------------------------------------------------------
+
+
+def test_operators_default_to_the_requester_and_the_approvers_and_the_example_names_them() -> None:
+    assert ChannelPolicy().operators.stop == ("requester", "approvers")
+    assert ChannelPolicy(approval=True, approvers=("U0AAA",)).rerun_needs_approval is True
+    ops = load_policy(str(EXAMPLE)).for_channel("C0OPS")  # type: ignore[union-attr]
+    assert ops.operators.retry == ("requester", "approvers", "S0ONCALL")
+    assert ops.operators.ignore == ("approvers",)
+
+
+def test_operators_are_checked(tmp_path: Path) -> None:
+    lines = problems(
+        tmp_path,
+        """
+[channels.C0OPS.operators]
+stop = ["alice", "requester"]
+rerun_approval = true
+""",
+    )
+    assert any("channels.C0OPS.operators.stop" in line and "'alice'" in line for line in lines), lines
+
+
+def test_a_rerun_approval_needs_approvers(tmp_path: Path) -> None:
+    lines = problems(tmp_path, "[channels.C0OPS.operators]\nrerun_approval = true\n")
+    assert any("rerun_approval = true needs the channel's approvers" in line for line in lines), lines
+    policy = Policy.model_validate(
+        {"channels": {"C0OPS": {"approvers": ["U0BOB"], "operators": {"rerun_approval": True}}}}
+    )
+    assert policy.for_channel("C0OPS").rerun_needs_approval is True

@@ -52,6 +52,9 @@ class DemoPlan:
     global_vars: Sequence[Mapping[str, Any]]
     steps: Sequence[str]
     fails_at: int | None = None
+    confirm_at: int | None = None
+    """The 0-based step that is a manual confirmation: the job waits in 7 until someone answers it in Slack."""
+    confirm_message: str = ""
 
 
 USERS: tuple[Person, ...] = (
@@ -106,6 +109,14 @@ PLANS: tuple[DemoPlan, ...] = (
         fails_at=1,
     ),
     DemoPlan(103, "Clean temp files", [], ["Clean /tmp"]),
+    DemoPlan(
+        112,
+        "Canary release",
+        [{"name": "version", "category": 1, "value": "2.5.0", "description": "release to roll out"}],
+        ["Deploy canary", "Go / no-go", "Roll out everywhere"],
+        confirm_at=1,
+        confirm_message="Is the canary healthy? Confirm to roll out to every host.",
+    ),
 )
 # More plans, so that the form's picker (`/bkjob run` without an ID) has something to search through.
 MORE_PLANS: Mapping[int, str] = {
@@ -122,9 +133,28 @@ MORE_PLANS: Mapping[int, str] = {
 
 def add_plans(bk: FakeBkJob) -> None:
     for plan in PLANS:
-        bk.add_plan(BIZ, plan.bk_job_id, plan.name, plan.global_vars, [{"name": step} for step in plan.steps])
+        steps = [_step(plan, i, name) for i, name in enumerate(plan.steps)]
+        bk.add_plan(BIZ, plan.bk_job_id, plan.name, plan.global_vars, steps)
     for job_id, name in MORE_PLANS.items():
         bk.add_plan(BIZ, job_id, name, [], [{"name": "Run"}])
+
+
+def _step(plan: DemoPlan, index: int, name: str) -> dict[str, Any]:
+    """A script step, or the plan's manual confirmation: Bob, or whoever launched the job, may confirm it."""
+    if index != plan.confirm_at:
+        return {"name": name}
+    return {
+        "name": name,
+        "type": 3,
+        "execute_type": 3,
+        "script_content": None,
+        "account": None,
+        "account_id": None,
+        "ip_list": [],
+        "confirm_message": plan.confirm_message,
+        "confirm_users": ["bob"],
+        "confirm_roles": ["JOB_RESOURCE_TRIGGER_USER"],
+    }
 
 
 def demo_policy() -> Policy:

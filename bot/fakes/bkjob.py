@@ -1305,7 +1305,7 @@ class FakeBkJob(_HostLogs):
         inst = self.instances[instance_id]
         now = time.time()
         for i, step in enumerate(inst.steps):
-            if i < done_steps:
+            if i < done_steps and step.status not in FINISHED_STATUSES:  # an ignored error (6) stays so
                 step.status, step.start_time, step.end_time = 3, step.start_time or now, step.end_time or now
             elif i == done_steps:
                 step.status, step.start_time = 2, step.start_time or now
