@@ -113,11 +113,12 @@ class Poller:
         if detail.job_instance.status == 7 and self._operations is not None:
             # A job waiting for its confirmer sends no callback: the thread is told here, once per step run.
             await self._operations.show_confirmation(launch, detail)
-        await self._again(launch, steady=True)
+        # A manual confirmation still ahead (step type 3) can stop the job in 7 at any moment, without a callback.
+        await self._again(launch, steady=any(s.type == 3 and not status.is_finished(s.status) for s in detail.steps))
 
     async def _again(self, launch: LaunchRecord, *, steady: bool = False) -> None:
-        """After a read that worked, a running job is read again every `progress_interval` (a job that stops to
-        wait for a confirmer sends no callback, and must be seen within that); failed reads back off."""
+        """A job with a manual confirmation ahead is read every `progress_interval` (it waits in 7 without calling
+        back, and must be seen within that); other reads back off, since a callback will come."""
         attempts = launch.poll_attempts + 1
         interval = min(_MAX_INTERVAL_S, self._progress_interval * 1.5 ** min(attempts, 12))
         if steady:
