@@ -176,6 +176,8 @@ HOT: dict[str, Op] = {
     "lease_due_polls": lambda s: s.lease_due_polls(owner="p", now=NOW + 1, lease=30, limit=10),
     "set_progress": lambda s: s.set_progress("L2", {"step": 1}, now=NOW),
     "claim_instance": lambda s: s.claim_instance("L9", 101, now=NOW),
+    "release": lambda s: s.release("command:T1"),
+    "reopen_launch": lambda s: s.reopen_launch("L2", finished_at=NOW, job_status=2, now=NOW),
     "enqueue": lambda s: s.enqueue(message(30, "t1", dedupe_key="refresh-launch:L1")),
     "lease_outbox": lambda s: s.lease_outbox(owner="o", now=NOW, lease=30, limit=100),
     "outbox_sent": lambda s: s.outbox_sent(message(0, "t0").id, owner="o", ts="4.4", now=NOW),
