@@ -49,21 +49,29 @@ def write_json(results: Mapping[str, Any], path: Path) -> None:
 def table(results: Mapping[str, Any]) -> str:
     lines: list[str] = []
     m = results["machine"]
-    lines.append(f"machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, mode {results['mode']}")
+    lines.append(
+        f"machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, mode {results['mode']}, "
+        f"median of {results.get('runs', 1)} run(s) [min-max]; load average (1 min) "
+        f"{m['loadavg_at_start'][0]:.1f} at start, {m.get('loadavg_at_end', [float('nan')])[0]:.1f} at end"
+    )
+    spread = results.get("spread", {})
     if "ack" in results:
+        low, high = spread.get("ack", {}).get("min", results["ack"]), spread.get("ack", {}).get("max", results["ack"])
         lines.append("")
         lines.append("1. ack latency (ms) and requests/s: bot vs baseline (bare aiohttp + SignatureVerifier)")
         lines.append(
             f"{'kind':<7}{'conc':>5} | {'p50':>7}{'p99':>7}{'max':>7}{'rps':>7} | "
-            f"{'b.p50':>7}{'b.p99':>7}{'b.max':>7}{'b.rps':>7} | {'p50 x':>6}{'p99 x':>6}{'rps x':>6}"
+            f"{'b.p50':>7}{'b.p99':>7}{'b.max':>7}{'b.rps':>7} | {'p50 x':>6}{'p99 x [range]':>16}"
+            f"{'rps x [range]':>18}"
         )
-        for row in results["ack"]:
+        for row, lo, hi in zip(results["ack"], low, high, strict=True):
             bot, base = row["bot"], row["baseline"]
             lines.append(
                 f"{row['kind']:<7}{row['concurrency']:>5} | {bot['p50_ms']:>7.2f}{bot['p99_ms']:>7.2f}"
                 f"{bot['max_ms']:>7.1f}{bot['rps']:>7.0f} | {base['p50_ms']:>7.2f}{base['p99_ms']:>7.2f}"
-                f"{base['max_ms']:>7.1f}{base['rps']:>7.0f} | {row['p50_ratio']:>6.1f}{row['p99_ratio']:>6.1f}"
-                f"{row['rps_ratio']:>6.2f}"
+                f"{base['max_ms']:>7.1f}{base['rps']:>7.0f} | {row['p50_ratio']:>6.1f}"
+                f"{row['p99_ratio']:>6.1f} [{lo['p99_ratio']:.1f}-{hi['p99_ratio']:.1f}]"
+                f"{row['rps_ratio']:>7.2f} [{lo['rps_ratio']:.2f}-{hi['rps_ratio']:.2f}]"
             )
     for t in results.get("throughput", []):
         lines.append("")
@@ -74,31 +82,70 @@ def table(results: Mapping[str, Any]) -> str:
             f"429s {t['throttled_429']}; launches {t['launches_per_s']:.0f}/s, callbacks sent in "
             f"{t['callbacks_sent_s']:.1f} s"
         )
-    if "growth" in results:
-        g = results["growth"]
+    for g in results.get("growth", []):
         lines.append("")
         lines.append(
-            f"3. growth: RSS idle {g['rss_idle_mib']:.1f} MiB, after HTTP launches "
+            f"3. growth ({g['backend']}): RSS idle {g['rss_idle_mib']:.1f} MiB, after HTTP launches "
             f"{g['rss_after_http_launches_mib']:.1f} MiB ({g['launches_per_s_over_http']:.0f} launches/s), "
-            f"idle on the large store "
-            f"{g['rss_idle_large_store_mib']:.1f} MiB (restart {g['restart_s_with_large_store']:.2f} s)"
+            f"idle on the large store {g['rss_idle_large_store_mib']:.1f} MiB "
+            f"(restart {g['restart_s_with_large_store']:.2f} s)"
         )
         lines.append(
-            f"{'stored':>8} | {'ack p50':>8}{'ack p99':>8}{'rps':>7} | {'launch med':>11}{'max':>7} | {'RSS':>6}"
+            f"{'stored':>9} | {'ack p50':>8}{'ack p99':>8}{'rps':>7} | {'/base p99':>9}{'growth':>7} | "
+            f"{'launch med':>11}{'max':>7} | {'RSS':>6}"
         )
-        for s in g["stages"]:
-            a = s["ack_help_c10"]
+        for st in g["stages"]:
+            a = st["ack_help_c10"]
             lines.append(
-                f"{s['launches_stored']:>8} | {a['p50_ms']:>8.2f}{a['p99_ms']:>8.2f}{a['rps']:>7.0f} | "
-                f"{s['launch_ms_median']:>11.1f}{s['launch_ms_max']:>7.1f} | {s['rss_mib']:>6.1f}"
+                f"{st['launches_stored']:>9,} | {a['p50_ms']:>8.2f}{a['p99_ms']:>8.2f}{a['rps']:>7.0f} | "
+                f"{st['ack_p99_vs_baseline']:>9.2f}{st['ack_p99_growth']:>7.2f} | "
+                f"{st['launch_ms_median']:>11.1f}{st['launch_ms_max']:>7.1f} | {st['rss_mib']:>6.1f}"
             )
     if "startup" in results:
         s = results["startup"]
         lines.append("")
         lines.append(
             f"4. start-up to /healthz 200: median {s['median_s']:.2f} s, max {s['max_s']:.2f} s, "
-            f"first {s['first_s']:.2f} s ({s['runs']} runs)"
+            f"first {s['first_s']:.2f} s ({int(s['runs'])} runs)"
         )
+    if "picker" in results:
+        p = results["picker"]
+        lines.append("")
+        lines.append(
+            f"6. plan picker, {p['plans']:,} plans: opened in {p['picker_opened_ms']:.0f} ms, first keystroke "
+            f"{p['first_keystroke_ms']:.1f} ms; then options per keystroke (ms):"
+        )
+        for level in p["levels"]:
+            bot, base = level["bot"], level["baseline"]
+            lines.append(
+                f"   {level['concurrency']:>3} senders: p50 {bot['p50_ms']:.2f}, p99 {bot['p99_ms']:.2f}, max "
+                f"{bot['max_ms']:.1f} ({bot['requests']} requests); baseline p99 {base['p99_ms']:.2f} "
+                f"(x{level['p99_ratio']:.1f})"
+            )
+    if "queries" in results:
+        lines.append("")
+        lines.append(_queries(results["queries"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"\n{name}: FAILED: {error}")
+    return "\n".join(lines)
+
+
+def _queries(rows: list[dict[str, Any]]) -> str:
+    """One line per operation: p50 at each size, and the largest size's p50 over the smallest's [range]."""
+    lines = ["5. store operations, p50 ms (median of runs) by launches stored; x = largest / smallest [min-max]"]
+    for backend in dict.fromkeys(row["backend"] for row in rows):
+        mine = [row for row in rows if row["backend"] == backend]
+        sizes = "".join(f"{row['launches_stored']:>10,}" for row in mine)
+        lines.append(f"{backend:<22}{sizes} | {'x':>6}")
+        small, large = mine[0]["ops"], mine[-1]["ops"]
+        for op in large:
+            cells = "".join(f"{row['ops'][op]['p50_ms']:>10.3f}" if op in row["ops"] else f"{'-':>10}" for row in mine)
+            base = small.get(op, {}).get("p50_ms")
+            cost = large[op]
+            ratio = (
+                f"{cost['p50_ms'] / base:>6.2f} [{cost['p50_min_ms'] / base:.2f}-{cost['p50_max_ms'] / base:.2f}]"
+                if base
+                else ""
+            )
+            lines.append(f"  {op:<20}{cells} | {ratio}")
     return "\n".join(lines)

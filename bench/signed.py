@@ -75,3 +75,19 @@ class SlackRequests:
             "view": {**view, "id": f"VB{next(self._views):08d}", "state": {"values": state}},
         }
         return self.sign(urlencode({"payload": json.dumps(payload)}))
+
+    def suggestion(self, view: Mapping[str, Any], typed: str, *, action_id: str, block_id: str) -> Signed:
+        """Slack's block_suggestion for an external_select in `view` (the Options Load URL gets it as it types)."""
+        payload = {
+            "type": "block_suggestion",
+            "user": {"id": self._user, "username": self._user.lower(), "team_id": "T0TEAM"},
+            "team": {"id": "T0TEAM", "domain": "example"},
+            "api_app_id": "A0BKJOB",
+            "token": "legacy-verification-token",
+            "container": {"type": "view", "view_id": view["id"]},
+            "action_id": action_id,
+            "block_id": block_id,
+            "value": typed,
+            "view": view,
+        }
+        return self.sign(urlencode({"payload": json.dumps(payload)}))

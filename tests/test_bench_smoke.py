@@ -22,7 +22,7 @@ def test_bench_runs_in_tiny_mode(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads(out.read_text())
-    assert {"machine", "ack", "throughput", "growth", "startup"} <= results.keys()
+    assert {"machine", "ack", "throughput", "growth", "startup", "queries", "spread", "load"} <= results.keys()
     assert {(row["kind"], row["concurrency"]) for row in results["ack"]} == {
         (kind, level) for kind in ("help", "run", "submit") for level in (1, 2)
     }
@@ -31,5 +31,10 @@ def test_bench_runs_in_tiny_mode(tmp_path: Path) -> None:
     (throughput,) = results["throughput"]
     assert throughput["delivered"] == throughput["launches"]
     assert throughput["duplicated"] == 0 and throughput["order_kept_per_thread"]
-    assert [stage["launches_stored"] for stage in results["growth"]["stages"]] == [2, 10, 30]
+    (sqlite, *others) = results["growth"]
+    assert sqlite["backend"] == "sqlite"
+    assert [stage["launches_stored"] for stage in sqlite["stages"]] == [2, 10, 30]
+    assert {row["launches_stored"] for row in results["queries"]} == {2, 30}
+    assert results["spread"]["ack"]["min"] and results["spread"]["ack"]["max"]  # the runs' range of each figure
+    assert [set(run) for run in results["load"]["ack"]] == [{"loadavg_before", "loadavg_after", "wall_s"}]
     assert "1. ack latency" in done.stdout
