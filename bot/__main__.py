@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from bot.app import create_app
 from bot.config import load_settings
 from bot.connections import serve
 from bot.errors import ConfigError
-from bot.logs import RedactingAccessLogger, configure
+from bot.logs import RedactingAccessLogger, SecretFilter, configure
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,17 +30,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"bkjob-bot: {line}", file=sys.stderr)
         return 2
-    configure(settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
+    configure(settings.log_level, fmt=settings.log_format, secrets=settings.secrets(), log_sql=settings.log_sql)
     # Heroku sends SIGTERM and waits 30 s: in-flight work gets most of that (see Background.close). The site bounds
     # open connections (see bot.connections).
-    serve(
-        app,
-        host=settings.host,
-        port=settings.port,
-        limit=settings.max_connections,
-        shutdown_timeout=25,
-        access_log_class=RedactingAccessLogger,
-    )
+    try:
+        serve(
+            app,
+            host=settings.host,
+            port=settings.port,
+            limit=settings.max_connections,
+            shutdown_timeout=25,
+            access_log_class=RedactingAccessLogger,
+        )
+    except ConfigError as exc:
+        scrub = SecretFilter([*settings.secrets(), urlsplit(settings.database_url).password or ""]).scrub
+        print(f"bkjob-bot: {scrub(str(exc))}", file=sys.stderr)
+        return 2
     return 0
 
 

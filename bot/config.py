@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     """Open connections at most; at the limit a new one replaces the oldest that has not sent its headers."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
+    log_sql: bool = False
+    """At DEBUG, also log every SQL statement with its values (aiosqlite); off unless asked for."""
 
     @field_validator(
         "bk_username",

@@ -11,6 +11,7 @@ whole request head (a trickler), or failing that of the oldest connection (a rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -19,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+
+from bot.errors import ConfigError
 
 __all__ = ["ConnectionGuard", "GuardedSite", "QuietParserErrors", "serve"]
 
@@ -153,17 +156,27 @@ class QuietParserErrors(logging.Filter):
 
 
 def serve(app: web.Application, *, host: str, port: int, limit: int, **runner_kwargs: Any) -> None:
-    """`web.run_app` with a `GuardedSite`: serves until SIGTERM or SIGINT, then shuts down gracefully."""
+    """`web.run_app` with a `GuardedSite`: serves until SIGTERM or SIGINT, then shuts down gracefully.
+
+    Raises ConfigError when the bot cannot start (the database unreachable, the port taken): one line for the
+    operator, not a traceback.
+    """
 
     async def main() -> None:
         runner = web.AppRunner(app, handle_signals=False, **runner_kwargs)
-        await runner.setup()
+        try:
+            await runner.setup()
+            await GuardedSite(runner, host, port, limit=limit).start()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise ConfigError(f"cannot start: {type(exc).__name__}: {first}".rstrip(": ")) from exc
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await GuardedSite(runner, host, port, limit=limit).start()
             await stop.wait()
         finally:
             await runner.cleanup()

@@ -33,7 +33,9 @@ _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
-def configure(level: str, *, fmt: Literal["auto", "json", "text"] = "auto", secrets: Iterable[str] = ()) -> None:
+def configure(
+    level: str, *, fmt: Literal["auto", "json", "text"] = "auto", secrets: Iterable[str] = (), log_sql: bool = False
+) -> None:
     """JSON when stderr is not a terminal (a platform collecting logs), text when a person is watching."""
     handler = logging.StreamHandler(sys.stderr)
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -45,6 +47,8 @@ def configure(level: str, *, fmt: Literal["auto", "json", "text"] = "auto", secr
     # These log whole request and response bodies at DEBUG, tokens included: never below INFO.
     for noisy in ("slack_sdk", "slack_bolt", "aiohttp.client"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # aiosqlite logs every statement with its values at DEBUG: only when asked for (LOG_SQL=on).
+    logging.getLogger("aiosqlite").setLevel(root.level if log_sql else max(logging.INFO, root.level))
 
 
 class SecretFilter(logging.Filter):
@@ -60,6 +64,11 @@ class SecretFilter(logging.Filter):
         cleaned = self.scrub(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # The formatters print exc_text when it is set: the traceback's text, scrubbed like the message.
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
         return True
 
     def scrub(self, text: str) -> str:
@@ -80,7 +89,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 

@@ -42,7 +42,8 @@ class Signer:
     def unsign(self, signed: str) -> dict[str, Any] | None:
         """The payload, or None when the value was not made by this bot."""
         body, _, mac = signed.rpartition(".")
-        if not body or not hmac.compare_digest(mac, self._mac(body)):
+        # Bytes, not str: compare_digest raises TypeError on a non-ASCII str, which anyone can put in a form.
+        if not body or not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
             return None
         try:
             value = json.loads(base64.urlsafe_b64decode(body.encode()))
