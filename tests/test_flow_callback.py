@@ -351,3 +351,36 @@ async def test_a_job_whose_error_was_ignored_in_bkjob_reports_its_second_failure
     assert await bot.bk.send_callback(instance_id) == 200
     await bot.idle()
     assert len(replies(bot, ts)) == 2
+
+
+async def test_before_the_answer_a_callback_naming_another_plans_instance_is_refused(bot: Bot) -> None:
+    """execute_job's answer was lost, so the launch has no instance yet: a callback naming one is believed only when
+    BK-JOB says that instance runs the launch's plan."""
+    bot.bk.lose_answer_next("execute_job")
+    await bot.command(f"run {PLAN} --yes")
+    await bot.slack.wait_for_response(lambda r: "Unknown" in str(r.body.get("text")))
+    await bot.idle()
+    (lost,) = bot.bk.instances
+    bot.bk.add_plan(3, 101, "Restart", [])
+    await bot.command("run 101 --yes")
+    await bot.bk.wait_for_request("execute_job", count=2)
+    await bot.idle()
+    other = next(i for i in bot.bk.instances if i != lost)
+    first = bot.bk.requests("execute_job")[0]
+    token = str(first.body.get("bk_callback_url") or first.body.get("callback_url")).rsplit("/", 1)[1]
+    assert bot.http is not None
+    forged = {"job_instance_id": other, "status": 4, "step_instances": []}
+    async with bot.http.post(f"{bot.url}/bkjob/callback/{token}", json=forged) as resp:
+        # v2's status names the plan: refused. v3's does not: the poller looks the instance up itself.
+        assert resp.status == (409 if bot.bk.api_version == "v2" else 200)
+    await bot.idle()
+    store = bot.runner.app[STORE]  # type: ignore[union-attr]
+    launches = await store.recent_launches(CHANNEL, 5)
+    assert all(launch.job_instance_id != other for launch in launches if launch.bk_job_id == PLAN)
+    await bot.bk.finish(lost, status=3)  # the real callback: the launch's own instance, of its plan
+    ts = bot.slack.messages(CHANNEL)[0]["ts"]
+    await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == ts and "Succeeded" in str(c.args.get("text"))
+    )
+    await bot.idle()
+    assert any(str(lost) in str(m["text"]) and "Succeeded" in str(m["text"]) for m in replies(bot, ts))
