@@ -127,10 +127,16 @@ class _Client(SocketModeClient):
         self._state = state
         self._proxy_for = proxy_for
         self._tls = tls
+        self._crowded = 0  # `too_many_websockets` in a row: Slack holds 10 connections per app, and this is the 11th
 
     async def connect(self) -> None:
         """Called at start, and by the SDK after a `disconnect` message, a CLOSE frame or a stale connection."""
         failures = 0
+        if self._crowded:
+            delay = backoff(self._crowded)
+            log.warning("Socket Mode: Slack has too many connections for this app; waiting %.1f s", delay)
+            self._state.set("disconnected")
+            await asyncio.sleep(delay)
         while not self.closed:
             self._state.set("reconnecting" if self._state.connects else "connecting")
             try:
@@ -211,7 +217,10 @@ class _Client(SocketModeClient):
         if data.get("type") == "disconnect":
             reason = str(data.get("reason", "unknown"))[:40]
             self._state.last_disconnect = reason
+            self._crowded = self._crowded + 1 if reason == "too_many_websockets" else 0
             log.info("Socket Mode: Slack asked to reconnect (%s)", reason)
+        elif "envelope_id" in data:
+            self._crowded = 0  # this connection is one Slack uses
         elif data.get("type") == "hello":
             log.info("Socket Mode: hello (%s connection(s) for this app)", data.get("num_connections", "?"))
 

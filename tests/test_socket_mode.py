@@ -217,6 +217,32 @@ async def test_failed_reconnects_back_off_and_healthz_says_so(sbot: Bot, caplog:
     assert APP_TOKEN not in caplog.text
 
 
+async def test_a_replica_beyond_slacks_connection_limit_waits_its_turn(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack refuses an 11th connection with `too_many_websockets`: that replica backs off instead of redialling
+    in a loop, and takes over when a place frees up."""
+    async with FakeSocketMode(slack=slack, app_token=APP_TOKEN) as socket:
+        socket.max_connections = 1
+        first = Bot(slack=slack, bk=bk, db_path=tmp_path / "a.sqlite3", socket=socket)
+        spare = Bot(slack=slack, bk=bk, db_path=tmp_path / "b.sqlite3", socket=socket)
+        await first.start()
+        try:
+            await spare.start()  # its handshake succeeds; then Slack says `too_many_websockets`
+            assert spare.runner is not None
+            spare_state = spare.runner.app[SOCKET]
+            await asyncio.wait_for(spare_state.wait_for("disconnected"), timeout=10)
+            assert any("too many connections for this app; waiting" in r.getMessage() for r in caplog.records)
+            connects = spare_state.connects
+            await first.stop()
+            await asyncio.wait_for(spare_state.wait_for("connected", connects=connects + 1), timeout=10)
+            assert (await spare.command(f"run {PLAN} --yes")).status == 200
+            await bk.wait_for_request("execute_job")
+        finally:
+            await first.close()
+            await spare.close()
+
+
 def test_backoff_doubles_up_to_a_cap_with_jitter() -> None:
     for failures, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (10, 30.0), (50, 30.0)]:
         for _ in range(20):

@@ -95,6 +95,7 @@ class FakeSocketMode:
         self.ack_timeout = ack_timeout
         self.max_retries = max_retries
         self.tls = tls
+        self.max_connections = MAX_CONNECTIONS
         self.opened = 0  # apps.connections.open calls that returned a URL
         self.lose_acks = 0  # the next n acks are lost on the way (or arrive after Slack stopped waiting)
         self.envelopes: list[Envelope] = []
@@ -244,7 +245,7 @@ class FakeSocketMode:
             self._connections[conn.id] = conn
             self._changed.notify_all()
         try:
-            if len(self.connections()) > MAX_CONNECTIONS:
+            if len(self.connections()) > self.max_connections:
                 await ws.send_str(json.dumps({"type": "disconnect", "reason": "too_many_websockets"}))
                 await ws.close()
                 return ws
