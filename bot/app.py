@@ -38,6 +38,7 @@ from bot.identity import Identities
 from bot.joblogs import JobLogs
 from bot.launches import Launches
 from bot.listeners import Listeners
+from bot.logfiles import LogFiles
 from bot.logs import request_ids
 from bot.notifier import Notifier
 from bot.operations import Operations
@@ -258,6 +259,17 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         finder=PlanFinder(bk=bk, background=background, ttl=settings.bk_plan_list_ttl),
         list_wait=settings.bk_timeout,
         operations=operations,
+        log_files=LogFiles(
+            store=store,
+            bk=bk,
+            logs=job_logs,
+            notifier=notifier,
+            identities=identities,
+            directory=directory,
+            policy=policy,
+            audit=audit,
+            budget=settings.log_file_budget,
+        ),
     ).register(bolt)
     app[STORE] = store
     app[BACKGROUND] = background

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from bot.errors import CommandError
 
 __all__ = [
+    "LogsCommand",
     "MAX_NAME",
     "MAX_OVERRIDES",
     "MAX_TEXT",
@@ -109,6 +110,14 @@ class RetryCommand:
     job_instance_id: int
 
 
+@dataclass(frozen=True)
+class LogsCommand:
+    """`/bkjob logs <id> [host]`: attach the failed hosts' logs (or one host's) of a launch made here."""
+
+    job_instance_id: int
+    host: str | None = None
+
+
 Command = (
     RunCommand
     | HelpCommand
@@ -118,6 +127,7 @@ Command = (
     | PlansCommand
     | StopCommand
     | RetryCommand
+    | LogsCommand
 )
 
 USAGE = """\
@@ -133,6 +143,8 @@ A form lets you check the variables first, unless you add `--yes`.
 failed hosts (the launch message has these as buttons)
 • `/bkjob history [n]`: the last n launches (1 to 50, default 10), e.g. `/bkjob history 5`
 • `/bkjob pending`: launches waiting for approval
+• `/bkjob logs <job_instance_id> [host]`: attach the failed hosts' logs of a launch made here as a file in its \
+thread, where the channel allows it, e.g. `/bkjob logs 20001 10.0.0.7`
 • `/bkjob help`: this message
 Host variables take IPs (`10.0.0.1`, or `2:10.0.0.1` in cloud area 2), dynamic groups (`group:<id>`) \
 and topology nodes (`module:12`, `set:3`), separated by commas, spaces or new lines; \
@@ -315,10 +327,25 @@ def _parse_control(verb: str) -> Callable[[Sequence[str]], Command]:
     return parse
 
 
+def _parse_logs(args: Sequence[str]) -> LogsCommand:
+    if not args:
+        raise CommandError("missing job instance id: write /bkjob logs <job_instance_id> [host], e.g. /bkjob logs 201")
+    if len(args) > 2:
+        raise CommandError(f"unexpected {_show(args[2])}: write /bkjob logs <job_instance_id> [host]")
+    instance_id = _parse_id(args[0], "job instance id", "/bkjob logs 20001")
+    host = args[1] if len(args) == 2 else None
+    if host is not None and not _HOST.fullmatch(host):
+        raise CommandError(f"{_show(host)} is not a host: write an IP (10.0.0.7), cloud:IP (2:10.0.0.7) or a host ID")
+    return LogsCommand(job_instance_id=instance_id, host=host)
+
+
+_HOST = re.compile(r"(?:\d+:)?[0-9A-Fa-f.:]{1,45}|\d{1,19}")
+
 _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], Command]] = {
     "stop": _parse_control("stop"),
     "retry": _parse_control("retry"),
     "help": _parse_help,
+    "logs": _parse_logs,
     "run": _parse_run,
     "status": _parse_status,
     "history": _parse_history,

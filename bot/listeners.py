@@ -20,6 +20,7 @@ from bot.blocks import (
     CONFIRM_ACTION,
     END_CONFIRM_ACTION,
     IGNORE_ACTION,
+    LOGS_ACTION,
     OPEN_ACTION,
     PLAN_PICKER_ACTION,
     REASON_ACTION,
@@ -53,6 +54,7 @@ from bot.commands import (
     USAGE,
     HelpCommand,
     HistoryCommand,
+    LogsCommand,
     PendingCommand,
     PlansCommand,
     RetryCommand,
@@ -65,6 +67,7 @@ from bot.errors import BotError, CommandError, SlackError, TargetError
 from bot.explain import explain
 from bot.identity import Identities
 from bot.launches import Launches, LaunchRequest
+from bot.logfiles import LogFiles
 from bot.notifier import Notifier
 from bot.operations import Answer, Operation, Operations
 from bot.payloads import PickMeta, RejectMeta, RunMeta, verified
@@ -125,7 +128,9 @@ class Listeners:
         list_wait: float = 10.0,
         operations: Operations | None = None,
         clock: Callable[[], float] = time.time,
+        log_files: LogFiles | None = None,
     ) -> None:
+        self._log_files = log_files
         self._finder = finder
         self._options_budget = options_budget
         self._list_wait = list_wait
@@ -156,6 +161,7 @@ class Listeners:
         for action_id in _OPERATIONS:
             app.action(action_id)(self.on_operation)
         app.action(OPEN_ACTION)(self.on_open)
+        app.action(LOGS_ACTION)(self.on_logs)
         # Registered last, so they only see what nothing above matched: buttons and forms of another version.
         app.action(_ANY)(self.on_unknown_action)
         app.view(_ANY)(self.on_unknown_view)
@@ -195,6 +201,8 @@ class Listeners:
             await self._plans(parsed, command, respond)
         elif isinstance(parsed, StopCommand | RetryCommand):
             await self._control(parsed, command, respond)
+        elif isinstance(parsed, LogsCommand):
+            await self._logs(parsed, user, channel, respond)
         elif isinstance(parsed, HelpCommand) and parsed.unknown:
             await _ephemeral(respond, f"I don't know `{untrusted(parsed.unknown)}`.\n\n{escape(USAGE)}")
         else:
@@ -722,6 +730,31 @@ class Listeners:
         found = self._finder.search(catalogue, cmd.words, allowed=allowed, first=recent, limit=21)
         message = plans_list(words=cmd.words, bk_biz_id=biz, presets=presets, plans=found[:20], more=len(found) > 20)
         await respond(**_message(message))
+
+    # -- failed hosts' logs ---------------------------------------------------------------------------------
+
+    async def _logs(self, cmd: LogsCommand, user: str, channel: str, respond: Respond) -> None:
+        if self._log_files is None:
+            await _ephemeral(respond, "Logs are not available from this bot.")
+            return
+        answer = await self._log_files.for_instance(
+            user=user, channel=channel, job_instance_id=cmd.job_instance_id, host=cmd.host
+        )
+        await _ephemeral(respond, answer)
+
+    async def on_logs(self, ack: Ack, body: dict[str, Any]) -> None:
+        await ack()
+        respond = self._notifier.responder(str(body.get("response_url") or ""))
+        self._background.spawn(self._logs_clicked(body, respond), name="logs")
+
+    async def _logs_clicked(self, body: dict[str, Any], respond: Respond) -> None:
+        user, launch_id = _clicker(body)
+        channel, _ = _origin(body)
+        if self._log_files is None:
+            answer = "Logs are not available from this bot."
+        else:
+            answer = await self._log_files.for_launch(user=user, channel=channel, launch_id=launch_id)
+        await _ephemeral(respond, answer, replace_original=False)
 
     # -- what nothing above handles -------------------------------------------------------------------------
 

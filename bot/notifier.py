@@ -80,6 +80,25 @@ class Notifier:
     async def update_view(self, view_id: str, view: dict[str, Any], *, view_hash: str | None = None) -> None:
         await self._call("views.update", view_id=view_id, view=view, hash=view_hash)
 
+    async def upload(
+        self, channel: str, *, thread_ts: str | None, filename: str, title: str, content: str, comment: str
+    ) -> None:
+        """Attach a text file to a thread: files.getUploadURLExternal, the upload, files.completeUploadExternal
+        (slack_sdk's files_upload_v2; the old files.upload is retired)."""
+        try:
+            await self._client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                filename=filename,
+                title=title,
+                content=content.encode("utf-8"),
+                initial_comment=comment,
+            )
+        except SlackApiError as exc:
+            raise SlackError("files_upload_v2", str(exc.response.get("error", "unknown_error"))) from exc
+        except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise SlackError("files_upload_v2", type(exc).__name__) from exc
+
     async def _call(self, method: str, **kwargs: Any) -> Any:
         args = {k: v for k, v in kwargs.items() if v is not None}
         try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.blocks import LOGS_ACTION
 from bot.fakes.bkjob import HostOutcome, file_log
 from tests.conftest import BIZ, CHANNEL, Bot
 from tests.fakes import FakeBkJob, FakeSlack
@@ -31,6 +32,7 @@ logs = "none"
 logs = "full"
 secret_vars = ["api_key"]
 """
+CHANNEL_USER = "U0ALICE"
 RED = "\x1b[31m"
 RESET = "\x1b[0m"
 
@@ -259,3 +261,85 @@ async def test_bkjob_failing_while_logs_are_read_still_sends_the_reply(
         assert len(bot.bk.requests(api)) == calls
     finally:
         await bot.close()
+
+
+def logs_button(reply: Mapping[str, Any]) -> str:
+    (actions,) = [b for b in reply["blocks"] if b["type"] == "actions"]
+    (button,) = actions["elements"]
+    assert button["action_id"] == LOGS_ACTION
+    return str(button["value"])
+
+
+async def answer(bot: Bot, needle: str) -> str:
+    posts = await bot.slack.wait_for_response(lambda r: needle in str(r.body.get("text")), timeout=15)
+    return str(posts[-1].body["text"])
+
+
+async def test_logs_button_attaches_every_failed_hosts_log_masked_in_the_thread(lbot: Bot) -> None:
+    targets = add_rollout(lbot.bk, 1200)
+    instance_id, ts = await launch(lbot, channel=FULL)
+    outcomes = {
+        h["ip"]: HostOutcome(
+            status=104,
+            exit_code=1,
+            log=f"{RED}deploying{RESET} on {h['ip']}\nDB_PASSWORD={PASSWORD}\nbare {PASSWORD}\nkey key-abc-123456\n",
+        )
+        for h in targets[:1100]
+    }
+    outcomes.update({h["ip"]: HostOutcome(status=18) for h in targets[1100:]})
+    lbot.bk.set_host_outcomes(instance_id, 0, outcomes)
+    reply = await failed_reply(lbot, instance_id, ts, channel=FULL)
+    launch_id = logs_button(reply)
+    before = len(lbot.bk.requests("batch_get_job_instance_ip_log"))
+
+    await lbot.click(LOGS_ACTION, launch_id, user=CHANNEL_USER, channel=FULL, message_ts=reply["ts"])
+    assert "Attached the logs of 1,200 failed hosts" in await answer(lbot, "Attached")
+    (upload,) = lbot.slack.files()
+    assert upload.channel == FULL and upload.thread_ts == ts and upload.data is not None
+    content = upload.data.decode()
+    assert content.count("===== 10.") == 1200
+    assert "===== 10.0.0.7 · step 'deploy' (failed) · script exit code not zero · exit code 1" in content
+    assert "agent not installed" in content
+    assert "\x1b" not in content and "deploying on 10.0.0.7" in content
+    assert "DB_PASSWORD=******" in content and "key-abc-123456" not in content
+    if lbot.bk.api_version == "v2":
+        assert PASSWORD not in content  # v2 reveals the plan's password default, so it is masked wherever it appears
+        assert len(lbot.bk.requests("get_job_instance_log")) == 2  # the digest's read and this one
+    else:
+        batches = lbot.bk.requests("batch_get_job_instance_ip_log")[before:]
+        assert [len(asked_hosts(b.body)) for b in batches] == [500, 500, 200]
+    assert upload.initial_comment is not None and f"<@{CHANNEL_USER}>" in upload.initial_comment
+
+    # A second click within minutes reads nothing again.
+    calls = len(lbot.bk.requests())
+    await lbot.click(LOGS_ACTION, launch_id, user=CHANNEL_USER, channel=FULL, message_ts=reply["ts"])
+    assert "a few minutes ago" in await answer(lbot, "a few minutes ago")
+    assert len(lbot.slack.files()) == 1
+    assert len([r for r in lbot.bk.requests()[calls:] if "log" in r.api]) == 0
+
+
+async def test_logs_command_attaches_one_hosts_log(lbot: Bot) -> None:
+    add_rollout(lbot.bk, 3)
+    instance_id, ts = await launch(lbot, channel=FULL)
+    lbot.bk.set_host_outcomes(
+        instance_id,
+        0,
+        {ip: HostOutcome(status=104, exit_code=7, log=f"log of {ip}\n") for ip in ("10.0.0.0", "10.0.0.1", "10.0.0.2")},
+    )
+    await failed_reply(lbot, instance_id, ts, channel=FULL)
+    await lbot.command(f"logs {instance_id} 10.0.0.1", channel=FULL)
+    assert "Attached the logs of 1 failed host " in await answer(lbot, "Attached")
+    (upload,) = lbot.slack.files()
+    assert upload.data is not None and b"log of 10.0.0.1" in upload.data and b"log of 10.0.0.0" not in upload.data
+
+
+async def test_full_logs_only_where_the_policy_allows_and_for_whom(lbot: Bot) -> None:
+    add_rollout(lbot.bk, 1)
+    instance_id, ts = await launch(lbot)  # CHANNEL: logs = "digest"
+    lbot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=1, log="x\n")})
+    await failed_reply(lbot, instance_id, ts)
+    await lbot.command(f"logs {instance_id}")
+    assert 'logs = "digest"' in await answer(lbot, "logs = ")
+    await lbot.command(f"logs {instance_id}", channel=FULL)  # not launched from there
+    assert "not one of the last" in await answer(lbot, "not one of the last")
+    assert not lbot.slack.files()

@@ -8,7 +8,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -18,7 +18,7 @@ from aiohttp import web
 from bot.fakes.slack_rules import METHOD_SCOPES as _METHOD_SCOPES
 from bot.fakes.slack_rules import RateTiers, manifest_scopes, message_problems, view_problems
 
-__all__ = ["FakeSlack", "ResponseUrlPost", "SlackCall"]
+__all__ = ["FakeSlack", "ResponseUrlPost", "SlackCall", "UploadedFile"]
 
 JsonDict = dict[str, Any]
 
@@ -64,7 +64,100 @@ class _Injection:
     status: int = 500
 
 
-class FakeSlack:
+# -- file uploads (files_upload_v2: files.getUploadURLExternal, the upload URL, files.completeUploadExternal) -----
+
+
+@dataclass
+class UploadedFile:
+    """A file as the fake Slack holds it: declared by getUploadURLExternal, filled by the upload, shared by
+    completeUploadExternal (`channel`, `thread_ts`, `title`, `initial_comment`)."""
+
+    id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    title: str | None = None
+    initial_comment: str | None = None
+
+
+class _FileUploads:
+    """Slack's external upload flow, mixed into FakeSlack; the upload URL is this server's `/upload/<file id>`."""
+
+    _ids: Iterator[int]
+    _not_in_channel: set[str]
+    _messages: dict[str, list[JsonDict]]
+    _next_ts: Callable[[], str]
+    _record: Callable[[Callable[[], None]], Awaitable[None]]
+
+    @property
+    def _files(self) -> dict[str, UploadedFile]:
+        files: dict[str, UploadedFile] | None = self.__dict__.get("_uploaded_files")
+        if files is None:
+            files = self.__dict__["_uploaded_files"] = {}
+        return files
+
+    def files(self) -> list[UploadedFile]:
+        """Every file shared so far (completeUploadExternal succeeded), oldest first."""
+        return [f for f in self._files.values() if f.channel is not None]
+
+    def _files_get_upload_url(self, request: web.Request, args: JsonDict) -> JsonDict:
+        """`filename` and `length` (bytes) are required (Slack answers invalid_arguments without them)."""
+        filename = str(args.get("filename") or "")
+        try:
+            length = int(args.get("length") or 0)
+        except (TypeError, ValueError):
+            length = 0
+        if not filename or length < 1:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ids):08d}"
+        self._files[file_id] = UploadedFile(id=file_id, filename=filename, length=length)
+        root = f"{request.url.scheme}://{request.url.host}:{request.url.port}"
+        return {"ok": True, "upload_url": f"{root}/upload/{file_id}", "file_id": file_id}
+
+    async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: the raw bytes, answered `OK - <size>` as text; an unknown file ID is 404."""
+        upload = self._files.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="file not found")
+        data = await request.read()
+        await self._record(lambda: setattr(upload, "data", data))
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _files_complete_upload(self, request: web.Request, args: JsonDict) -> JsonDict:
+        """Shares uploaded files into `channel_id` (a thread with `thread_ts`), as a message carrying them."""
+        try:
+            wanted = json.loads(str(args.get("files") or ""))
+        except json.JSONDecodeError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(wanted, list) or not wanted or not all(isinstance(f, dict) for f in wanted):
+            return {"ok": False, "error": "invalid_arguments"}
+        uploads = [self._files.get(str(f.get("id"))) for f in wanted]
+        if any(u is None or u.data is None for u in uploads):
+            return {"ok": False, "error": "file_not_found"}
+        if any(u is not None and u.data is not None and len(u.data) != u.length for u in uploads):
+            return {"ok": False, "error": "file_upload_size_mismatch"}
+        channel = args.get("channel_id")
+        if channel and channel in self._not_in_channel:
+            return {"ok": False, "error": "not_in_channel"}
+        shared = []
+        for item, upload in zip(wanted, uploads, strict=True):
+            assert upload is not None
+            upload.title = str(item.get("title") or upload.filename)
+            upload.channel, upload.thread_ts = channel or "", args.get("thread_ts")
+            upload.initial_comment = args.get("initial_comment")
+            shared.append({"id": upload.id, "name": upload.filename, "title": upload.title, "size": upload.length})
+        if channel:
+            message: JsonDict = {"type": "message", "user": "U0BOT", "ts": self._next_ts(), "files": shared}
+            message["text"] = args.get("initial_comment") or ""
+            if args.get("thread_ts"):
+                message["thread_ts"] = args["thread_ts"]
+            self._messages[channel].append(message)
+        return {"ok": True, "files": shared}
+
+
+class FakeSlack(_FileUploads):
     """The subset of Slack's Web API bkjob-bot uses, served over real HTTP on 127.0.0.1:0.
 
     Stateful where tests need to look back (messages per channel, modals by view ID), and every call is
@@ -122,6 +215,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{rid}", self._handle_response_url)
+        app.router.add_post("/upload/{file_id}", self._handle_upload)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host="127.0.0.1", port=0)
@@ -636,6 +730,8 @@ class FakeSlack:
         "users.info": _users_info,
         "usergroups.users.list": _usergroups_users_list,
         "conversations.info": _conversations_info,
+        "files.getUploadURLExternal": _FileUploads._files_get_upload_url,
+        "files.completeUploadExternal": _FileUploads._files_complete_upload,
     }
 
 

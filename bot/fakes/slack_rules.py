@@ -38,6 +38,8 @@ METHOD_SCOPES: dict[str, str | None] = {
     "users.info": "users:read",
     "usergroups.users.list": "usergroups:read",
     "conversations.info": "channels:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
 }
 
 # Requests per minute per method per workspace, from each method's tier in Slack's reference: Tier 2 is 20+,
@@ -52,6 +54,8 @@ METHOD_TIERS: dict[str, int] = {
     "views.open": 100,
     "views.push": 100,
     "views.update": 100,
+    "files.getUploadURLExternal": 100,
+    "files.completeUploadExternal": 100,
     "users.info": 100,
     "usergroups.users.list": 20,
     "conversations.info": 50,
@@ -202,4 +206,3 @@ class RateTiers:
             return max(1, math.ceil(seen[0] + 60.0 - now))
         seen.append(now)
         return 0
-
