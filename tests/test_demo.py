@@ -126,6 +126,11 @@ async def test_a_failing_plan_mentions_the_requester(page: Page) -> None:
     snap = await page.wait_for(lambda s: any(r for m in messages(s) for r in m["replies"]))
     reply = messages(snap)[0]["replies"][0]
     assert "Failed" in text_of(reply) and f"<@{ALICE}>" in text_of(reply)
+    # The failure digest: hosts grouped by what went wrong, the last lines of one log, the password masked.
+    digest = text_of(reply)
+    assert "Apply migrations" in digest and "exit code 3" in digest and "Duplicate entry" in digest
+    assert "agent not installed" in digest and "timed out" in digest
+    assert "plan-secret" not in json.dumps(reply)
 
 
 async def test_ephemeral_answers_are_shown_only_to_whoever_asked(page: Page) -> None:

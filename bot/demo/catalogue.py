@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.fakes import FakeBkJob
+from bot.fakes.bkjob import HostOutcome
 from bot.policy import Policy
 
 __all__ = [
@@ -55,6 +56,10 @@ class DemoPlan:
     confirm_at: int | None = None
     """The 0-based step that is a manual confirmation: the job waits in 7 until someone answers it in Slack."""
     confirm_message: str = ""
+    hosts: Sequence[Mapping[str, Any]] = ()
+    """The steps' targets (default: the fake's one host)."""
+    outcomes: Mapping[str, HostOutcome] = field(default_factory=dict)
+    """How each host of the failing step ends, and what it prints: the failure digest shows these."""
 
 
 USERS: tuple[Person, ...] = (
@@ -74,6 +79,16 @@ _HOSTS = [
     {"bk_host_id": 101, "bk_cloud_id": 0, "ip": "10.0.0.11"},
     {"bk_host_id": 102, "bk_cloud_id": 0, "ip": "10.0.0.12"},
 ]
+
+_DB_HOSTS = [{"bk_host_id": 201 + i, "bk_cloud_id": 0, "ip": f"10.0.1.{5 + i}"} for i in range(4)]
+# What a failing migration prints: colours, a connection URL with the plan's password in it, the real error last.
+_MIGRATION_LOG = (
+    "\x1b[32m[migrate]\x1b[0m connecting to mysql://migrator:plan-secret@{host}:3306/app\n"
+    "applying 0041_add_orders ... ok\n"
+    "applying 0042_add_index ...\n"
+    "\x1b[31mERROR 1062 (23000)\x1b[0m: Duplicate entry '42' for key 'orders.PRIMARY'\n"
+    "migration 0042_add_index failed; rolled back\n"
+)
 
 PLANS: tuple[DemoPlan, ...] = (
     DemoPlan(
@@ -107,6 +122,13 @@ PLANS: tuple[DemoPlan, ...] = (
         ],
         ["Back up", "Apply migrations", "Verify"],
         fails_at=1,
+        hosts=_DB_HOSTS,
+        outcomes={
+            "10.0.1.5": HostOutcome(status=104, exit_code=3, log=_MIGRATION_LOG.format(host="10.0.1.5")),
+            "10.0.1.6": HostOutcome(status=104, exit_code=3, log=_MIGRATION_LOG.format(host="10.0.1.6")),
+            "10.0.1.7": HostOutcome(status=102, log="applying 0042_add_index\nwaiting for table metadata lock...\n"),
+            "10.0.1.8": HostOutcome(status=18),
+        },
     ),
     DemoPlan(103, "Clean temp files", [], ["Clean /tmp"]),
     DemoPlan(
@@ -142,7 +164,7 @@ def add_plans(bk: FakeBkJob) -> None:
 def _step(plan: DemoPlan, index: int, name: str) -> dict[str, Any]:
     """A script step, or the plan's manual confirmation: Bob, or whoever launched the job, may confirm it."""
     if index != plan.confirm_at:
-        return {"name": name}
+        return {"name": name, **({"ip_list": list(plan.hosts)} if plan.hosts else {})}
     return {
         "name": name,
         "type": 3,
@@ -165,6 +187,8 @@ def demo_policy() -> Policy:
             "users": {p.id: p.bk_username for p in USERS},
             "channels": {
                 approving.id: {"approval": True, "approvers": ["U0BOB", "S0ONCALL"], "approval_ttl": "30m"},
+                # A failed job's reply there has a digest and a Logs button (the approval channel: digest only).
+                next(c for c in CHANNELS if not c.approval).id: {"logs": "full"},
             },
             "defaults": {"bk_biz_id": BIZ, "approval": False},
             # `/bkjob run deploy-web`: plan 100 with its version pre-filled and its namespace locked.

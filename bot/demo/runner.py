@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.fakes import BkRequest, FakeBkJob, Instance
+from bot.fakes.bkjob import HostOutcome
 
 __all__ = ["JobRunner"]
 
@@ -29,7 +30,9 @@ class JobRunner:
         step_seconds: float,
         fails_at: Mapping[int, int | None],
         report: Callable[[str, Any], None] | None = None,
+        outcomes: Mapping[int, Mapping[str, HostOutcome]] | None = None,
     ) -> None:
+        self._outcomes = dict(outcomes or {})
         self._bk = bk
         self._report = report
         self._step_seconds = step_seconds
@@ -76,6 +79,7 @@ class JobRunner:
                     return  # ended, or stopped (the fake completes a stop itself)
                 step = instance.steps[current]
                 if current == fails_at and step.execute_count == 0:
+                    self._bk.set_host_outcomes(instance_id, current, self._outcomes.get(instance.bk_job_id, {}))
                     await self._end(instance, _FAILED)
                     return
                 if current + 1 < len(instance.steps):
@@ -90,9 +94,7 @@ class JobRunner:
 
     async def _end(self, instance: Instance, status: int) -> None:
         running = next(i for i, s in enumerate(instance.steps) if s.status == 2)
-        statuses = [
-            s.status if i < running else status if i == running else 1 for i, s in enumerate(instance.steps)
-        ]
+        statuses = [s.status if i < running else status if i == running else 1 for i, s in enumerate(instance.steps)]
         if status == _SUCCESS:
             statuses = [s if s in (_SUCCESS, _IGNORED) else _SUCCESS for s in statuses]
         answers = await self._bk.finish(instance.job_instance_id, status, statuses)

@@ -132,6 +132,7 @@ class Simulator:
             bk=self.bk,
             step_seconds=self.options.step_seconds,
             fails_at={p.bk_job_id: p.fails_at for p in PLANS},
+            outcomes={p.bk_job_id: p.outcomes for p in PLANS},
             report=lambda title, detail: workspace.note("BK-JOB → bot", title, detail),
         )
         await self._start_bot()
