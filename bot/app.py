@@ -295,7 +295,9 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         asyncio.create_task(
             keep_running(
                 "retention",
-                Retention(store=store, audit_days=settings.audit_retention_days).sweep,
+                Retention(
+                    store=store, audit_days=settings.audit_retention_days, sent_days=settings.outbox_retention_days
+                ).sweep,
                 interval=settings.retention_interval,
                 beat=lambda: None,  # a late sweep loses nothing: not a health signal
             ),

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     audit_retention_days: float | None = Field(default=None, gt=0)
     """Audit events older than this are deleted; unset keeps them forever."""
     retention_interval: float = Field(default=300.0, gt=0, le=86400)
+    outbox_retention_days: float = Field(default=7.0, gt=0, le=3650)
+    """Delivered Slack messages older than this are deleted from the outbox."""
     directory_cache_ttl: float = Field(default=300.0, ge=0)
 
     socket_ping_interval: float = Field(default=10.0, gt=0, le=120)

@@ -25,8 +25,16 @@ class Retention:
     Audit events are kept forever unless `audit_days` is set: the audit trail is a compliance record and how long
     it is kept is the operator's decision (AUDIT_RETENTION_DAYS)."""
 
-    def __init__(self, *, store: Store, audit_days: float | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        audit_days: float | None,
+        sent_days: float = SENT_RETENTION_S / 86400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
+        self._sent_s = sent_days * 86400
         self._audit_s = audit_days * 86400 if audit_days else None
         self._clock = clock
 
@@ -37,7 +45,7 @@ class Retention:
             now = self._clock()
             deleted = await self._store.prune(
                 claims_before=now - CLAIM_RETENTION_S,
-                sent_before=now - SENT_RETENTION_S,
+                sent_before=now - self._sent_s,
                 audit_before=now - self._audit_s if self._audit_s is not None else None,
                 limit=_BATCH,
             )

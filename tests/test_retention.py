@@ -54,3 +54,14 @@ async def test_a_backlog_larger_than_a_batch_is_deleted_in_one_sweep(store: Sqli
     for i in range(1100):
         await store.claim(f"k{i}", now=NOW - 2 * DAY)
     assert await Retention(store=store, audit_days=None, clock=lambda: NOW).sweep() == 1100
+
+
+async def test_delivered_messages_are_kept_the_days_asked_for(store: SqliteStore) -> None:
+    """OUTBOX_RETENTION_DAYS: a shorter setting deletes a delivered message a longer one keeps."""
+    await store.enqueue(message(0, "t0", created_at=NOW - 3 * DAY))
+    for leased in await store.lease_outbox(owner="o", now=NOW, lease=30, limit=10):
+        await store.outbox_sent(leased.id, owner="o", ts="1.1", now=NOW)
+    await Retention(store=store, audit_days=None, sent_days=5, clock=lambda: NOW).sweep()
+    assert len(await store.outbox_messages(state=OutboxState.SENT.value)) == 1
+    await Retention(store=store, audit_days=None, sent_days=2, clock=lambda: NOW).sweep()
+    assert await store.outbox_messages(state=OutboxState.SENT.value) == []
