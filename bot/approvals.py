@@ -14,7 +14,7 @@ from typing import Any
 from bot.audit import Audit
 from bot.bk import BkClient
 from bot.bk_models import JobDetail
-from bot.blocks import approval_message, mention, notice, untrusted, utc_time
+from bot.blocks import approval_message, mention, notice, queued, untrusted, utc_time
 from bot.directory import Directory
 from bot.errors import BkError, BotError, SlackError
 from bot.explain import explain
@@ -92,7 +92,12 @@ class Approvals:
             await self._within_caps(request, policy)
             await self._store.create_approval(approval)
         try:
-            ts = await self._notifier.post(approval.channel, approval_message(approval, [], web_root=self._web_root))
+            # Paced with the channel's other posts; a busy channel delays the request rather than refusing it.
+            ts = await self._outbox.send_now(
+                approval.channel,
+                approval_message(approval, [], web_root=self._web_root),
+                on_queued=lambda wait: self._notifier.tell(approval.channel, approval.requester, queued(wait)),
+            )
         except SlackError as exc:
             # Nobody could ever see or decide it: close it now rather than let it expire unseen.
             await self._store.decide(

@@ -71,6 +71,7 @@ __all__ = [
     "mention",
     "mentions",
     "notice",
+    "queued",
     "utc_time",
     "escape",
     "untrusted",
@@ -542,6 +543,14 @@ def instance_status(detail: JobInstanceStatus, *, web_root: str | None) -> str:
     if len(detail.steps) > 40:
         lines.append(f"• and {len(detail.steps) - 40} more steps")
     return _cut("\n".join(lines), 3000)
+
+
+def queued(wait: float) -> str:
+    """Told to the person when their launch or approval message waits for a busy channel (Slack's pacing)."""
+    return (
+        ":hourglass: This channel is busy in Slack: your message is queued and goes out in about"
+        f" {max(1, round(wait))} s. Nothing is lost, and nothing runs before it is posted."
+    )
 
 
 def notice(text: str) -> Message:

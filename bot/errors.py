@@ -117,9 +117,10 @@ class BkTimeout(BkError):
 
 
 class SlackError(BotError):
-    """Slack refused a call the bot needed."""
+    """Slack refused a call the bot needed; `retry_after` is Slack's `Retry-After` (seconds) on a 429."""
 
-    def __init__(self, method: str, error: str) -> None:
+    def __init__(self, method: str, error: str, *, retry_after: float | None = None) -> None:
         self.method = method
         self.error = error
+        self.retry_after = retry_after
         super().__init__(f"Slack {method} failed: {error}")

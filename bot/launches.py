@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bot.audit import Audit
 from bot.bk import BkClient
 from bot.bk_models import ExecuteJobRequest, JobDetail
-from bot.blocks import launch_message
+from bot.blocks import launch_message, queued
 from bot.errors import BkApiError, BkError, BkTimeout, BkUnavailable, SlackError
 from bot.identity import Identities
 from bot.notifier import Notifier
@@ -179,7 +179,12 @@ class Launches:
             await self.refresh_message(record)
             return record
         try:
-            ts = await self._notifier.post(record.channel, launch_message(record, web_root=self._web_root))
+            # Paced with the channel's other posts; a busy channel delays the launch rather than refusing it.
+            ts = await self._outbox.send_now(
+                record.channel,
+                launch_message(record, web_root=self._web_root),
+                on_queued=lambda wait: self._notifier.tell(record.channel, record.requester, queued(wait)),
+            )
         except SlackError as exc:
             await self._store.set_outcome(
                 record.id, LaunchState.NOT_STARTED, now=self._clock(), error=f"Slack: {exc.error}"

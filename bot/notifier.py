@@ -16,6 +16,8 @@ from bot.errors import SlackError
 
 __all__ = ["Notifier"]
 
+_MAX_RETRY_AFTER = 3600.0
+
 log = logging.getLogger(__name__)
 
 
@@ -104,6 +106,23 @@ class Notifier:
         try:
             return await self._client.api_call(method, json=args)
         except SlackApiError as exc:
-            raise SlackError(method, str(exc.response.get("error", "unknown_error"))) from exc
+            error = str(exc.response.get("error", "unknown_error"))
+            raise SlackError(method, error, retry_after=_retry_after(exc)) from exc
         except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise SlackError(method, type(exc).__name__) from exc
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    """Slack's `Retry-After` on a 429 that slack_sdk's own retries did not get past: whoever retries next must
+    wait at least this long, or Slack answers 429 again."""
+    if exc.response.status_code != 429:
+        return None
+    headers = exc.response.headers or {}
+    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if isinstance(raw, list):
+        raw = raw[0] if raw else None
+    try:
+        seconds = float(str(raw))
+    except ValueError:
+        return 1.0  # a 429 without a usable Retry-After: Slack's documented minimum wait
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER) if seconds == seconds else 1.0

@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot.background import failure_delay
@@ -42,6 +42,8 @@ _PERMANENT = frozenset(
 _LEASE_S = 60.0
 _BATCH = 100
 _MAX_BACKOFF_S = 300.0
+_SEND_NOW_PATIENCE_S = 120.0  # how long a launch or approval message may wait for its channel before refusing
+_QUEUED_NOTICE_S = 5.0  # a wait this long is told to the person, so that a quiet bot does not look broken
 
 
 class Outbox:
@@ -245,16 +247,9 @@ class Outbox:
 
     async def _send(self, message: OutboxMessage) -> str | None:
         if message.kind is OutboxKind.POST:
-            await self._pace(message.channel)
             payload = message.payload
             reply = Message(text=str(payload.get("text") or ""), blocks=list(payload.get("blocks") or []))
-            try:
-                return await self._notifier.post(message.channel, reply, thread_ts=payload.get("thread_ts"))
-            finally:
-                # Count the next slot from when Slack answered, not from when we asked: a post that waited out a
-                # 429 inside the client was accepted only at its end, and the next one would land in the same
-                # window and be refused in turn (then wait a whole Retry-After second).
-                self._next_slot[message.channel] = self._clock() + self._channel_interval
+            return await self._post_paced(message.channel, reply, thread_ts=payload.get("thread_ts"))
         if message.kind is OutboxKind.REFRESH_LAUNCH:
             launch = await self._store.get_launch(str(message.payload.get("launch_id")))
             if launch is None or launch.message_ts is None:
@@ -272,12 +267,67 @@ class Outbox:
         )
         return approval.message_ts
 
+    async def send_now(
+        self,
+        channel: str,
+        message: Message,
+        *,
+        on_queued: Callable[[float], Awaitable[None]] | None = None,
+        patience: float = _SEND_NOW_PATIENCE_S,
+    ) -> str:
+        """Post a message whose ts the caller needs at once (a launch or approval message: its thread receives
+        what follows). It takes its turn in the channel's pacing with the outbox's own posts, and a 429 that
+        slack_sdk's retries did not get past is waited out for up to `patience` seconds instead of refusing
+        the person; `on_queued(seconds)` is told once when the wait is long enough to be noticed."""
+        deadline = self._clock() + patience
+        told = False
+        while True:
+            wait = self.channel_wait(channel)
+            if wait > deadline - self._clock():
+                raise SlackError("chat.postMessage", "ratelimited", retry_after=wait)
+            if on_queued is not None and not told and wait >= _QUEUED_NOTICE_S:
+                told = True
+                try:
+                    await on_queued(wait)
+                except SlackError as exc:  # telling is a courtesy; the post itself still goes out
+                    log.info("could not say that a post in %s is queued: %s", channel, exc.error)
+            try:
+                return await self._post_paced(channel, message, thread_ts=None)
+            except SlackError as exc:
+                if exc.retry_after is None:
+                    raise
+
+    def channel_wait(self, channel: str) -> float:
+        """Seconds until the channel's next post may go out (0 when it may go now)."""
+        return max(0.0, self._next_slot[channel] - self._clock())
+
+    async def _post_paced(self, channel: str, message: Message, *, thread_ts: str | None) -> str:
+        await self._pace(channel)
+        try:
+            return await self._notifier.post(channel, message, thread_ts=thread_ts)
+        except SlackError as exc:
+            if exc.retry_after is not None:
+                self._hold(channel, exc.retry_after)
+            raise
+        finally:
+            # Count the next slot from when Slack answered, not from when we asked: a post that waited out a
+            # 429 inside the client was accepted only at its end, and the next one would land in the same
+            # window and be refused in turn (then wait a whole Retry-After second).
+            self._hold(channel, self._channel_interval)
+
     async def _pace(self, channel: str) -> None:
-        """Slack allows about one message per second per channel: space posts out rather than collect 429s."""
-        wait = self._next_slot[channel] - self._clock()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._next_slot[channel] = self._clock() + self._channel_interval
+        """Slack allows about one message per second per channel: space posts out rather than collect 429s.
+        The slot is reserved before sleeping, so posts waiting side by side (the outbox's lane, a launch message)
+        each get their own."""
+        now = self._clock()
+        slot = max(self._next_slot[channel], now)
+        self._next_slot[channel] = slot + self._channel_interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def _hold(self, channel: str, seconds: float) -> None:
+        """No post in `channel` before `seconds` from now (never brings a later hold forward)."""
+        self._next_slot[channel] = max(self._next_slot[channel], self._clock() + seconds)
 
     async def _failed(self, message: OutboxMessage, exc: SlackError) -> None:
         if exc.error in _PERMANENT:
@@ -285,5 +335,8 @@ class Outbox:
             await self._store.outbox_dead(message.id, owner=self._owner, error=exc.error)
             return
         delay = min(_MAX_BACKOFF_S, 2.0 ** min(message.attempts, 16))
+        if exc.retry_after is not None:
+            # Slack said how long to wait: retrying sooner only collects another 429 (and a longer wait).
+            delay = max(delay, exc.retry_after)
         log.warning("outbox message %s not delivered (%s); retrying in %.0f s", message.id, exc, delay)
         await self._store.outbox_retry(message.id, owner=self._owner, error=exc.error, at=self._clock() + delay)

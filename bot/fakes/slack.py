@@ -9,7 +9,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,6 +38,7 @@ class SlackCall:
     method: str
     args: JsonDict
     token: str | None
+    at: float = field(default_factory=time.monotonic, compare=False)  # when it arrived (time.monotonic)
 
 
 # A typed key: aiohttp 3.14 warns on plain string keys (an error under the suite's filterwarnings).
@@ -189,6 +190,7 @@ class FakeSlack(_FileUploads):
         self.users: dict[str, JsonDict] = {uid: dict(info) for uid, info in (users or {}).items()}
         self.usergroups: dict[str, list[str]] = {gid: list(m) for gid, m in (usergroups or {}).items()}
         self._calls: list[SlackCall] = []
+        self._statuses: dict[int, int] = {}
         self._responses: list[ResponseUrlPost] = []
         self._messages: dict[str, list[JsonDict]] = defaultdict(list)
         self._views: dict[str, JsonDict] = {}
@@ -318,6 +320,10 @@ class FakeSlack(_FileUploads):
     def calls(self, method: str | None = None) -> list[SlackCall]:
         return [c for c in self._calls if method is None or c.method == method]
 
+    def status_of(self, call: SlackCall) -> int | None:
+        """The HTTP status the call was answered with (429 when rate limited); None while unanswered."""
+        return self._statuses.get(id(call))
+
     def messages(self, channel: str) -> list[JsonDict]:
         """Every message posted to `channel`, top-level and replies, in posting order (live dicts)."""
         return list(self._messages.get(channel, []))
@@ -390,6 +396,8 @@ class FakeSlack(_FileUploads):
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         response = await self._answer_api(request)
         call = request.get(_CALL_KEY)
+        if isinstance(call, SlackCall) and isinstance(response, web.Response):
+            self._statuses[id(call)] = response.status
         if isinstance(call, SlackCall) and self._call_observers:
             answer: Any = None
             if isinstance(response, web.Response) and response.content_type == "application/json" and response.body:
