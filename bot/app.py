@@ -182,8 +182,8 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         web_root=settings.job_web_root(),
         callbacks=settings.bk_callback == "on",
         callback_grace=settings.callback_grace,
-        bk_timeout=settings.bk_timeout,
         progress_interval=settings.progress_interval,
+        bk_timeout=settings.bk_timeout,
     )
     job_logs = JobLogs(bk=bk)
     results = Results(
@@ -397,6 +397,11 @@ async def _slack_events(request: web.Request) -> web.StreamResponse:
     Bolt parses the body before it checks the signature, and raises on bodies it cannot read: those are
     answered 400 here rather than aiohttp's 500 with a traceback in the log.
     """
+    stamp = request.headers.get("X-Slack-Request-Timestamp")
+    if stamp is not None and not (stamp.isascii() and stamp.isdigit()):
+        # slack_sdk's verifier calls int() on it and raises: a traceback for what is only an unsigned request.
+        log.info("non-numeric X-Slack-Request-Timestamp on %s; answered 401", SLACK_PATH)
+        return web.json_response({"error": "invalid request"}, status=401)
     bolt = request.app[_BOLT]
     if (request.content_length or 0) > MAX_SLACK_BODY:
         return web.json_response({"error": f"body larger than {MAX_SLACK_BODY} bytes"}, status=413)

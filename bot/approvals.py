@@ -14,7 +14,7 @@ from typing import Any
 from bot.audit import Audit
 from bot.bk import BkClient
 from bot.bk_models import JobDetail
-from bot.blocks import approval_message, mention, notice, queued, untrusted, utc_time
+from bot.blocks import approval_message, mention, notice, queued, untrusted, when
 from bot.directory import Directory
 from bot.errors import BkError, BotError, SlackError
 from bot.explain import explain
@@ -315,13 +315,13 @@ class Approvals:
 
     def _still_open(self, approval: ApprovalRecord) -> None:
         if approval.state is ApprovalState.PENDING and approval.expires_at <= self._clock():
-            raise Decision(f"This request expired at {utc_time(approval.expires_at)}; nothing changed.")
+            raise Decision(f"This request expired {when(approval.expires_at)}; nothing changed.")
         if approval.state is ApprovalState.EXPIRED:
-            raise Decision(f"This request expired at {utc_time(approval.expires_at)}; nothing changed.")
+            raise Decision(f"This request expired {when(approval.expires_at)}; nothing changed.")
         if approval.state is not ApprovalState.PENDING:
-            when = utc_time(approval.decided_at) if approval.decided_at else "earlier"
+            at = when(approval.decided_at) if approval.decided_at else "earlier"
             raise Decision(
-                f"This request was already {approval.state.value} by {mention(approval.decided_by)} at {when}."
+                f"This request was already {approval.state.value} by {mention(approval.decided_by)} ({at})."
             )
 
     async def _is_approver(self, approvers: Sequence[str], user: str) -> bool:

@@ -73,6 +73,7 @@ __all__ = [
     "notice",
     "queued",
     "utc_time",
+    "when",
     "escape",
     "untrusted",
     "parse_var_block_id",
@@ -85,6 +86,7 @@ RUN_VIEW = "bkjob_run"
 _MAX_INPUT = 3000  # Slack's limit on a plain-text input (and its initial value)
 _MAX_SECTION = 3000
 _MAX_MODAL_BLOCKS = 100
+_MAX_LIST = 3000  # a list answered privately: one screenful, well under Slack's 40,000-character message
 
 
 @dataclass(frozen=True)
@@ -351,10 +353,11 @@ def _status_line(launch: LaunchRecord) -> str:
         code = progress["status"]  # waiting for a confirmer (7) or stopping (10) shows as such
     line = f"{status.emoji(code)} *{status.describe(code).capitalize()}*"
     if launch.state is LaunchState.RUNNING and progress.get("total"):
-        current = f" ({_esc(str(progress['current']))})" if progress.get("current") else ""
-        line += f": step {min(int(progress.get('done', 0)) + 1, int(progress['total']))}/{progress['total']}{current}"
+        line += f": {min(int(progress.get('done', 0)), int(progress['total']))} of {progress['total']} steps done"
+        if progress.get("current"):
+            line += f", running *{_esc(str(progress['current']))}*"
         if progress.get("elapsed") is not None:
-            line += f", {_duration(float(progress['elapsed']))} so far"
+            line += f", {_duration(float(progress['elapsed']))} elapsed"
     return line
 
 
@@ -471,14 +474,13 @@ def _approval_status(approval: ApprovalRecord, votes: Sequence[Vote]) -> str:
     by = ", ".join(f"<@{v.approver}>" for v in votes)
     if approval.state is ApprovalState.PENDING:
         so_far = f": {by}" if by else ""
-        when = f"<!date^{int(approval.expires_at)}^{{date_short_pretty}} {{time}}|{utc_time(approval.expires_at)}>"
-        return f":raised_hand: *Approval needed* ({count}{so_far}). Expires {when}."
+        return f":raised_hand: *Approval needed* ({count}{so_far}). Expires {when(approval.expires_at)}."
     if approval.state is ApprovalState.APPROVED:
         return f":white_check_mark: *Approved* by {by or mention(approval.decided_by)}; launching…"
     if approval.state is ApprovalState.REJECTED:
         reason = f": {_esc(approval.reason)}" if approval.reason else ""
         return f":no_entry_sign: *Rejected* by {mention(approval.decided_by)}{reason}"
-    return f":hourglass: *Expired* at {utc_time(approval.expires_at)} without enough approvals ({count})."
+    return f":hourglass: *Expired* {when(approval.expires_at)} without enough approvals ({count})."
 
 
 def reject_modal(metadata: str) -> dict[str, Any]:
@@ -498,30 +500,51 @@ def reject_modal(metadata: str) -> dict[str, Any]:
     )
 
 
-def pending_list(approvals: Sequence[ApprovalRecord], *, permalink: Callable[[ApprovalRecord], str | None]) -> str:
+def pending_list(approvals: Sequence[ApprovalRecord], *, permalinks: Mapping[str, str]) -> str:
+    """The requests waiting here, each linked to its message (`permalinks` by approval ID, from Slack)."""
     if not approvals:
         return "No approval requests are waiting in this channel."
-    lines = ["*Waiting for approval:*"]
-    for a in approvals[:50]:
-        link = permalink(a)
+    lines = []
+    for a in approvals:
+        link = permalinks.get(a.id)
         what = f"{_esc(a.plan_name)} (plan {a.bk_job_id}, business {a.bk_biz_id})"
-        lines.append(f"• {f'<{link}|{what}>' if link else what} for <@{a.requester}>, expires {utc_time(a.expires_at)}")
-    return _cut("\n".join(lines), 3000)
+        lines.append(f"• {f'<{link}|{what}>' if link else what} for <@{a.requester}>, expires {when(a.expires_at)}")
+    total = len(approvals)
+    return _fit_list(
+        lambda shown: f"*{total} approval request{'s' if total != 1 else ''} waiting here:*",
+        lines,
+        lambda rest: f"… and {rest} more not shown.",
+    )
 
 
 def history_list(launches: Sequence[LaunchRecord], *, web_root: str | None) -> str:
     if not launches:
         return "No launches in this channel yet."
-    lines = [f"*Last {len(launches)} launches here:*"]
+    lines = []
     for launch in launches:
         url = job_url(web_root, launch.job_instance_id)
         instance = f"<{url}|{launch.job_instance_id}>" if url else str(launch.job_instance_id or "–")
         approved = f", approved by {mentions(launch.approved_by)}" if launch.approved_by else ""
         lines.append(
-            f"• {utc_time(launch.created_at)} <@{launch.requester}>: {_esc(launch.plan_name)} (plan {launch.bk_job_id},"
+            f"• {when(launch.created_at)} <@{launch.requester}>: {_esc(launch.plan_name)} (plan {launch.bk_job_id},"
             f" business {launch.bk_biz_id}), instance {instance}{approved}: {_plain_status(launch).lower()}"
         )
-    return _cut("\n".join(lines), 3000)
+    return _fit_list(
+        lambda shown: "*The last launch here:*" if shown == 1 else f"*The last {shown} launches here:*",
+        lines,
+        lambda rest: f"… and {rest} older not shown (they do not fit in one message).",
+    )
+
+
+def _fit_list(head: Callable[[int], str], lines: Sequence[str], more: Callable[[int], str]) -> str:
+    """The header, as many whole lines as fit in one message, and how many more there are: a list is never cut
+    mid-line or mid-link, and its header counts what it shows."""
+    for shown in range(len(lines), -1, -1):
+        rest = len(lines) - shown
+        text = "\n".join([head(shown), *lines[:shown], *([more(rest)] if rest else [])])
+        if len(text) <= _MAX_LIST:
+            return text
+    return _cut(head(0), _MAX_LIST)
 
 
 def instance_status(detail: JobInstanceStatus, *, web_root: str | None) -> str:
@@ -568,6 +591,11 @@ def mention(slack_id: str | None) -> str:
     if not slack_id:
         return "someone"
     return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
+
+
+def when(epoch: float) -> str:
+    """A time each reader sees in their own time zone (Slack's date token), UTC where the token is not shown."""
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} at {{time}}|{utc_time(epoch)}>"
 
 
 def utc_time(epoch: float) -> str:

@@ -73,8 +73,8 @@ class Launches:
         web_root: str | None,
         callbacks: bool = True,
         callback_grace: float = 60.0,
-        bk_timeout: float = 10.0,
         progress_interval: float = 15.0,
+        bk_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._progress_interval = progress_interval
@@ -160,7 +160,8 @@ class Launches:
             job_instance_id=data.job_instance_id,
             detail=f"plan {request.bk_job_id} in business {request.bk_biz_id} as {prepared.bk_username}",
         )
-        # With callbacks the poller only steps in once BK-JOB has been quiet for the grace period.
+        # With callbacks the poller only steps in once BK-JOB has been quiet for the grace period; but the first
+        # progress read comes within one progress interval, so the message shows the job moving.
         grace = self._callback_grace if self._callbacks else min(self._callback_grace, 5.0)
         if any(step.is_confirmation for step in prepared.plan.plan_steps()):
             # A manual confirmation stops the job in 7 without a callback: watch it from the start.
@@ -170,7 +171,7 @@ class Launches:
             LaunchState.RUNNING,
             job_instance_id=data.job_instance_id,
             job_instance_name=data.job_instance_name,
-            poll_at=self._clock() + grace,
+            poll_at=self._clock() + min(grace, self._progress_interval),
         )
 
     async def _announce(self, record: LaunchRecord) -> LaunchRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -74,7 +75,7 @@ from bot.payloads import PickMeta, RejectMeta, RunMeta, verified
 from bot.plans import PlanFinder
 from bot.policy import Policy
 from bot.presets import Preset, PresetRefused
-from bot.store import ApprovalRecord, Store
+from bot.store import Store
 from bot.targets import parse_targets
 from bot.tokens import Signer
 
@@ -86,6 +87,7 @@ Ack = Callable[..., Awaitable[None]]
 Respond = Callable[..., Awaitable[Any]]
 
 _MAX_INLINE_ERROR = 150
+_MAX_PENDING = 50
 _ANY = re.compile(r".*")
 _ENTRY = re.compile(r'^"[^"]*":')
 MAX_FORM_VALUE = 3000
@@ -191,7 +193,7 @@ class Listeners:
         if isinstance(parsed, RunCommand):
             await self._run(parsed, command, respond)
         elif isinstance(parsed, PendingCommand):
-            await _ephemeral(respond, pending_list(await self._store.pending_approvals(channel), permalink=_permalink))
+            await self._pending(channel, respond)
         elif isinstance(parsed, HistoryCommand):
             launches = await self._store.recent_launches(channel, parsed.limit)
             await _ephemeral(respond, history_list(launches, web_root=self._web_root))
@@ -282,9 +284,17 @@ class Listeners:
         user, channel = str(command["user_id"]), str(command["channel_id"])
         meta: dict[str, Any] = {"p": "run", "c": channel, "b": biz, "j": job_id, "u": user}
         view = await self._form(meta, prefill=prefill, preset=preset)
+        await self._fill(view_id, view, view_hash, respond)
+
+    async def _fill(self, view_id: str, view: dict[str, Any], view_hash: str, respond: Respond) -> None:
+        """Replace the loading modal; a person who closed it meanwhile (Slack: `not_found`) changed their mind,
+        which is not an error to tell them about."""
         try:
             await self._notifier.update_view(view_id, view, view_hash=view_hash)
         except SlackError as exc:
+            if exc.error == "not_found":
+                log.info("the loading form %s was closed before it was filled", view_id)
+                return
             await _ephemeral(respond, explain(exc))
 
     async def _form(
@@ -314,6 +324,14 @@ class Listeners:
             )
         except BotError as exc:
             return error_modal(explain(exc))
+
+    async def _pending(self, channel: str, respond: Respond) -> None:
+        """Each request linked by Slack's own permalink (asked for those shown, at most 50, side by side)."""
+        approvals = list(await self._store.pending_approvals(channel))[:_MAX_PENDING]
+        posted = [(a.id, a.channel, a.message_ts) for a in approvals if a.message_ts]
+        links = await asyncio.gather(*(self._notifier.permalink(channel, ts) for _, channel, ts in posted))
+        permalinks = {aid: link for (aid, _, _), link in zip(posted, links, strict=True) if link}
+        await _ephemeral(respond, pending_list(approvals, permalinks=permalinks))
 
     async def _status(self, cmd: StatusCommand, command: Mapping[str, Any], respond: Respond) -> None:
         user, channel = str(command["user_id"]), str(command["channel_id"])
@@ -575,10 +593,7 @@ class Listeners:
             view = await self._picker_view(meta)
         except BotError as exc:
             view = error_modal(explain(exc))
-        try:
-            await self._notifier.update_view(view_id, view, view_hash=view_hash)
-        except SlackError as exc:
-            await _ephemeral(respond, explain(exc))
+        await self._fill(view_id, view, view_hash, respond)
 
     async def _picker_view(self, meta: dict[str, Any], note: str | None = None) -> dict[str, Any]:
         """With words typed on the command line, one matching plan fills the form at once; else the picker says
@@ -806,12 +821,6 @@ def _origin(body: Mapping[str, Any]) -> tuple[str, str]:
     """The channel and message the button was on: an approval is decided only from its own message."""
     container = body.get("container") or {}
     return str(container.get("channel_id", "")), str(container.get("message_ts", ""))
-
-
-def _permalink(approval: ApprovalRecord) -> str | None:
-    if not approval.message_ts:
-        return None
-    return f"https://slack.com/archives/{approval.channel}/p{approval.message_ts.replace('.', '')}"
 
 
 def _read_form(view: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -26,6 +27,25 @@ class Notifier:
 
     def __init__(self, *, client: AsyncWebClient) -> None:
         self._client = client
+        # A message's permalink never changes: cached (bounded) so `/bkjob pending` does not ask Slack each time.
+        self._permalinks: TTLCache[tuple[str, str], str] = TTLCache(maxsize=2048, ttl=24 * 3600)
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """Slack's own link to a message (chat.getPermalink): it carries the workspace's domain, so a person
+        signed into several workspaces lands in the right one. None when Slack cannot give one."""
+        key = (channel, ts)
+        if (cached := self._permalinks.get(key)) is not None:
+            return cached
+        try:
+            response = await self._call("chat.getPermalink", channel=channel, message_ts=ts)
+        except SlackError as exc:
+            log.info("no permalink for %s/%s: %s", channel, ts, exc.error)
+            return None
+        link = response.get("permalink")
+        if not isinstance(link, str) or not link.startswith("https://"):
+            return None
+        self._permalinks[key] = link
+        return link
 
     async def post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> str:
         """Post to a channel (or a thread) and return the new message's ts."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from bot import status
 from bot.background import failure_delay
 from bot.bk import BkClient
 from bot.bk_models import InstanceSummary, JobInstanceStatus
-from bot.blocks import escape, notice, untrusted, utc_time
+from bot.blocks import escape, notice, untrusted, utc_time, when
 from bot.errors import BkError
 from bot.launches import Launches
 from bot.operations import Operations
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 _LEASE_S = 120.0
 _BATCH = 20
 _MAX_INTERVAL_S = 120.0
+_PROGRESS_EDITS_PER_MIN = 30
 _RECONCILE_WINDOW_S = 120.0  # how long after a lost answer an instance may still show up in BK-JOB's list
 _MAX_RECONCILE_ATTEMPTS = 8
 
@@ -66,6 +68,7 @@ class Poller:
         self._progress_interval = progress_interval
         self._bk_timeout = bk_timeout
         self._clock = clock
+        self._edits: deque[float] = deque()
         self._owner = f"poller-{uuid.uuid4().hex[:12]}"
 
     async def run(self) -> None:
@@ -114,13 +117,18 @@ class Poller:
             # A job waiting for its confirmer sends no callback: the thread is told here, once per step run.
             await self._operations.show_confirmation(launch, detail)
         # A manual confirmation still ahead (step type 3) can stop the job in 7 at any moment, without a callback.
-        await self._again(launch, steady=any(s.type == 3 and not status.is_finished(s.status) for s in detail.steps))
+        await self._again(
+            launch, steady=any(s.type == 3 and not status.is_finished(s.status) for s in detail.steps), live=True
+        )
 
-    async def _again(self, launch: LaunchRecord, *, steady: bool = False) -> None:
+    async def _again(self, launch: LaunchRecord, *, steady: bool = False, live: bool = False) -> None:
         """A job with a manual confirmation ahead is read every `progress_interval` (it waits in 7 without calling
         back, and must be seen within that); other reads back off, since a callback will come."""
         attempts = launch.poll_attempts + 1
         interval = min(_MAX_INTERVAL_S, self._progress_interval * 1.5 ** min(attempts, 12))
+        if live:
+            # A running job's message stays live: read at least every second progress interval (15-30 s).
+            interval = min(interval, 2 * self._progress_interval)
         if steady:
             interval = self._progress_interval
         await self._store.schedule_poll(launch.id, at=self._clock() + interval, attempts=attempts)
@@ -132,11 +140,21 @@ class Poller:
         progress = _progress(detail)
         changed = progress != {k: v for k, v in (launch.progress or {}).items() if k != "elapsed"}
         stale = launch.progress_at is None or now - launch.progress_at >= self._progress_interval
-        if not (changed or stale):
+        if not (changed or stale) or not self._edit_allowed(now):
             return
         await self._store.set_progress(launch.id, {**progress, "elapsed": _elapsed(launch, detail, now)}, now=now)
         fresh = await self._store.get_launch(launch.id)
         await self._outbox.refresh_launch(fresh or launch)
+
+    def _edit_allowed(self, now: float) -> bool:
+        """chat.update is Slack's Tier 3 (about 50 a minute per workspace, shared with result and approval edits):
+        progress edits from this process stay within `_PROGRESS_EDITS_PER_MIN`, however many jobs run."""
+        while self._edits and self._edits[0] <= now - 60.0:
+            self._edits.popleft()
+        if len(self._edits) >= _PROGRESS_EDITS_PER_MIN:
+            return False
+        self._edits.append(now)
+        return True
 
     async def _reconcile(self, launch: LaunchRecord) -> None:
         """execute_job's answer was lost: find the instance by plan, operator and time, or say it never started."""
@@ -175,10 +193,10 @@ class Poller:
             await self._store.schedule_poll(launch.id, at=self._clock() + 15, attempts=launch.poll_attempts + 1)
 
     async def _found(self, launch: LaunchRecord, instance: InstanceSummary) -> None:
-        when = utc_time(instance.create_time / 1000) if instance.create_time else "the launch time"
+        at = when(instance.create_time / 1000) if instance.create_time else "the launch time"
         await self._say(
             launch,
-            f":mag: Found it: BK-JOB started instance {instance.job_instance_id} at {when} "
+            f":mag: Found it: BK-JOB started instance {instance.job_instance_id} ({at}) "
             f"(matched by plan {launch.bk_job_id}, operator `{untrusted(launch.bk_username)}` and time).",
         )
         await self._store.schedule_poll(launch.id, at=self._clock(), attempts=0)

@@ -283,13 +283,13 @@ async def test_no_identity_refuses_with_how_to_get_mapped(gslack: FakeSlack, bk:
 async def test_pending_and_history(gov: Bot) -> None:
     message = await request_approval(gov)
     await gov.command("pending", user=CAROL, channel=OPS)
-    text = await ephemeral_to(gov, "Waiting for approval")
+    text = await ephemeral_to(gov, "1 approval request waiting here")
     assert "Deploy web" in text and message["ts"].replace(".", "") in text
     await click(gov, APPROVE_ACTION, message, BOB)
     await gov.bk.wait_for_request("execute_job")
     await gov.idle()
     await gov.command("history 5", user=CAROL, channel=OPS)
-    text = await ephemeral_to(gov, "launches here")
+    text = await ephemeral_to(gov, "The last launch here")
     assert "Deploy web" in text and f"approved by <@{BOB}>" in text
     await gov.command("pending", user=CAROL, channel=OPS)
     await ephemeral_to(gov, "No approval requests")

@@ -176,3 +176,20 @@ async def test_not_in_channel_on_submit_explains_by_direct_message(bot: Bot) -> 
     (dm,) = await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args["channel"] == USER)
     assert "not in this channel" in dm.args["text"]
     assert bot.bk.requests("execute_job") == []
+
+
+async def test_closing_the_loading_form_early_is_not_an_error(bot: Bot) -> None:
+    """The person closes "Reading plan…" before the plan is read: Slack answers the fill `not_found`, and that is
+    their choice, not a failure to warn them about."""
+    bot.bk.delay_next("get_job_detail", 0.5)
+    bot.slack.observe(call=lambda call, answer: _close_on_open(bot, call, answer))
+    await bot.command(f"run {PLAN}")
+    (update,) = await bot.slack.wait_for_call("views.update")
+    await bot.idle()
+    assert bot.slack.status_of(update) == 200 and bot.slack.view(update.args["view_id"]) is not None
+    assert [r.body.get("text") for r in bot.slack.responses()] == []  # no warning follows
+
+
+def _close_on_open(bot: Bot, call: Any, answer: dict[str, Any]) -> None:
+    if call.method == "views.open" and answer.get("ok"):
+        bot.slack.close_view(answer["view"]["id"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from bot.app import OUTBOX, STORE
 from bot.blocks import notice
 from tests.conftest import CHANNEL, PLAN, Bot
-from tests.fakes import FakeBkJob, FakeSlack
+from tests.fakes import FakeBkJob, FakeSlack, SlackCall
 
 
 @pytest.fixture
@@ -103,7 +103,9 @@ async def test_live_progress_is_shown_and_edits_are_throttled(quick: Bot) -> Non
     # BK-JOB's total_time is null while the job runs: the elapsed time is counted from its start.
     await quick.slack.wait_for_call(
         "chat.update",
-        lambda c: c.args.get("ts") == ts and "step 2/2" in json.dumps(c.args) and "so far" in json.dumps(c.args),
+        lambda c: c.args.get("ts") == ts
+        and "1 of 2 steps done, running *step 2*" in json.dumps(c.args)
+        and "elapsed" in json.dumps(c.args),
         timeout=10,
     )
     edits = len(quick.slack.calls("chat.update"))
@@ -260,3 +262,32 @@ async def test_slack_connection_resets_are_retried_until_delivered(bot: Bot) -> 
     await bot.idle()
     (reply,) = bot.slack.thread(CHANNEL, ts)
     assert "Succeeded" in str(reply["text"])
+
+
+async def test_progress_starts_within_one_interval_and_keeps_coming_while_callbacks_are_on(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
+) -> None:
+    """Callbacks on, with production's 60 s grace: progress does not wait for the grace, it is read every
+    PROGRESS_INTERVAL (15 s in production; 0.3 s here) from the launch on, and each read that changes edits."""
+    bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "live.sqlite3", CALLBACK_GRACE="60", PROGRESS_INTERVAL="0.3")
+    await bot.start()
+    try:
+        bk.add_plan(3, 300, "Three steps", [], steps=[{"name": "fetch"}, {"name": "build"}, {"name": "ship"}])
+        await bot.command("run 300 --yes")
+        await bk.wait_for_request("execute_job")
+        await bot.idle()
+        ts = slack.messages(CHANNEL)[0]["ts"]
+        (instance_id,) = bk.instances
+
+        def edit_saying(text: str) -> Callable[[SlackCall], bool]:
+            return lambda c: c.args.get("ts") == ts and text in json.dumps(c.args)
+
+        bk.advance(instance_id, done_steps=0)
+        await slack.wait_for_call("chat.update", edit_saying("0 of 3 steps done, running *fetch*"), timeout=10)
+        bk.advance(instance_id, done_steps=2)
+        await slack.wait_for_call("chat.update", edit_saying("2 of 3 steps done, running *ship*"), timeout=10)
+        assert not any(a.status == 200 for a in bk.callbacks)  # all of that before any callback
+        await bk.finish(instance_id, status=3)
+        await reply_in(bot, ts, "Succeeded")
+    finally:
+        await bot.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from tests.conftest import PLAN, Bot
 
@@ -125,3 +128,21 @@ async def test_a_command_mentioning_payload_still_reaches_the_bot(bot: Bot) -> N
     assert resp.status == 200
     (req,) = await bot.bk.wait_for_request("execute_job")
     assert {"id": 437, "value": "payload"} in req.body["global_vars"]
+
+
+@pytest.mark.parametrize("stamp", ["abc", "1.7e9", "", " 1700000000", "NaN", "-1", "１２３"])
+async def test_non_numeric_timestamp_is_401_quietly(bot: Bot, stamp: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Signed over the same odd timestamp, so only the timestamp is wrong; no traceback, nothing logged above INFO."""
+    body = bot.command_body(f"run {PLAN} --yes version=2.0")
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": bot.signer.generate_signature(timestamp=stamp, body=body),
+    }
+    assert bot.http is not None
+    with caplog.at_level(logging.DEBUG):
+        async with bot.http.post(f"{bot.url}/slack/events", data=body.encode(), headers=headers) as resp:
+            assert resp.status == 401
+        await bot.idle()
+    assert [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING] == []
+    assert bot.bk.requests() == []
