@@ -199,7 +199,9 @@ async def test_a_replica_stopping_mid_run_loses_no_result(
     slack: FakeSlack, bk: FakeBkJob, pg: PgSchema, tmp_path: Path
 ) -> None:
     """B stops while results arrive; callbacks meant for it are then lost, and A's poller reports those."""
-    a, b = await start_replicas(slack, bk, pg, tmp_path, CALLBACK_GRACE="0.5", PROGRESS_INTERVAL="0.2")
+    # B is stopped while its poller holds leases on running launches (they are read every PROGRESS_INTERVAL):
+    # A takes them over once those leases run out, so they are kept short here.
+    a, b = await start_replicas(slack, bk, pg, tmp_path, CALLBACK_GRACE="0.5", PROGRESS_INTERVAL="0.2", POLL_LEASE="2")
     try:
         await launch_many((a, b), 40)
         instances = sorted(bk.instances)
