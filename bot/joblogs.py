@@ -46,6 +46,7 @@ _CONCURRENCY = 2
 
 # CSI (colours, cursor moves), OSC (titles, links) and two-character escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
 _SECRET_KEY = r"[A-Za-z0-9_.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|credential)[A-Za-z0-9_.-]*"
 _ASSIGNMENT = re.compile(rf"(?i)(\b{_SECRET_KEY}\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)")
@@ -55,7 +56,7 @@ _URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^/\s@]+)(@)")
 
 def clean(text: str) -> str:
     """Text a person can read and Slack accepts: no escapes, no stray control characters, valid UTF-8."""
-    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    text = _SURROGATE.sub("\ufffd", text)  # in a str every surrogate is a lone one: it cannot be encoded
     text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", text)
 

@@ -18,9 +18,11 @@ ROLLOUT = 200
 PASSWORD = "hunter2-plan-secret"
 QUIET = "C0QUIET"
 FULL = "C0FULL"
+VIEWERS = "C0VIEWERS"
 POLICY = f"""
 [users]
 U0ALICE = "alice"
+U0BOB = "bob"
 
 [defaults]
 logs = "digest"
@@ -31,6 +33,10 @@ logs = "none"
 [channels.{FULL}]
 logs = "full"
 secret_vars = ["api_key"]
+
+[channels.{VIEWERS}]
+logs = "full"
+log_viewers = ["U0BOB"]
 """
 CHANNEL_USER = "U0ALICE"
 RED = "\x1b[31m"
@@ -343,3 +349,42 @@ async def test_full_logs_only_where_the_policy_allows_and_for_whom(lbot: Bot) ->
     await lbot.command(f"logs {instance_id}", channel=FULL)  # not launched from there
     assert "not one of the last" in await answer(lbot, "not one of the last")
     assert not lbot.slack.files()
+
+
+async def test_only_listed_log_viewers_get_full_logs(lbot: Bot) -> None:
+    add_rollout(lbot.bk, 1)
+    instance_id, ts = await launch(lbot, channel=VIEWERS)
+    lbot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=1, log="x\n")})
+    reply = await failed_reply(lbot, instance_id, ts, channel=VIEWERS)
+    launch_id = logs_button(reply)
+    await lbot.click(LOGS_ACTION, launch_id, user=CHANNEL_USER, channel=VIEWERS, message_ts=reply["ts"])
+    assert "log_viewers" in await answer(lbot, "log_viewers")
+    assert not lbot.slack.files()
+    await lbot.click(LOGS_ACTION, launch_id, user="U0BOB", channel=VIEWERS, message_ts=reply["ts"])
+    assert "Attached the logs of 1 failed host " in await answer(lbot, "Attached")
+    # The button works only in its own launch's channel.
+    await lbot.click(LOGS_ACTION, launch_id, user="U0BOB", channel=FULL, message_ts=reply["ts"])
+    assert "not for a launch made in this channel" in await answer(lbot, "not for a launch")
+
+
+async def test_callback_and_poller_racing_read_the_logs_once_and_post_one_digest(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
+) -> None:
+    policy = tmp_path / "bkjob.toml"
+    policy.write_text(POLICY)
+    bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "race.sqlite3", BKJOB_CONFIG=str(policy), CALLBACK_GRACE="0.1")
+    await bot.start()
+    try:
+        add_rollout(bot.bk, 2)
+        instance_id, ts = await launch(bot)
+        bot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=5, log="boom\n")})
+        await bot.bk.finish(instance_id, status=4, step_statuses=[4, 1], callback=False)
+        assert await bot.bk.send_callback(instance_id) == 200  # races the poller, due within 0.1 s
+        await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=20)
+        await bot.idle()
+        (reply,) = bot.slack.thread(CHANNEL, ts)
+        assert "exit code 5" in json.dumps(reply) and "boom" in json.dumps(reply)
+        api = "get_job_instance_log" if bk.api_version == "v2" else "batch_get_job_instance_ip_log"
+        assert len(bot.bk.requests(api)) == 1
+    finally:
+        await bot.close()
