@@ -132,6 +132,24 @@ async def test_a_failing_plan_mentions_the_requester(page: Page) -> None:
     assert "agent not installed" in digest and "timed out" in digest
     assert "plan-secret" not in json.dumps(reply)
 
+    # #deploys offers full logs: the Logs button attaches them to the thread as a file.
+    (actions,) = [b for b in reply["blocks"] if b["type"] == "actions"]
+    (button,) = actions["elements"]
+    await page.post(
+        "/api/action",
+        user=ALICE,
+        channel=DEPLOYS,
+        ts=reply["ts"],
+        action_id=button["action_id"],
+        block_id=actions.get("block_id", ""),
+        value=button["value"],
+        ephemeral=False,
+    )
+    snap = await page.wait_for(lambda s: any(r["files"] for m in messages(s) for r in m["replies"]))
+    (shared,) = [f for r in messages(snap)[0]["replies"] for f in r["files"]]
+    assert "===== 10.0.1.5" in shared["preview"] and "Duplicate entry" in shared["preview"]
+    assert "plan-secret" not in shared["preview"] and "\x1b" not in shared["preview"]
+
 
 async def test_ephemeral_answers_are_shown_only_to_whoever_asked(page: Page) -> None:
     await page.command("/bkjob help")

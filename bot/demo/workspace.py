@@ -182,6 +182,17 @@ class Workspace:
             "text": message.get("text", ""),
             "blocks": message.get("blocks") or [],
             "edited": "edited" in message,
+            "files": [self._file_item(f) for f in message.get("files") or []],
+        }
+
+    def _file_item(self, shared: Mapping[str, Any]) -> JsonDict:
+        """A file shared in the channel (the failed hosts' logs): its name and the start of its text."""
+        data = next((f.data for f in self._slack.files() if f.id == shared.get("id")), None) or b""
+        return {
+            "name": shared.get("name"),
+            "title": shared.get("title"),
+            "size": len(data),
+            "preview": data[:20_000].decode("utf-8", "replace"),
         }
 
     # -- observations -------------------------------------------------------------------------------------
@@ -191,6 +202,12 @@ class Workspace:
         args = call.args
         if ok and call.method == "chat.postMessage":
             self._order[(str(answer.get("channel")), str(answer.get("ts")))] = next(self._seq)
+        elif ok and call.method == "files.completeUploadExternal":
+            channel = str(args.get("channel_id") or "")
+            ids = {f.get("id") for f in answer.get("files") or []}
+            for message in self._slack.messages(channel):
+                if ids & {f.get("id") for f in message.get("files") or []}:
+                    self._order[(channel, str(message["ts"]))] = next(self._seq)
         elif ok and call.method == "chat.postEphemeral":
             self._add_ephemeral(
                 channel=str(args.get("channel")),
