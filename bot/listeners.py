@@ -70,7 +70,7 @@ from bot.identity import Identities
 from bot.launches import Launches, LaunchRequest
 from bot.logfiles import LogFiles
 from bot.notifier import Notifier
-from bot.operations import Answer, Operation, Operations
+from bot.operations import Operation, Operations
 from bot.payloads import PickMeta, RejectMeta, RunMeta, verified
 from bot.plans import PlanFinder
 from bot.policy import Policy
@@ -399,7 +399,15 @@ class Listeners:
             channel=channel,
             step_instance_id=int(step) if step.isdigit() else None,
         )
-        await _answer(respond, answer)
+        if answer.replace is not None:
+            # The confirmation message loses its buttons: nobody else presses a question already answered.
+            try:
+                await self._notifier.update(
+                    channel, str((body.get("container") or {}).get("message_ts", "")), answer.replace
+                )
+            except SlackError as exc:
+                log.warning("the answered confirmation message could not be updated: %s", exc.error)
+        await _ephemeral(respond, answer.text, replace_original=False)
 
     async def on_open(self, ack: Ack) -> None:
         """The link button opens BK-JOB in the browser; Slack still sends the click, which only needs an ack."""
@@ -798,14 +806,6 @@ class Listeners:
 
 def _message(message: Message) -> dict[str, Any]:
     return {"text": message.text, "blocks": message.blocks, "response_type": "ephemeral"}
-
-
-async def _answer(respond: Respond, answer: Answer) -> None:
-    """A decided confirmation replaces the clicked message (its buttons go); everything else is ephemeral."""
-    if answer.replace is not None:
-        await respond(text=answer.replace.text, blocks=answer.replace.blocks, replace_original=True)
-        return
-    await _ephemeral(respond, answer.text, replace_original=False)
 
 
 async def _ephemeral(respond: Respond, text: str, **kwargs: Any) -> None:

@@ -4,10 +4,12 @@ command, BK-JOB's refusals (1241003, 1244016), the channel's policy, and double 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -286,7 +288,7 @@ async def waiting_for_confirmation(bot: Bot) -> tuple[int, str, dict[str, Any]]:
     instance_id, ts = await launch(bot, CONFIRM_PLAN)
     bot.bk.advance(instance_id, 1)  # the build is done: the job waits in 7, and BK-JOB sends no callback
     message = await reply_in(bot, ts, "Waiting for confirmation")
-    return instance_id, ts, message
+    return instance_id, ts, copy.deepcopy(message)  # as it was shown: the fake edits its own copy later
 
 
 def confirm_value(message: dict[str, Any]) -> str:
@@ -310,9 +312,17 @@ async def test_a_confirmation_step_is_shown_and_a_confirmer_continues_it(ops: Bo
         "chat.update", lambda c: c.args.get("ts") == ts and "Waiting for a user" in json.dumps(c.args)
     )
 
-    await asyncio.gather(*(ops.click(CONFIRM_ACTION, confirm_value(message), user=BOB) for _ in range(2)))
-    (replaced,) = await told(ops, "confirmed by")
-    assert replaced["replace_original"] is True and "actions" not in json.dumps(replaced.get("blocks"))
+    await asyncio.gather(
+        *(ops.click(CONFIRM_ACTION, confirm_value(message), user=BOB, message_ts=message["ts"]) for _ in range(2))
+    )
+    await told(ops, "BK-JOB accepted: confirm step 2")
+    await told(ops, "already sent to BK-JOB")
+    await ops.slack.wait_for_call(  # the question loses its buttons once answered
+        "chat.update", lambda c: c.args.get("ts") == message["ts"] and "confirmed by" in json.dumps(c.args)
+    )
+    await ops.idle()
+    answered = ops.slack.message(OPS, message["ts"])
+    assert answered is not None and not _actions(answered.get("blocks"))
     (sent,) = operations(ops, "operate_step_instance")
     assert sent["operation_code"] == 6
     assert ops.bk.instances[instance_id].steps[1].status == 3
@@ -323,27 +333,70 @@ async def test_a_confirmation_step_is_shown_and_a_confirmer_continues_it(ops: Bo
 
 async def test_a_non_confirmer_is_told_why_and_the_trigger_user_may_confirm(ops: Bot) -> None:
     instance_id, ts, message = await waiting_for_confirmation(ops)
-    await ops.click(CONFIRM_ACTION, confirm_value(message), user=CAROL)
+    await ops.click(CONFIRM_ACTION, confirm_value(message), user=CAROL, message_ts=message["ts"])
     (answer,) = await told(ops, "only the step's confirmers")
     assert "[1244016]" in answer["text"] and "`carol`" in answer["text"]
     assert ops.bk.instances[instance_id].status == 7
     # alice launched it, and the step names the trigger user's role: her click is sent (the refusal was not spent)
-    await ops.click(CONFIRM_ACTION, confirm_value(message), user=ALICE)
-    await told(ops, "confirmed by")
+    await ops.click(CONFIRM_ACTION, confirm_value(message), user=ALICE, message_ts=message["ts"])
+    await told(ops, "BK-JOB accepted: confirm step 2")
     assert [b["operation_code"] for b in operations(ops, "operate_step_instance")] == [6, 6]
     assert ops.bk.instances[instance_id].steps[1].status == 3
 
 
 async def test_stop_here_ends_the_confirmation_and_the_poller_reports_it(ops: Bot) -> None:
     instance_id, ts, message = await waiting_for_confirmation(ops)
-    await ops.click(END_CONFIRM_ACTION, confirm_value(message), user=BOB)
-    await told(ops, "stopped the job here")
+    await ops.click(END_CONFIRM_ACTION, confirm_value(message), user=BOB, message_ts=message["ts"])
+    await told(ops, "BK-JOB accepted: stop the job at step 2")
     assert [b["operation_code"] for b in operations(ops, "operate_step_instance")] == [9]
     assert ops.bk.instances[instance_id].status == 13 and ops.bk.instances[instance_id].callbacks == []
     await reply_in(ops, ts, "Confirmation terminated")  # no callback for 13: the poller read it
     # a late click on the old message: the step no longer waits, BK-JOB's answer is explained
-    await ops.click(CONFIRM_ACTION, confirm_value(message), user=BOB)
+    await ops.click(CONFIRM_ACTION, confirm_value(message), user=BOB, message_ts=message["ts"])
     await told(ops, "already sent to BK-JOB")
+
+
+async def test_a_job_waiting_for_its_confirmer_can_be_stopped_from_the_launch_message(ops: Bot) -> None:
+    instance_id, ts, _ = await waiting_for_confirmation(ops)
+    shown = await settled(ops, ts, {STOP_ACTION, OPEN_ACTION})
+    await ops.click(STOP_ACTION, shown[STOP_ACTION]["value"], user=ALICE, message_ts=ts)
+    await reply_in(ops, ts, "Force-stopped")
+    assert ops.bk.instances[instance_id].status == 11
+
+
+async def test_a_click_slack_delivers_again_is_answered_once(ops: Bot) -> None:
+    """Slack re-sends an interaction it got no timely answer for (X-Slack-Retry-Num): same payload, same action_ts."""
+    instance_id, ts = await launch(ops)
+    shown = await settled(ops, ts, {STOP_ACTION, OPEN_ACTION})
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0TEAM", "domain": "example"},
+        "user": {"id": ALICE, "username": "u0alice", "team_id": "T0TEAM"},
+        "api_app_id": "A0BKJOB",
+        "token": "legacy-verification-token",
+        "container": {"type": "message", "message_ts": ts, "channel_id": OPS, "is_ephemeral": False},
+        "trigger_id": ops.slack.new_trigger_id(),
+        "channel": {"id": OPS, "name": "ops"},
+        "message": {"type": "message", "ts": ts, "text": ""},
+        "response_url": ops.slack.response_url(),
+        "actions": [
+            {
+                "type": "button",
+                "action_id": STOP_ACTION,
+                "block_id": shown[STOP_ACTION]["value"],
+                "value": shown[STOP_ACTION]["value"],
+                "action_ts": "1700000000.123456",
+            }
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    await ops.post_signed(body)
+    await ops.post_signed(body, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    await reply_in(ops, ts, "Force-stopped")
+    await ops.idle()
+    assert len(ops.bk.requests("operate_job_instance")) == 1
+    assert len(ops.slack.responses()) == 1  # the repeat is not even answered twice
+    assert ops.bk.instances[instance_id].status == 11
 
 
 # -- re-run ---------------------------------------------------------------------------------------------------------
