@@ -418,6 +418,7 @@ def _explain(err: ErrorDetails, names: Sequence[str]) -> str:
         if names[:1] == ["identity"]:
             known = IdentityPolicy.model_fields
         known = Preset.model_fields if names[:1] == ["presets"] else known
+        known = OperatorsPolicy.model_fields if "operators" in names[:-1] else known
         close = difflib.get_close_matches(names[-1], list(known), n=1)
         hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})"
         return f"is not a known key{hint}"

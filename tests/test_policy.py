@@ -432,6 +432,8 @@ rerun_approval = true
 """,
     )
     assert any("channels.C0OPS.operators.stop" in line and "'alice'" in line for line in lines), lines
+    typo = problems(tmp_path, "[defaults.operators]\nretyr = []\n")
+    assert typo == ["defaults.operators.retyr: is not a known key (did you mean retry?)"], typo
 
 
 def test_a_rerun_approval_needs_approvers(tmp_path: Path) -> None:
