@@ -388,3 +388,16 @@ async def test_callback_and_poller_racing_read_the_logs_once_and_post_one_digest
         assert len(bot.bk.requests(api)) == 1
     finally:
         await bot.close()
+
+
+async def test_no_log_line_is_shown_when_the_plans_secrets_cannot_be_read(lbot: Bot) -> None:
+    add_rollout(lbot.bk, 1)
+    instance_id, ts = await launch(lbot)
+    lbot.bk.set_host_outcomes(
+        instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=1, log=f"echo {PASSWORD}\nfailed\n")}
+    )
+    lbot.bk.fail_next("get_job_detail", 9900403, "permission denied")  # the read of the plan's secrets
+    reply = await failed_reply(lbot, instance_id, ts)
+    text = "\n".join(sections_of(reply))
+    assert "*exit code 1*: 1 host" in text  # the grouping still tells what went wrong
+    assert "Logs are withheld" in text and "echo" not in text and PASSWORD not in json.dumps(reply)

@@ -443,3 +443,20 @@ def test_a_rerun_approval_needs_approvers(tmp_path: Path) -> None:
         {"channels": {"C0OPS": {"approvers": ["U0BOB"], "operators": {"rerun_approval": True}}}}
     )
     assert policy.for_channel("C0OPS").rerun_needs_approval is True
+
+
+def test_log_keys_are_checked(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        '[channels.C0OPS]\nlogs = "everything"\nlog_viewers = ["alice"]\n\n[defaults]\nsecret_vars = "token"\n',
+    )
+    assert any(p.startswith("channels.C0OPS.logs:") and "'none', 'digest' or 'full'" in p for p in found)
+    assert any(p.startswith("channels.C0OPS.log_viewers:") and "'alice'" in p for p in found)
+    assert any(p.startswith("defaults.secret_vars:") for p in found)
+
+
+def test_logs_default_to_a_digest_for_anyone_who_may_launch(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, '[channels.C0OPS]\nlogs = "full"\n\n[defaults]\nlog_viewers = ["S0ONCALL"]\n'))
+    assert policy.for_channel("C0OTHER").logs == "digest" and policy.for_channel("C0OTHER").log_viewers == ("S0ONCALL",)
+    assert policy.for_channel("C0OPS").logs == "full" and policy.for_channel("C0OPS").log_viewers == ("S0ONCALL",)
+    assert Policy().for_channel("C0X").log_viewers is None
