@@ -17,7 +17,7 @@ from bot.errors import BkError
 from bot.joblogs import JobLogs
 from bot.outbox import Outbox
 from bot.policy import Policy
-from bot.store import LaunchRecord, Store
+from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["Results"]
 
@@ -119,7 +119,8 @@ class Results:
         ):
             return [], False
         if not await self._store.claim(f"logs:{launch.id}:{key}", now=self._clock()):
-            await self._other_reporter(launch)
+            if not (launch.state is LaunchState.FINISHED and launch.job_status == detail.job_instance.status):
+                await self._other_reporter(launch)  # else a repeat of an end already reported: nothing to wait for
             return [], False
         secret = set(policy.secret_vars)
         masker = await self._logs.masker(
