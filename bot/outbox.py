@@ -40,7 +40,8 @@ _PERMANENT = frozenset(
     }
 )
 _LEASE_S = 60.0
-_BATCH = 100
+_BATCH = 500  # a round can hold one post for each of hundreds of channels, and their edits
+_EDITS_PER_CHANNEL = 3
 _MAX_BACKOFF_S = 300.0
 _SEND_NOW_PATIENCE_S = 120.0  # how long a launch or approval message may wait for its channel before refusing
 _QUEUED_NOTICE_S = 5.0  # a wait this long is told to the person, so that a quiet bot does not look broken
@@ -77,9 +78,11 @@ class Outbox:
         self._started = 0  # rounds of the worker loop begun
         self._idle_round = 0  # the last round that found nothing due
         self._round_done = asyncio.Condition()
-        # A batch must be delivered well within its lease even when one channel's posts are paced, or another
-        # replica would lease the same messages again.
-        self._batch = _BATCH if channel_interval <= 0 else max(1, min(_BATCH, int(lease / 2 / channel_interval)))
+        # A batch is delivered before the next is leased: it holds one post and a few edits per channel, so a
+        # channel whose posts wait for their slots, or whose edits queue one after another, never holds the
+        # others back, and a batch takes about one slot, far within its lease.
+        self._posts_per_channel = None if channel_interval <= 0 else 1
+        self._edits_per_channel = None if channel_interval <= 0 else _EDITS_PER_CHANNEL
 
     # -- what callers queue ---------------------------------------------------------------------------------
 
@@ -182,7 +185,12 @@ class Outbox:
         round_id = self._started
         self._wake.clear()
         batch = await self._store.lease_outbox(
-            owner=self._owner, now=self._clock(), lease=self._lease, limit=self._batch
+            owner=self._owner,
+            now=self._clock(),
+            lease=self._lease,
+            limit=_BATCH,
+            posts_per_channel=self._posts_per_channel,
+            edits_per_channel=self._edits_per_channel,
         )
         if batch:
             await self._deliver_batch(batch)

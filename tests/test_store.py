@@ -763,3 +763,20 @@ async def test_prune_works_in_batches(store: Store) -> None:
     assert await store.prune(claims_before=NOW, sent_before=0, audit_before=None, limit=3) == 3
     assert await store.prune(claims_before=NOW, sent_before=0, audit_before=None, limit=3) == 3
     assert await store.prune(claims_before=NOW, sent_before=0, audit_before=None, limit=3) == 1
+
+
+async def test_outbox_batch_holds_at_most_the_asked_posts_per_channel(store: Store) -> None:
+    """Posts of one channel wait for their slots one by one, its edits go one after another: a batch that held
+    many would hold up every channel."""
+    for seq, (channel, key) in enumerate([("CA", "a1"), ("CA", "a2"), ("CB", "b1"), ("CA", "a3"), ("CB", "b2")]):
+        await store.enqueue(message(seq, f"{channel}:{key}", channel=channel))
+    edit = message(9, "CA:edit:1.0", channel="CA", kind=OutboxKind.REFRESH_LAUNCH, payload={"launch_id": "L1"})
+    await store.enqueue(edit)
+    for n in range(2):
+        await store.enqueue(message(10 + n, f"CA:edit:{n + 2}.0", channel="CA", kind=OutboxKind.REFRESH_LAUNCH))
+    first = await store.lease_outbox(owner="a", now=NOW, lease=30, limit=10, posts_per_channel=1, edits_per_channel=2)
+    assert [m.order_key for m in first] == ["CA:a1", "CB:b1", "CA:edit:1.0", "CA:edit:2.0"]
+    second = await store.lease_outbox(owner="a", now=NOW, lease=30, limit=10, posts_per_channel=1)
+    assert [m.order_key for m in second] == ["CA:a2", "CB:b2", "CA:edit:3.0"]  # edits uncapped here
+    rest = await store.lease_outbox(owner="a", now=NOW, lease=30, limit=10)
+    assert [m.order_key for m in rest] == ["CA:a3"]

@@ -172,8 +172,21 @@ class Store(ABC):
         stored is delivered after it, whichever replica stored each and whatever their clocks say."""
 
     @abstractmethod
-    async def lease_outbox(self, *, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
-        """The first pending, due message of each order_key, leased to `owner` (messages behind it wait)."""
+    async def lease_outbox(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        posts_per_channel: int | None = None,
+        edits_per_channel: int | None = None,
+    ) -> list[OutboxMessage]:
+        """The first pending, due message of each order_key, leased to `owner` (messages behind it wait).
+
+        `posts_per_channel` and `edits_per_channel` cap one channel's posts and edits in a batch (None: no cap): a
+        batch is delivered before the next is leased, and a channel's posts wait for their slots and its edits
+        go one after another, so one busy channel must not hold every other channel's messages back."""
 
     @abstractmethod
     async def outbox_sent(self, message_id: str, *, owner: str, ts: str | None, now: float) -> None: ...

@@ -483,19 +483,36 @@ class PostgresStore(Store):
         sql, args = _enqueue_sql(message)
         return await self.pool.fetchval(sql, *args) is not None
 
-    async def lease_outbox(self, *, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
+    async def lease_outbox(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        posts_per_channel: int | None = None,
+        edits_per_channel: int | None = None,
+    ) -> list[OutboxMessage]:
         # Order per order_key rests on data, not on locks. The NOT EXISTS reads every pending message of the key
         # without locking, so a head that another replica holds (row-locked right now, or leased earlier) still
         # blocks the messages behind it. SKIP LOCKED only applies to the candidate heads themselves: it can make
         # this replica skip a head, never promote the second message of a key in its place. (Locking all pending
-        # rows with SKIP LOCKED and then picking the lowest seq per key would do exactly that.)
+        # rows with SKIP LOCKED and then picking the lowest seq per key would do exactly that.) The window that
+        # caps each channel's posts runs over unlocked candidates (PostgreSQL locks no rows under a window); the
+        # rows are then locked and re-checked one by one.
         rows = await self.pool.fetch(
-            f"WITH heads AS ("
-            f" SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1"
+            f"WITH candidates AS ("
+            f" SELECT o.id, o.seq, o.kind, ROW_NUMBER() OVER"
+            f" (PARTITION BY o.channel, o.kind = 'post' ORDER BY o.seq) AS lane_rank"
+            f" FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1"
             f" AND (o.lease_until IS NULL OR o.lease_until < $1)"
             f" AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key"
-            f" AND p.state = 'pending' AND p.seq < o.seq)"
-            f" ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED)"
+            f" AND p.state = 'pending' AND p.seq < o.seq)),"
+            f" heads AS ("
+            f" SELECT o.id FROM outbox o JOIN candidates c ON c.id = o.id"
+            f" WHERE c.lane_rank <= CASE WHEN c.kind = 'post' THEN $5::bigint ELSE $6::bigint END"
+            f" AND o.state = 'pending' AND (o.lease_until IS NULL OR o.lease_until < $1)"
+            f" ORDER BY c.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED)"
             # A leased message may already be rendering: from here on it no longer absorbs newer refreshes.
             f" UPDATE outbox m SET lease_owner = $3, lease_until = $4, dedupe_key = NULL"
             f" FROM heads WHERE m.id = heads.id"
@@ -504,6 +521,8 @@ class PostgresStore(Store):
             limit,
             owner,
             now + lease,
+            posts_per_channel or limit,
+            edits_per_channel or limit,
         )
         return sorted((outbox_from(dict(row)) for row in rows), key=lambda m: m.seq)
 

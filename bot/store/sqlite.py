@@ -397,15 +397,27 @@ class SqliteStore(Store):
         cur = await self._write(*_enqueue_sql(message))
         return cur.rowcount == 1
 
-    async def lease_outbox(self, *, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
+    async def lease_outbox(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        posts_per_channel: int | None = None,
+        edits_per_channel: int | None = None,
+    ) -> list[OutboxMessage]:
         async with self._tx:
             async with self.db.execute(
-                f"SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ?"
+                # lane_rank numbers each channel's posts (and, apart, its edits) in seq order.
+                f"SELECT {OUTBOX_COLUMNS} FROM (SELECT o.*, ROW_NUMBER() OVER"
+                " (PARTITION BY o.channel, o.kind = 'post' ORDER BY o.seq) AS lane_rank"
+                " FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ?"
                 " AND (lease_until IS NULL OR lease_until < ?)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key"
-                " AND p.state = 'pending' AND p.seq < o.seq)"
-                " ORDER BY seq LIMIT ?",
-                (now, now, limit),
+                " AND p.state = 'pending' AND p.seq < o.seq))"
+                " WHERE lane_rank <= CASE WHEN kind = 'post' THEN ? ELSE ? END ORDER BY seq LIMIT ?",
+                (now, now, posts_per_channel or limit, edits_per_channel or limit, limit),
             ) as cur:
                 rows = await cur.fetchall()
             for row in rows:
