@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.ack import ack_latency
+from bench.e2e import end_to_end
 from bench.growth import growth
 from bench.picker import picker_latency
 from bench.queries import postgres_url, query_costs
 from bench.repeat import repeat
 from bench.report import machine, table, write_json
+from bench.socket_acks import socket_acks
 from bench.startup import startup
 from bench.throughput import result_throughput
 
 __all__ = ["Scale", "main", "run"]
 
-BENCHMARKS = ("ack", "throughput", "growth", "startup", "queries", "picker")
+BENCHMARKS = ("ack", "throughput", "growth", "startup", "queries", "picker", "socket", "e2e")
 MILLION = 1_000_000
 
 
@@ -42,6 +44,8 @@ class Scale:
     runs: int
     picker_plans: int = 10_000
     picker_rounds: int = 10
+    e2e_samples: int = 50
+    e2e_burst: tuple[int, int] = (1000, 100)  # results, channels
 
 
 SCALES = {
@@ -49,7 +53,23 @@ SCALES = {
     "full": Scale((1, 10, 100), 2000, 1000, 10, (1.0, 20.0), (10, 10_000, 100_000), 500, 20, 5, (10, 100_000), 3),
     "quick": Scale((1, 10, 100), 500, 1000, 10, (20.0,), (10, 1_000, 10_000), 200, 10, 3, (10, 10_000), 3),
     # A few seconds, for the smoke test: keeps the code from rotting, says nothing about speed.
-    "tiny": Scale((1, 2), 5, 20, 2, (50.0,), (2, 10, 30), 5, 2, 1, (2, 30), 1, picker_plans=50, picker_rounds=1),
+    "tiny": Scale(
+        (1, 2),
+        5,
+        20,
+        2,
+        (50.0,),
+        (2, 10, 30),
+        5,
+        2,
+        1,
+        (2, 30),
+        1,
+        picker_plans=50,
+        picker_rounds=1,
+        e2e_samples=3,
+        e2e_burst=(20, 10),
+    ),
 }
 
 # Benchmarks that repeat inside (one history filled, measured `runs` times): the runner calls them once.
@@ -84,6 +104,10 @@ async def run(
         ),
         "startup": lambda: startup(runs=scale.startup_runs),
         "queries": lambda: query_costs(sizes=scale.query_sizes, backends=backends, runs=runs),
+        "e2e": lambda: end_to_end(
+            latency=0.05, samples=scale.e2e_samples, burst=scale.e2e_burst[0], channels=scale.e2e_burst[1]
+        ),
+        "socket": lambda: socket_acks(requests=scale.ack_requests // 2, levels=(1, 10)),
         "picker": lambda: picker_latency(plans=scale.picker_plans, rounds=scale.picker_rounds, concurrency=(1, 10)),
     }
     for name in only:

@@ -43,8 +43,9 @@ _DAY = 86400.0
 
 @dataclass(frozen=True)
 class History:
-    """`launches` finished launches spread over `days` days before `now`, each with one result, one claim, one
-    delivered reply and two audit events: what a busy site's tables hold after that long without retention."""
+    """`launches` finished launches spread over `days` days before `now`, each with one result, one delivered
+    reply and two audit events (what a busy site's tables hold after that long without retention), and as many
+    claims made within the last day (a site that busy, at its retention of claims)."""
 
     launches: int
     now: float
@@ -93,7 +94,8 @@ class History:
             yield {
                 "launches": launch_values(record),
                 "results": (launch_id, "3", 3, at + 30, reply.sent_ts),
-                "claims": (f"command:{launch_id}", at),
+                # Claims are kept a day: the history's claims are the last day's requests, all still held.
+                "claims": (f"command:{launch_id}", self.now - 82_800 * (i + 1) / self.launches),
                 "outbox": outbox_values(reply),
                 "audit": audit_values(
                     AuditEvent(id=uuid.uuid4().hex, at=at, actor=record.requester, action="launch.requested")

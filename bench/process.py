@@ -14,7 +14,7 @@ from typing import IO, Self
 
 import aiohttp
 
-__all__ = ["Served", "free_port", "rss_mib"]
+__all__ = ["Served", "cpu_s", "free_port", "rss_mib"]
 
 _START_DEADLINE_S = 30.0
 _HEALTH_POLL_S = 0.005
@@ -32,6 +32,13 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used: with the machine shared, a figure's elapsed time may be
+    other people's load; the CPU the bot itself burned is its own."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Served:
@@ -72,6 +79,9 @@ class Served:
 
     def rss_mib(self) -> float:
         return rss_mib(self.pid)
+
+    def cpu_s(self) -> float:
+        return cpu_s(self.pid)
 
     async def start(self) -> float:
         self._log_file = self.log.open("ab")

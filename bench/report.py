@@ -122,6 +122,33 @@ def table(results: Mapping[str, Any]) -> str:
                 f"{bot['max_ms']:.1f} ({bot['requests']} requests); baseline p99 {base['p99_ms']:.2f} "
                 f"(x{level['p99_ratio']:.1f})"
             )
+    if "e2e" in results:
+        e = results["e2e"]
+        b = e["burst"]
+        lines.append("")
+        lines.append(f"8. end to end, Slack and BK-JOB answering in {e['latency_ms']:.0f} ms (ms: p50 / p99 / max)")
+        for name, label in (
+            ("command_to_form_ms", "command to filled form"),
+            ("callback_to_reply_ms", "callback to reply"),
+        ):
+            st = e[name]
+            lines.append(
+                f"   {label:<24}{st['p50']:>8.0f}{st['p99']:>8.0f}{st['max']:>8.0f}   ({int(st['samples'])} samples)"
+            )
+        lines.append(
+            f"   {b['results']} results over {b['channels']} channels at 1 post/s/channel: {b['elapsed_s']:.1f} s "
+            f"vs ideal {b['ideal_s']:.1f} s (x{b['vs_ideal']:.3f}), {b['throttled_429']} 429s"
+        )
+    if "socket" in results:
+        lines.append("")
+        lines.append("7. acks in Socket Mode vs over HTTP (ms), two bot processes side by side")
+        for row in results["socket"]:
+            sock, http = row["socket"], row["http"]
+            lines.append(
+                f"   {row['kind']:<5}{row['concurrency']:>4} senders: socket p50 {sock['p50_ms']:.2f} p99 "
+                f"{sock['p99_ms']:.2f} ({sock['rps']:.0f}/s); http p50 {http['p50_ms']:.2f} p99 {http['p99_ms']:.2f} "
+                f"({http['rps']:.0f}/s); p50 x{row['p50_ratio']:.2f}, p99 x{row['p99_ratio']:.2f}"
+            )
     if "queries" in results:
         lines.append("")
         lines.append(_queries(results["queries"]))
