@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -831,13 +831,23 @@ class Confirmation:
     roles: Sequence[str]
     named: bool
     """Whether BK-JOB told who may confirm (v3's plan detail does, v2's does not)."""
+    people: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """BK-JOB user -> the Slack users the policy maps to it, so the thread can mention who may answer."""
 
 
 def confirmers_text(confirmation: Confirmation) -> str:
     if not confirmation.named:
         return "the step's confirmers in BK-JOB (BK-JOB's v2 API does not name them; BK-JOB checks)"
-    who = [f"`{_esc(u)}`" for u in confirmation.users]
-    who += [f"role `{_esc(r)}`" for r in confirmation.roles]
+    who = [
+        f"`{_esc(u)}`" + (f" ({mentions(confirmation.people[u])})" if confirmation.people.get(u) else "")
+        for u in confirmation.users
+    ]
+    who += [
+        "whoever launched the job (role `JOB_RESOURCE_TRIGGER_USER`)"
+        if r == "JOB_RESOURCE_TRIGGER_USER"
+        else f"role `{_esc(r)}`"
+        for r in confirmation.roles
+    ]
     return ", ".join(who) or "nobody (the plan names no confirmer)"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bot import status
@@ -356,7 +356,12 @@ class Operations:
             return _confirmation(target.step, target.number, None)
         steps = plan.plan_steps()
         plan_step = steps[target.number - 1] if target.number <= len(steps) else None
-        return _confirmation(target.step, target.number, plan_step)
+        confirmation = _confirmation(target.step, target.number, plan_step)
+        people: dict[str, list[str]] = {}
+        for slack_user, bk_user in self._policy.users.items():
+            if bk_user in confirmation.users:
+                people.setdefault(bk_user, []).append(slack_user)
+        return replace(confirmation, people=people)
 
     async def _say(self, launch: LaunchRecord, text: str) -> None:
         if launch.message_ts is not None:

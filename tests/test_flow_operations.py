@@ -304,7 +304,7 @@ async def test_a_confirmation_step_is_shown_and_a_confirmer_continues_it(ops: Bo
     text = json.dumps(message)
     assert "Canary looks healthy?" in text and "go / no-go" in text
     if bk_api_version == "v3":  # the plan detail names the confirmers
-        assert "`bob`" in text and "JOB_RESOURCE_TRIGGER_USER" in text
+        assert f"`bob` (<@{BOB}>)" in text and "JOB_RESOURCE_TRIGGER_USER" in text
     else:
         assert "does not name them" in text
     assert set(_elements(message)) == {CONFIRM_ACTION, END_CONFIRM_ACTION}
