@@ -19,8 +19,10 @@ from bot.commands import (
     HistoryCommand,
     PendingCommand,
     PlansCommand,
+    RetryCommand,
     RunCommand,
     StatusCommand,
+    StopCommand,
     parse_command,
 )
 from bot.errors import CommandError
@@ -278,3 +280,26 @@ def test_round_trip(
     assert parsed == command
     assert isinstance(parsed, RunCommand)
     assert list(parsed.overrides.items()) == list(overrides.items())
+
+
+# -- stop and retry (run control, issue 15) -------------------------------------------------------------------------
+
+
+def test_stop_and_retry_take_one_instance_id() -> None:
+    assert parse_command("stop 20001") == StopCommand(20001)
+    assert parse_command("RETRY 20001") == RetryCommand(20001)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("stop", "missing job instance id: write /bkjob stop <job_instance_id>"),
+        ("retry abc", '"abc" is not a valid job instance id'),
+        ("stop 1 2", 'stop takes one job instance id, but got "2" as well'),
+        ("retry 0", "job instance id must be a positive whole number"),
+    ],
+)
+def test_stop_and_retry_say_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_command(text)
+    assert problem in str(caught.value)
