@@ -72,6 +72,8 @@ __all__ = [
     "mentions",
     "notice",
     "queued",
+    "fit_text",
+    "MAX_PRIVATE_TEXT",
     "utc_time",
     "when",
     "escape",
@@ -86,6 +88,9 @@ RUN_VIEW = "bkjob_run"
 _MAX_INPUT = 3000  # Slack's limit on a plain-text input (and its initial value)
 _MAX_SECTION = 3000
 _MAX_MODAL_BLOCKS = 100
+MAX_PRIVATE_TEXT = 4000
+"""Ephemeral and response_url texts: Slack folds a message behind "Show more" past about 4,000 characters and
+refuses one over 40,000 (`msg_too_long`)."""
 _MAX_LIST = 3000  # a list answered privately: one screenful, well under Slack's 40,000-character message
 
 
@@ -156,17 +161,21 @@ def run_modal(
     locked: Mapping[str, str] | None = None,
     preset: str | None = None,
     picker: bool = False,
+    approval: tuple[Sequence[str], int] | None = None,
 ) -> dict[str, Any]:
     """One input per variable, pre-filled with the plan's default or the command line's value.
 
     A preset's `locked` variables are shown, not editable; with `picker`, the plan picker stays on top so the
-    person can choose another plan in the same form.
+    person can choose another plan in the same form. In a channel that needs `approval` (approvers, how many),
+    the form says so and who will be asked, and its button requests rather than launches.
     """
     heading = f"Plan *{_esc(plan.name)}* (ID {plan.bk_job_id}) in business *{bk_biz_id}*"
     if preset:
         heading = f"Preset *{_esc(preset)}*: " + heading
     blocks: list[Block] = [_picker_block(PlanChoice.plan(plan.bk_job_id, plan.name))] if picker else []
     blocks.append(SectionBlock(text=MarkdownTextObject(text=_cut(heading, 3000))))
+    if approval is not None:
+        blocks.append(_approval_notice(*approval))
     for var in plan.variables:
         if locked is not None and var.name in locked:
             blocks.append(_locked_block(var, locked[var.name]))
@@ -180,10 +189,19 @@ def run_modal(
     return _modal(
         title=plan.name or "BK-JOB",
         blocks=blocks,
-        submit="Launch",
+        submit="Request approval" if approval is not None else "Launch",
         callback_id=RUN_VIEW,
         private_metadata=metadata,
     )
+
+
+def _approval_notice(approvers: Sequence[str], needed: int) -> Block:
+    who = f"{needed} of {mentions(approvers)}" if needed > 1 else f"one of {mentions(approvers)}"
+    text = (
+        f":raised_hand: Launches in this channel need approval: submitting posts a request, and {who} will be"
+        " asked. Nothing runs until it is approved."
+    )
+    return ContextBlock(elements=[MarkdownTextObject(text=_cut(text, 2000))])
 
 
 def _variable_block(var: PlanVariable, override: str | None) -> Block:
@@ -566,6 +584,21 @@ def instance_status(detail: JobInstanceStatus, *, web_root: str | None) -> str:
     if len(detail.steps) > 40:
         lines.append(f"• and {len(detail.steps) - 40} more steps")
     return _cut("\n".join(lines), 3000)
+
+
+def fit_text(text: str, limit: int = MAX_PRIVATE_TEXT) -> str:
+    """A private answer as Slack will show it: at most `limit` characters, cut at a line (or word) boundary and
+    never inside a `<link|label>`, a mention or a date token, with "…" saying there was more."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 2]
+    cut = head.rfind("\n")
+    if cut < limit // 2:
+        cut = head.rfind(" ")
+    head = head[: max(cut, 0)] if cut > 0 else head
+    if head.count("<") > head.count(">"):
+        head = head[: head.rfind("<")]
+    return head.rstrip() + "\n…"
 
 
 def queued(wait: float) -> str:

@@ -73,7 +73,7 @@ from bot.notifier import Notifier
 from bot.operations import Operation, Operations
 from bot.payloads import PickMeta, RejectMeta, RunMeta, verified
 from bot.plans import PlanFinder
-from bot.policy import Policy
+from bot.policy import ChannelPolicy, Policy
 from bot.presets import Preset, PresetRefused
 from bot.store import Store
 from bot.targets import parse_targets
@@ -88,6 +88,7 @@ Respond = Callable[..., Awaitable[Any]]
 
 _MAX_INLINE_ERROR = 150
 _MAX_PENDING = 50
+_MAX_ECHO = 40  # what a person typed, quoted back: enough to recognise, never a wall of their own text
 _ANY = re.compile(r".*")
 _ENTRY = re.compile(r'^"[^"]*":')
 MAX_FORM_VALUE = 3000
@@ -206,7 +207,8 @@ class Listeners:
         elif isinstance(parsed, LogsCommand):
             await self._logs(parsed, user, channel, respond)
         elif isinstance(parsed, HelpCommand) and parsed.unknown:
-            await _ephemeral(respond, f"I don't know `{untrusted(parsed.unknown)}`.\n\n{escape(USAGE)}")
+            unknown = untrusted(_cut(parsed.unknown, _MAX_ECHO))
+            await _ephemeral(respond, f"I don't know `{unknown}`.\n\n{escape(USAGE)}")
         else:
             await _ephemeral(respond, escape(USAGE))
 
@@ -321,6 +323,7 @@ class Listeners:
                 locked=locked,
                 preset=preset[0] if preset else None,
                 picker=picker,
+                approval=_approval_of(self._policy.for_channel(str(meta["c"]))),
             )
         except BotError as exc:
             return error_modal(explain(exc))
@@ -783,7 +786,13 @@ class Listeners:
 
     async def on_unknown_action(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
-        action_id = str(body["actions"][0]["action_id"])
+        action = body["actions"][0]
+        action_id = str(action["action_id"])
+        if action.get("url") or not body.get("response_url"):
+            # A link button opened its URL in the browser (Slack still sends the click), or the click came from
+            # inside a modal, which has no response_url: the ack is the whole answer.
+            log.info("acknowledged a click on %.64s (link button or inside a modal)", action_id)
+            return
         log.info("a click on an action this bot does not know (%.64s)", action_id)
         answer = _ephemeral(
             self._notifier.responder(str(body.get("response_url") or "")),
@@ -815,6 +824,11 @@ async def _ephemeral(respond: Respond, text: str, **kwargs: Any) -> None:
 def _clicker(body: Mapping[str, Any]) -> tuple[str, str]:
     """Who clicked and the button's value (an approval ID); `well_formed` has checked both are strings."""
     return str(body["user"]["id"]), str(body["actions"][0].get("value", ""))
+
+
+def _approval_of(policy: ChannelPolicy) -> tuple[tuple[str, ...], int] | None:
+    """Who a launch from this channel's form will ask, and how many must approve; None where it launches at once."""
+    return (tuple(policy.approvers), policy.min_approvals) if policy.approval else None
 
 
 def _origin(body: Mapping[str, Any]) -> tuple[str, str]:

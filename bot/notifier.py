@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.blocks import Message
+from bot.blocks import Message, fit_text
 from bot.errors import SlackError
 
 __all__ = ["Notifier"]
@@ -65,6 +65,7 @@ class Notifier:
 
     async def tell(self, channel: str, user: str, text: str) -> None:
         """Say something only `user` sees; a DM from the app when the bot cannot post in the channel."""
+        text = fit_text(text)
         try:
             await self._call("chat.postEphemeral", channel=channel, user=user, text=text)
         except SlackError as exc:
@@ -75,7 +76,15 @@ class Notifier:
         """Answer through a request's `response_url` (ephemeral by default) on the bot's shared connection pool.
 
         Bolt's own `respond()` opens a new HTTP client, and in production a new TLS connection, for every answer.
+        A click inside a modal comes without a `response_url`: there is nothing to answer through, and that is
+        not a failure. Texts are fitted to what Slack shows, never cut inside a link or a mention.
         """
+        if not response_url:
+
+            async def nowhere(**message: Any) -> None:
+                log.info("no response_url to answer through (a click inside a modal); not answered")
+
+            return nowhere
         webhook = AsyncWebhookClient(
             url=response_url,
             session=self._client.session,
@@ -84,6 +93,8 @@ class Notifier:
         )
 
         async def respond(**message: Any) -> None:
+            if isinstance(message.get("text"), str):
+                message["text"] = fit_text(message["text"])
             try:
                 reply = await webhook.send_dict(message)
             except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:

@@ -342,3 +342,25 @@ async def test_approval_request_the_bot_cannot_post_is_explained_and_closed(gov:
     store = gov.runner.app[STORE]  # type: ignore[union-attr]
     assert await store.pending_approvals(OPS) == []
     assert gov.bk.requests("execute_job") == []
+
+
+async def test_the_form_in_an_approval_channel_requests_approval_and_names_who_is_asked(gov: Bot) -> None:
+    view = await gov.open_form()
+    assert view["submit"]["text"] == "Request approval"
+    context = json.dumps([b for b in view["blocks"] if b["type"] == "context"])
+    assert "need approval" in context
+    for approver in (f"<@{BOB}>", f"<@{CAROL}>", "<!subteam^S0ONCALL>"):
+        assert approver in context
+    status, _ = await gov.submit(view, {})
+    assert status == 200
+    await gov.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("channel") == OPS)
+    await gov.idle()
+    assert has_buttons(gov.slack.messages(OPS)[-1]) and gov.bk.requests("execute_job") == []
+
+
+async def test_the_form_in_an_open_channel_launches(gov: Bot) -> None:
+    await gov.command(f"run {PLAN}", channel=OPEN)
+    (update,) = await gov.slack.wait_for_call("views.update")
+    view = gov.slack.view(update.args["view_id"])
+    assert view is not None and view["submit"]["text"] == "Launch"
+    assert "need approval" not in json.dumps(view["blocks"])
