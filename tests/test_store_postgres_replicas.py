@@ -277,7 +277,10 @@ async def test_a_replica_killed_mid_delivery_leaves_its_work_to_the_other(
         launches = [m["ts"] for m in slack.messages(OPEN) if not m.get("thread_ts")]
         assert len(launches) == 6
         for ts in launches:
-            await slack.wait_for_call("chat.postMessage", lambda c, ts=ts: c.args.get("thread_ts") == ts, timeout=20)
+            # An attempt A made before it died may have been refused (429): wait for the reply Slack accepted.
+            await slack.wait_for_call(
+                "chat.postMessage", lambda c, ts=ts: c.args.get("thread_ts") == ts and slack.accepted(c), timeout=20
+            )
         await replica_b.idle()
         assert sorted(len(slack.thread(OPEN, ts)) for ts in launches) == [1] * 6
     finally:

@@ -190,7 +190,7 @@ class FakeSlack(_FileUploads):
         self.users: dict[str, JsonDict] = {uid: dict(info) for uid, info in (users or {}).items()}
         self.usergroups: dict[str, list[str]] = {gid: list(m) for gid, m in (usergroups or {}).items()}
         self._calls: list[SlackCall] = []
-        self._statuses: dict[int, int] = {}
+        self._statuses: dict[int, tuple[int, bool]] = {}
         self._responses: list[ResponseUrlPost] = []
         self._messages: dict[str, list[JsonDict]] = defaultdict(list)
         self._views: dict[str, JsonDict] = {}
@@ -322,7 +322,13 @@ class FakeSlack(_FileUploads):
 
     def status_of(self, call: SlackCall) -> int | None:
         """The HTTP status the call was answered with (429 when rate limited); None while unanswered."""
-        return self._statuses.get(id(call))
+        answered = self._statuses.get(id(call))
+        return answered[0] if answered else None
+
+    def accepted(self, call: SlackCall) -> bool:
+        """Whether Slack answered the call `ok: true` (a call that was refused or is still in flight: False)."""
+        answered = self._statuses.get(id(call))
+        return bool(answered and answered[1])
 
     def messages(self, channel: str) -> list[JsonDict]:
         """Every message posted to `channel`, top-level and replies, in posting order (live dicts)."""
@@ -397,7 +403,10 @@ class FakeSlack(_FileUploads):
         response = await self._answer_api(request)
         call = request.get(_CALL_KEY)
         if isinstance(call, SlackCall) and isinstance(response, web.Response):
-            self._statuses[id(call)] = response.status
+            ok = response.status == 200 and b'"ok": true' in (response.body or b"")  # type: ignore[operator]
+            answered = (response.status, ok)
+            # Waiters may be waiting on the answer (`accepted`), not only on the call's arrival.
+            await self._record(lambda: self._statuses.__setitem__(id(call), answered))
         if isinstance(call, SlackCall) and self._call_observers:
             answer: Any = None
             if isinstance(response, web.Response) and response.content_type == "application/json" and response.body:
