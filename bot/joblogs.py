@@ -65,7 +65,9 @@ class Masker:
     """Replaces known secret values (longest first) and secret-looking assignments with a mask."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+        # Logs are cleaned before they are masked, so a secret is also looked for as cleaning would leave it.
+        known = {form for s in secrets for form in (s, clean(s))}
+        values = sorted({s for s in known if len(s) >= MIN_SECRET}, key=len, reverse=True)
         self._values = re.compile("|".join(re.escape(v) for v in values)) if values else None
 
     def __call__(self, text: str) -> str:

@@ -401,3 +401,23 @@ async def test_no_log_line_is_shown_when_the_plans_secrets_cannot_be_read(lbot: 
     text = "\n".join(sections_of(reply))
     assert "*exit code 1*: 1 host" in text  # the grouping still tells what went wrong
     assert "Logs are withheld" in text and "echo" not in text and PASSWORD not in json.dumps(reply)
+
+
+async def test_a_retried_job_shows_the_latest_attempts_logs(lbot: Bot) -> None:
+    """After "retry failed hosts" in BK-JOB the job finishes again: its digest is read again, from the new attempt."""
+    add_rollout(lbot.bk, 2)
+    instance_id, ts = await launch(lbot)
+    first = {"10.0.0.0": HostOutcome(status=104, exit_code=1, log="first try\n"), "10.0.0.1": HostOutcome(status=9)}
+    lbot.bk.set_host_outcomes(instance_id, 0, first)
+    reply = await failed_reply(lbot, instance_id, ts)
+    assert "first try" in json.dumps(reply) and "1 of 2 hosts failed" in json.dumps(reply)
+
+    lbot.bk.retry_failed_hosts(instance_id)
+    lbot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=2, log="second try\n")})
+    await lbot.bk.finish(instance_id, status=4, step_statuses=[4, 1])
+    await lbot.slack.wait_for_call("chat.postMessage", lambda c: "second try" in json.dumps(c.args), timeout=10)
+    await lbot.idle()
+    second = lbot.slack.thread(CHANNEL, ts)[-1]
+    text = "\n".join(sections_of(second))
+    assert "exit code 2" in text and "second try" in text and "first try" not in text
+    assert "1 of 2 hosts failed" in text  # 10.0.0.1 succeeded in the first attempt (status 3)

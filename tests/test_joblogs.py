@@ -86,3 +86,14 @@ def test_a_file_step_names_source_and_destination() -> None:
     failed = HostResult(step_instance_id=2, host=HostRef(0, "10.0.0.1"), status=203, log="", files=(transfer,))
     (text,) = sections(FailureReport(steps=(FailedStep(2, "copy", FILE_STEP, 4, 1, (failed,)),)))
     assert "`10.9.9.9:/data/a.tgz` → `10.0.0.1:/opt/`" in text and "source file missing" in text
+
+
+@given(
+    st.text(min_size=3, max_size=40).filter(lambda s: "*" not in s and len(clean(s)) >= 3),
+    st.lists(st.text(max_size=200), max_size=5),
+)
+def test_a_known_secret_never_survives_masking(secret: str, around: list[str]) -> None:
+    """Whatever surrounds it, and even with escapes or control characters in it, a secret is not shown."""
+    text = secret.join(around) if len(around) > 1 else f"{secret} {''.join(around)}"
+    shown = Masker([secret])(clean(text))
+    assert clean(secret) not in shown
