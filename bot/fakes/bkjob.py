@@ -81,7 +81,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "no_instance": ("作业实例不存在", "Task instance does not exist"),
     "unsupported_operation": ("不支持的操作", "Unsupported operation"),
     "not_confirmer": ("只有步骤的确认人才能操作", "Only the confirmer of the step can operate"),
-    "no_step": ("步骤实例不存在", "Step instance does not exist"),
+    "no_step": ("作业步骤实例不存在", "Task step instance does not exist"),  # message_*.properties 1244007
     "no_permission": (
         "用户({0})权限不足，请前往权限中心确认并申请补充后重试",
         "User ({0}) permission not allowed, please confirm and apply permission in IAM and try again",
@@ -797,30 +797,24 @@ class FakeBkJob(_HostLogs):
         return []
 
     def retry_failed_hosts(self, instance_id: int) -> None:
-        """operate_step_instance code 2 from BK-JOB's UI: the failed step runs again on its failed hosts (its
-        `execute_count` goes up, hosts that succeeded show 3, LAST_SUCCESS) and the job is running again; the
-        next `finish` calls back once more (reference §10)."""
+        """"Retry failed hosts" in BK-JOB's UI (operate_step_instance code 2) on the failed step: it runs again on
+        its failed hosts (`execute_count` goes up, hosts that succeeded show 3, LAST_SUCCESS) and the job is running
+        again; the next `finish` calls back once more (reference §10)."""
         inst = self.instances[instance_id]
-        if inst.status != 4:
-            raise ValueError(f"instance {instance_id} has status {inst.status}: only a failed job can be retried")
-        step = next(s for s in inst.steps if s.status == 4)
-        for host in step.hosts:
-            host["status"] = 3 if _host_status(step, host) in (3, 9) else 7
-        step.status, step.end_time = 2, None
-        step.execute_count += 1
-        inst.status, inst.end_time = 2, None
+        self._revive(inst, self._failed_step(inst), 2)
 
     def ignore_error(self, instance_id: int) -> None:
-        """operate_step_instance code 3: the failed step is marked 6 (IGNORE_ERROR) and the job runs on from the
-        next step; the next `finish` calls back once more."""
+        """"Ignore error" in BK-JOB's UI (code 3): the failed step is marked 6 (IGNORE_ERROR) and the job runs on
+        from the next step; the next `finish` calls back once more."""
         inst = self.instances[instance_id]
-        if inst.status != 4:
-            raise ValueError(f"instance {instance_id} has status {inst.status}: only a failed job's error is ignored")
-        index = next(i for i, s in enumerate(inst.steps) if s.status == 4)
-        inst.steps[index].status = 6
-        if index + 1 < len(inst.steps):
-            inst.steps[index + 1].status, inst.steps[index + 1].start_time = 2, time.time()
-        inst.status, inst.end_time = 2, None
+        self._revive(inst, self._failed_step(inst), 3)
+
+    @staticmethod
+    def _failed_step(inst: Instance) -> StepInstance:
+        step = next((s for s in inst.steps if s.status == 4), None)
+        if inst.status != 4 or step is None:
+            raise ValueError(f"instance {inst.job_instance_id} (status {inst.status}) has no failed step to revive")
+        return step
 
     async def send_callback(
         self,
