@@ -65,7 +65,16 @@ async def test_lost_callback_is_recovered_by_the_poller(quick: Bot) -> None:
 async def test_callbacks_off_sends_no_callback_url_and_the_poller_reports(
     slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
 ) -> None:
-    bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "off.sqlite3", BK_CALLBACK="off", CALLBACK_GRACE="0.1")
+    # PROGRESS_INTERVAL paces the polls: a poll that finds the job still running must not push the next one past
+    # the wait below (a race under load).
+    bot = Bot(
+        slack=slack,
+        bk=bk,
+        db_path=tmp_path / "off.sqlite3",
+        BK_CALLBACK="off",
+        CALLBACK_GRACE="0.1",
+        PROGRESS_INTERVAL="0.1",
+    )
     await bot.start()
     try:
         instance_id, ts = await launch(bot)
