@@ -227,7 +227,8 @@ def _file_log(f: _FileLogV3) -> FileLog:
 
 
 def batch_log_body(step_instance_id: int, job_instance_id: int, hosts: Sequence[HostRef]) -> dict[str, Any]:
-    """The business part of a batch log read: by host ID when every host has one, else by cloud area and IP."""
+    """The business part of a batch log read: by host ID when every host has one, else by cloud area and IP
+    (callers batch hosts known by ID apart from the others)."""
     body: dict[str, Any] = {"job_instance_id": job_instance_id, "step_instance_id": step_instance_id}
     if hosts and all(h.bk_host_id is not None for h in hosts):
         body["host_id_list"] = [h.bk_host_id for h in hosts]

@@ -186,10 +186,16 @@ class JobLogs:
                 continue
             if result.log is None or (result.step_instance_id in file_steps and not result.files):
                 need[result.step_instance_id].append(result.host)
+        # A batch names its hosts all by host ID or all by IP: hosts known by ID (IPv6-only ones have nothing
+        # else) go in batches of their own.
         batches = [
-            (step_id, hosts[i : i + MAX_HOSTS_PER_CALL])
+            (step_id, part[i : i + MAX_HOSTS_PER_CALL])
             for step_id, hosts in need.items()
-            for i in range(0, len(hosts), MAX_HOSTS_PER_CALL)
+            for part in (
+                [h for h in hosts if h.bk_host_id is not None],
+                [h for h in hosts if h.bk_host_id is None],
+            )
+            for i in range(0, len(part), MAX_HOSTS_PER_CALL)
         ]
         gate = asyncio.Semaphore(self._concurrency)
 
