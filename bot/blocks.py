@@ -146,9 +146,12 @@ def loading_modal(job_id: int) -> dict[str, Any]:
 
 
 def error_modal(message: str) -> dict[str, Any]:
+    """One icon (the message's own when it brings one) and a Close button: there is nothing to cancel."""
+    text = message if message.startswith(":") else f":warning: {message}"
     return _modal(
         title="BK-JOB",
-        blocks=[SectionBlock(text=MarkdownTextObject(text=_cut(f":warning: {message}", _MAX_SECTION)))],
+        close="Close",
+        blocks=[SectionBlock(text=MarkdownTextObject(text=_cut(text, _MAX_SECTION)))],
     )
 
 
@@ -296,8 +299,13 @@ def result_reply(
     if detail is not None and detail.job_instance.total_time is not None:
         lines.append(f"Ran for {_duration(detail.job_instance.total_time)}")
     steps = _step_lines(detail)
+    if job_status in status.SUCCESSFUL and detail is not None and detail.steps:
+        if all(step.status in status.SUCCESSFUL for step in detail.steps):
+            # Nothing to look at step by step: one line says so.
+            count = len(detail.steps)
+            steps = [f"All {count} steps succeeded." if count > 1 else "Its one step succeeded."]
     if job_status not in status.SUCCESSFUL:
-        lines.append(f"<@{launch.requester}>")
+        lines.append(f"<@{launch.requester}>, your launch {word}.")
     if note:
         lines.append(f"_{_esc(note)}_")
     head = "\n".join(lines)
@@ -406,11 +414,12 @@ def _modal(
     submit: str | None = None,
     callback_id: str | None = None,
     private_metadata: str | None = None,
+    close: str = "Cancel",
 ) -> dict[str, Any]:
     view = View(
         type="modal",
         title=_cut(title, 24),
-        close="Cancel",
+        close=close,
         submit=submit,
         callback_id=callback_id,
         private_metadata=private_metadata,
@@ -501,16 +510,26 @@ def _approval_status(approval: ApprovalRecord, votes: Sequence[Vote]) -> str:
     return f":hourglass: *Expired* {when(approval.expires_at)} without enough approvals ({count})."
 
 
-def reject_modal(metadata: str) -> dict[str, Any]:
+def reject_modal(metadata: str, approval: ApprovalRecord | None = None) -> dict[str, Any]:
+    """Names the request being rejected; Slack itself marks the optional reason "(optional)"."""
+    blocks: list[Block] = []
+    if approval is not None:
+        what = (
+            f"Reject the launch of *{_esc(approval.plan_name)}* (plan {approval.bk_job_id}, business "
+            f"{approval.bk_biz_id}) requested by <@{approval.requester}>? They are told, with your reason if you"
+            " give one."
+        )
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_cut(what, _MAX_SECTION))))
     return _modal(
         title="Reject launch",
         submit="Reject",
         callback_id=REJECT_VIEW,
         private_metadata=metadata,
         blocks=[
+            *blocks,
             InputBlock(
                 block_id=REASON_BLOCK,
-                label="Reason (optional)",
+                label="Reason",
                 optional=True,
                 element=PlainTextInputElement(action_id=REASON_ACTION, multiline=True, max_length=1000),
             )

@@ -479,7 +479,7 @@ class Listeners:
         try:
             approval = await self._approvals.check_approver(approval_id, user, origin=_origin(body))
             metadata = self._signer.sign({"p": "reject", "a": approval.id, "u": user, "c": approval.channel})
-            await self._notifier.open_view(str(body.get("trigger_id", "")), reject_modal(metadata))
+            await self._notifier.open_view(str(body.get("trigger_id", "")), reject_modal(metadata, approval))
         except BotError as exc:
             await _ephemeral(respond, explain(exc), replace_original=False)
 
@@ -863,9 +863,19 @@ def _read_form(view: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]
 def _inline_error(exc: TargetError) -> str:
     """Slack shows a short line under the field: name every bad entry, with the reason when there is one."""
     if len(exc.problems) == 1:
-        return _cut(exc.problems[0], _MAX_INLINE_ERROR)
+        return _cut_words(exc.problems[0], _MAX_INLINE_ERROR)
     entries = ", ".join(m.group(0)[:-1] if (m := _ENTRY.match(p)) else p for p in exc.problems)
-    return _cut(f"Not hosts: {entries}. Use 10.0.0.1, 2:10.0.0.1, group:<id> or module:<id>.", _MAX_INLINE_ERROR)
+    hint = " Use 10.0.0.1, 2:10.0.0.1, group:<id> or module:<id>."
+    return _cut_words(f"Not hosts: {entries}.", _MAX_INLINE_ERROR - len(hint)) + hint
+
+
+def _cut_words(text: str, limit: int) -> str:
+    """Cut at a word boundary (a cut entry such as `10.0.0.1` reading `10.0.` would mislead)."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head).rstrip(" ,") + "…"
 
 
 def _cut(text: str, limit: int) -> str:

@@ -364,3 +364,14 @@ async def test_the_form_in_an_open_channel_launches(gov: Bot) -> None:
     view = gov.slack.view(update.args["view_id"])
     assert view is not None and view["submit"]["text"] == "Launch"
     assert "need approval" not in json.dumps(view["blocks"])
+
+
+async def test_the_reject_form_names_the_request_and_says_optional_once(gov: Bot) -> None:
+    message = await request_approval(gov)
+    await click(gov, REJECT_ACTION, message, BOB)
+    (opened,) = await gov.slack.wait_for_call("views.open")
+    view = opened.args["view"]
+    (reason,) = [b for b in view["blocks"] if b["type"] == "input"]
+    assert reason["label"]["text"] == "Reason" and reason["optional"] is True  # Slack adds "(optional)" itself
+    named = json.dumps([b for b in view["blocks"] if b["type"] == "section"])
+    assert "Deploy web" in named and f"<@{ALICE}>" in named
