@@ -113,13 +113,18 @@ class Workspace:
         elif action == "push" and isinstance((answer or {}).get("view"), dict):
             stack.append(Modal(view={**dict((answer or {})["view"]), "id": f"VLOCAL{next(self._seq)}"}))
         elif action == "clear":
+            for modal in stack:
+                self._slack.close_view(modal.id)
             stack.clear()
         else:
+            self._slack.close_view(current.id)
             stack.remove(current)
         self._bump()
 
     def close(self, user: str, view_id: str) -> None:
+        """The person closed the modal: Slack forgets the view, so a late views.update answers `not_found`."""
         stack = self._modals.get(user, [])
+        self._slack.close_view(view_id)
         self._modals[user] = [m for m in stack if m.id != view_id]
         self._bump()
 
