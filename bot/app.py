@@ -242,6 +242,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         lease=settings.poll_lease,
         heartbeat=heartbeats.expect("poller", within=settings.poll_lease + settings.poll_tick + 5),
         operations=operations,
+        background=background,
     )
     Listeners(
         store=store,

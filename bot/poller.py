@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot import status
-from bot.background import failure_delay
+from bot.background import Background, failure_delay
 from bot.bk import BkClient
 from bot.bk_models import InstanceSummary, JobInstanceStatus
 from bot.blocks import escape, notice, untrusted, utc_time, when
@@ -32,6 +32,7 @@ _MAX_INTERVAL_S = 120.0
 _PROGRESS_EDITS_PER_MIN = 30
 _RECONCILE_WINDOW_S = 120.0  # how long after a lost answer an instance may still show up in BK-JOB's list
 _MAX_RECONCILE_ATTEMPTS = 8
+_REPORTS_IN_FLIGHT = 8  # finished launches reported at once (each may read BK-JOB's logs for LOG_DIGEST_BUDGET)
 
 
 class Poller:
@@ -53,8 +54,11 @@ class Poller:
         lease: float = _LEASE_S,
         heartbeat: Callable[[], None] = lambda: None,
         operations: Operations | None = None,
+        background: Background,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._background = background
+        self._reports = asyncio.Semaphore(_REPORTS_IN_FLIGHT)
         self._heartbeat = heartbeat
         self._operations = operations
         self._lease = lease
@@ -110,7 +114,10 @@ class Poller:
             await self._again(launch)
             return
         if detail.is_finished and status.is_finished(detail.job_instance.status):
-            await self._results.report(launch.id, hinted_status=None, detail=detail)
+            # Reported outside the round: a failed job's log read (up to LOG_DIGEST_BUDGET) must not hold back
+            # the next round's results. The lease keeps the launch out of later rounds meanwhile, and a report
+            # that fails leaves it to be polled again when the lease runs out.
+            self._background.spawn(self._report(launch, detail), name=f"poll-report-{launch.job_instance_id}")
             return
         await self._progress(launch, detail)
         if detail.job_instance.status == 7 and self._operations is not None:
@@ -120,6 +127,10 @@ class Poller:
         await self._again(
             launch, steady=any(s.type == 3 and not status.is_finished(s.status) for s in detail.steps), live=True
         )
+
+    async def _report(self, launch: LaunchRecord, detail: JobInstanceStatus) -> None:
+        async with self._reports:
+            await self._results.report(launch.id, hinted_status=None, detail=detail)
 
     async def _again(self, launch: LaunchRecord, *, steady: bool = False, live: bool = False) -> None:
         """A job with a manual confirmation ahead is read every `progress_interval` (it waits in 7 without calling

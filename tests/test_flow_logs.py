@@ -421,3 +421,52 @@ async def test_a_retried_job_shows_the_latest_attempts_logs(lbot: Bot) -> None:
     text = "\n".join(sections_of(second))
     assert "exit code 2" in text and "second try" in text and "first try" not in text
     assert "1 of 2 hosts failed" in text  # 10.0.0.1 succeeded in the first attempt (status 3)
+
+
+async def test_a_slow_log_read_does_not_hold_back_another_launchs_result(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
+) -> None:
+    """The poller reports two failed jobs: the first one's logs hang in BK-JOB, the second's result goes out anyway."""
+    policy = tmp_path / "bkjob.toml"
+    policy.write_text(POLICY)
+    bot = Bot(
+        slack=slack,
+        bk=bk,
+        db_path=tmp_path / "slow.sqlite3",
+        BKJOB_CONFIG=str(policy),
+        BK_CALLBACK="off",
+        CALLBACK_GRACE="0.1",
+        PROGRESS_INTERVAL="0.1",
+        LOG_DIGEST_BUDGET="60",
+        BK_TIMEOUT="60",
+    )
+    await bot.start()
+    try:
+        add_rollout(bot.bk, 1)
+        slow_id, slow_ts = await launch(bot)
+        quick_id, quick_ts = await launch(bot)
+        for instance_id in (slow_id, quick_id):
+            outcome = HostOutcome(status=104, exit_code=3, log=f"broken {instance_id}\n")
+            bot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": outcome})
+        api = "get_job_instance_log" if bk.api_version == "v2" else "batch_get_job_instance_ip_log"
+        bot.bk.delay_next(api, 60)  # held until the fake closes
+        await bot.bk.finish(slow_id, status=4, step_statuses=[4, 1])
+        await bot.bk.wait_for_request(api, count=1, timeout=10)
+        await bot.bk.finish(quick_id, status=4, step_statuses=[4, 1])
+        await bot.slack.wait_for_call(
+            "chat.postMessage",
+            lambda c: c.args.get("thread_ts") == quick_ts and "Failed" in json.dumps(c.args),
+            timeout=20,
+        )
+        assert f"broken {quick_id}" in json.dumps(bot.slack.thread(CHANNEL, quick_ts))
+        assert not bot.slack.thread(CHANNEL, slow_ts)  # its log read is still held by BK-JOB
+        await bot.bk.close()  # the held read fails: the result goes out once, saying the logs are missing
+        await bot.slack.wait_for_call(
+            "chat.postMessage", lambda c: c.args.get("thread_ts") == slow_ts, timeout=20
+        )
+        await bot.idle()
+        (reply,) = bot.slack.thread(CHANNEL, slow_ts)
+        assert "Failed" in json.dumps(reply) and f"broken {slow_id}" not in json.dumps(reply)
+        assert len(bot.bk.requests(api)) == 2  # one read per finish
+    finally:
+        await bot.close()
