@@ -20,6 +20,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.app import BACKGROUND, OUTBOX, SOCKET, create_app
 from bot.config import Settings, load_settings
+from bot.fakes.slack_rules import view_problems
 from bot.fakes.socket_mode import FakeSocketMode
 from tests.fakes import FakeBkJob, FakeSlack
 
@@ -334,7 +335,7 @@ class Bot:
         }
         if self.socket is not None:
             envelope = await self.socket.interactive(payload)
-            return 200, envelope.response_payload
+            return 200, _checked_ack(envelope.response_payload)
         body = urlencode({"payload": json.dumps(payload)})
         ts = str(int(time.time()))
         headers = {
@@ -345,7 +346,7 @@ class Bot:
         assert self.http is not None
         async with self.http.post(f"{self.url}/slack/events", data=body.encode(), headers=headers) as resp:
             text = await resp.text()
-            return resp.status, (json.loads(text) if text else None)
+            return resp.status, _checked_ack(json.loads(text) if text else None)
 
     async def click(
         self, action_id: str, value: str, *, user: str, channel: str = CHANNEL, message_ts: str = "1.0"
@@ -382,6 +383,15 @@ class Bot:
         view = self.slack.view(calls[-1].args["view_id"])
         assert view is not None
         return view
+
+
+def _checked_ack(answer: Any) -> Any:
+    """Slack checks a view given in a view_submission's ack as it checks views.update's (and shows the person an
+    error instead): so does the harness."""
+    if isinstance(answer, dict) and answer.get("response_action") in ("update", "push"):
+        problems = view_problems(answer.get("view"))
+        assert not problems, f"Slack would refuse the view in this ack: {problems}"
+    return answer
 
 
 def form_state(view: Mapping[str, Any], values: Mapping[str, str | None]) -> dict[str, Any]:
