@@ -29,8 +29,6 @@ __all__ = ["LogFiles"]
 
 log = logging.getLogger(__name__)
 
-_RECENT = 50
-"""`/bkjob logs` looks for the instance among the channel's last launches (the store has no index by instance)."""
 _WINDOW = 600.0
 """Seconds during which one finish's (or one host's) logs are attached only once, whoever asks."""
 
@@ -71,12 +69,12 @@ class LogFiles:
         return await self._attach(user, launch, host)
 
     async def for_instance(self, *, user: str, channel: str, job_instance_id: int, host: str | None) -> str:
-        launches = await self._store.recent_launches(channel, _RECENT)
-        launch = next((la for la in launches if la.job_instance_id == job_instance_id), None)
-        if launch is None:
+        """`/bkjob logs <instance>`: any launch made from this channel, however old (found by the instance's index)."""
+        launch = await self._store.find_launch_by_instance(job_instance_id)
+        if launch is None or launch.channel != channel:
             return (
-                f":warning: Instance {job_instance_id} is not one of the last {_RECENT} launches made in this "
-                "channel; I attach logs only of launches made here."
+                f":warning: Instance {job_instance_id} was not launched from this channel; "
+                "I attach logs only of launches made here."
             )
         return await self._attach(user, launch, host)
 

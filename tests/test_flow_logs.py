@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -339,6 +340,28 @@ async def test_logs_command_attaches_one_hosts_log(lbot: Bot) -> None:
     assert upload.data is not None and b"log of 10.0.0.1" in upload.data and b"log of 10.0.0.0" not in upload.data
 
 
+async def test_logs_command_finds_an_instance_older_than_the_last_50_launches(lbot: Bot) -> None:
+    lbot.slack.lift_rate_tiers()  # 51 launch messages and their edits: the volume is not what this test is about
+    add_rollout(lbot.bk, 1)
+    instance_id, ts = await launch(lbot, channel=FULL)
+    lbot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=9, log="old one\n")})
+    await failed_reply(lbot, instance_id, ts, channel=FULL)
+    before = len(lbot.bk.requests("execute_job"))
+    await asyncio.gather(*(lbot.command(f"run {ROLLOUT} --yes", channel=FULL) for _ in range(50)))
+    await lbot.bk.wait_for_request("execute_job", count=before + 50, timeout=60)
+    await lbot.idle()
+    assert len(lbot.slack.messages(FULL)) >= 51
+
+    await lbot.command(f"logs {instance_id}", channel=FULL)
+    assert "Attached the logs of 1 failed host " in await answer(lbot, "Attached")
+    (upload,) = lbot.slack.files()
+    assert upload.thread_ts == ts and upload.data is not None and b"old one" in upload.data
+    # Still only for launches made in the channel asking.
+    await lbot.command(f"logs {instance_id}", channel=VIEWERS)
+    assert "not launched from this channel" in await answer(lbot, "not launched from this channel")
+    assert len(lbot.slack.files()) == 1
+
+
 async def test_full_logs_only_where_the_policy_allows_and_for_whom(lbot: Bot) -> None:
     add_rollout(lbot.bk, 1)
     instance_id, ts = await launch(lbot)  # CHANNEL: logs = "digest"
@@ -347,7 +370,7 @@ async def test_full_logs_only_where_the_policy_allows_and_for_whom(lbot: Bot) ->
     await lbot.command(f"logs {instance_id}")
     assert 'logs = "digest"' in await answer(lbot, "logs = ")
     await lbot.command(f"logs {instance_id}", channel=FULL)  # not launched from there
-    assert "not one of the last" in await answer(lbot, "not one of the last")
+    assert "not launched from this channel" in await answer(lbot, "not launched from this channel")
     assert not lbot.slack.files()
 
 

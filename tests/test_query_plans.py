@@ -155,6 +155,7 @@ HOT: dict[str, Op] = {
     "create_launch": lambda s: s.create_launch(launch("L9", callback_token_hash="hash-new")),
     "get_launch": lambda s: s.get_launch("L1"),
     "find_launch_by_token": lambda s: s.find_launch_by_token("hash-L1"),
+    "find_launch_by_instance": lambda s: s.find_launch_by_instance(10000),
     "set_message": lambda s: s.set_message("L1", "1.1", now=NOW),
     "set_outcome": lambda s: s.set_outcome("L1", LaunchState.RUNNING, now=NOW, job_instance_id=7),
     "record_result": lambda s: s.record_result("L1", "3", 3, now=NOW, reply=message(20, "t1")),

@@ -62,6 +62,10 @@ class Store(ABC):
     async def find_launch_by_token(self, token_hash: str) -> LaunchRecord | None: ...
 
     @abstractmethod
+    async def find_launch_by_instance(self, job_instance_id: int) -> LaunchRecord | None:
+        """The launch that started a BK-JOB instance (the newest, should two ever name it), read by index."""
+
+    @abstractmethod
     async def set_message(self, launch_id: str, message_ts: str, *, now: float) -> None: ...
 
     @abstractmethod

@@ -205,6 +205,13 @@ class PostgresStore(Store):
         )
         return launch_from(dict(row)) if row else None
 
+    async def find_launch_by_instance(self, job_instance_id: int) -> LaunchRecord | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE job_instance_id = $1 ORDER BY created_at DESC LIMIT 1",
+            job_instance_id,
+        )
+        return launch_from(dict(row)) if row else None
+
     async def set_message(self, launch_id: str, message_ts: str, *, now: float) -> None:
         await self.pool.execute(
             "UPDATE launches SET message_ts = $1, updated_at = $2 WHERE id = $3", message_ts, now, launch_id

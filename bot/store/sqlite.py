@@ -140,6 +140,9 @@ class SqliteStore(Store):
     async def find_launch_by_token(self, token_hash: str) -> LaunchRecord | None:
         return await self._one_launch("callback_token_hash = ?", token_hash)
 
+    async def find_launch_by_instance(self, job_instance_id: int) -> LaunchRecord | None:
+        return await self._one_launch("job_instance_id = ? ORDER BY created_at DESC LIMIT 1", job_instance_id)
+
     async def _one_launch(self, where: str, arg: Any) -> LaunchRecord | None:
         async with self.db.execute(f"SELECT {LAUNCH_COLUMNS} FROM launches WHERE {where}", (arg,)) as cur:
             row = await cur.fetchone()
