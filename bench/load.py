@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 
 from bench.signed import Signed
 
-__all__ = ["Load", "percentile", "send_all"]
+__all__ = ["Lazy", "Load", "percentile", "send_all"]
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -36,7 +36,23 @@ class Load:
     statuses: dict[int, int]
 
 
-async def send_all(url: str, requests: Sequence[Signed], *, concurrency: int, deadline_s: float = 120.0) -> Load:
+class Lazy:
+    """`count` requests, each built (signed, its trigger_id minted) only when a sender takes it: Slack sends a
+    request the moment a person acts, and a trigger_id expires 3 s after that, so one built long before it is sent
+    would measure expired triggers, not the bot."""
+
+    def __init__(self, count: int, make: Callable[[int], Signed]) -> None:
+        self._count = count
+        self._make = make
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Signed]:
+        return (self._make(i) for i in range(self._count))
+
+
+async def send_all(url: str, requests: Iterable[Signed], *, concurrency: int, deadline_s: float = 120.0) -> Load:
     """Each sender takes the next request as soon as its previous one is answered (closed loop)."""
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
