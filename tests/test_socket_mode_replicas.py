@@ -68,22 +68,23 @@ async def test_redelivered_commands_over_two_connections_launch_once_each(replic
     a, b = replicas
     socket = a.socket
     assert socket is not None
-    socket.ack_timeout = 0.2
-    socket.lose_acks = 20  # about half the deliveries are answered too late and delivered again, elsewhere
+    # Only a lost ack makes Slack deliver again: an ack merely slowed by a loaded machine must not count as lost.
+    socket.ack_timeout = 60
     envelopes = [
         socket.deliver(
             "slash_commands",
             a.command_payload(f"run {PLAN} --yes version={i}", channel=OPEN, user=REQUESTER),
             accepts_response_payload=True,
+            lose_acks=1,  # half the deliveries are answered too late and delivered again, on the other connection
         )
         for i in range(20)
     ]
-    await asyncio.gather(*(e.wait_acked(timeout=30) for e in envelopes))
-    await a.bk.wait_for_request("execute_job", count=20, timeout=30)
+    await asyncio.gather(*(e.wait_acked(timeout=60) for e in envelopes))
+    await a.bk.wait_for_request("execute_job", count=20, timeout=60)
     await asyncio.gather(a.idle(), b.idle())
 
     assert sum(len(e.deliveries) for e in envelopes) == 40
-    assert any(len({conn for conn, _ in e.deliveries}) == 2 for e in envelopes), "no envelope reached both replicas"
+    assert all(len({conn for conn, _ in e.deliveries}) == 2 for e in envelopes), "an envelope reached one replica"
     assert len(a.bk.requests("execute_job")) == 20
     launches = [m for m in a.slack.messages(OPEN) if not m.get("thread_ts")]
     assert len(launches) == 20

@@ -48,6 +48,10 @@ class Envelope:
     ack: JsonDict | None = None
     acked: asyncio.Event = field(default_factory=asyncio.Event)
     given_up: bool = False
+    lose_acks: int = 0  # the next n acks of this envelope are lost (beside the app-wide `FakeSocketMode.lose_acks`)
+    # Set when the current delivery's ack was lost: Slack had already stopped waiting, so it delivers again now
+    # (an event, not a race between the app's ack and a short `ack_timeout` on a loaded machine).
+    missed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def response_payload(self) -> JsonDict | None:
@@ -55,7 +59,7 @@ class Envelope:
         payload = (self.ack or {}).get("payload")
         return payload if isinstance(payload, dict) else None
 
-    async def wait_acked(self, timeout: float = 10.0) -> Envelope:  # noqa: ASYNC109 - an assertion deadline
+    async def wait_acked(self, timeout: float = 60.0) -> Envelope:  # noqa: ASYNC109 - an assertion deadline
         try:
             async with asyncio.timeout(timeout):
                 await self.acked.wait()
@@ -72,8 +76,9 @@ class FakeSocketMode:
     - apps.connections.open takes only the app-level token (`not_allowed_token_type` for a bot token,
       `invalid_auth` for another) and returns a `ws://` URL whose ticket is good for one connection.
     - Each connection gets `hello` first; envelopes are spread over open connections in turn.
-    - An envelope not acknowledged (`{"envelope_id": ...}`) within `ack_timeout` is delivered again, on another
-      open connection when there is one, with `retry_attempt` and `retry_reason`, up to `max_retries` times; then
+    - An envelope not acknowledged (`{"envelope_id": ...}`) within `ack_timeout`, or whose ack is lost
+      (`lose_acks`: it came after Slack stopped waiting), is delivered again, on another open connection when there
+      is one, with `retry_attempt` and `retry_reason`, up to `max_retries` times; then
       Slack gives up.
     - Pings are answered with pongs unless the connection was made stale; `disconnect` messages are sent on demand.
     """
@@ -156,7 +161,7 @@ class FakeSocketMode:
         count: int,
         *,
         opened: int | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
+        timeout: float = 60.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
     ) -> list[Connection]:
         """Wait until exactly `count` connections are open (and `opened` URLs were issued in all)."""
 
@@ -176,13 +181,17 @@ class FakeSocketMode:
 
     # -- what Slack sends --------------------------------------------------------------------------------
 
-    def deliver(self, type_: str, payload: Mapping[str, Any], *, accepts_response_payload: bool) -> Envelope:
-        """Start delivering an envelope (`slash_commands`, `interactive`, `events_api`); returns at once."""
+    def deliver(
+        self, type_: str, payload: Mapping[str, Any], *, accepts_response_payload: bool, lose_acks: int = 0
+    ) -> Envelope:
+        """Start delivering an envelope (`slash_commands`, `interactive`, `events_api`); returns at once.
+        `lose_acks`: this envelope's first n acks are lost, so it is delivered n more times."""
         envelope = Envelope(
             envelope_id=str(uuid.uuid4()),
             type=type_,
             payload=dict(payload),
             accepts_response_payload=accepts_response_payload,
+            lose_acks=lose_acks,
         )
         self.envelopes.append(envelope)
         self._spawn(self._deliver(envelope))
@@ -279,8 +288,12 @@ class FakeSocketMode:
         envelope = next((e for e in self.envelopes if e.envelope_id == message.get("envelope_id")), None)
         if envelope is None or envelope.acked.is_set():
             return
-        if self.lose_acks > 0:
-            self.lose_acks -= 1
+        if envelope.lose_acks > 0 or self.lose_acks > 0:
+            if envelope.lose_acks > 0:
+                envelope.lose_acks -= 1
+            else:
+                self.lose_acks -= 1
+            envelope.missed.set()
             return
         if message.get("payload") is not None and not envelope.accepts_response_payload:
             return  # Slack ignores a payload where none is accepted; the ack itself still counts
@@ -307,17 +320,26 @@ class FakeSocketMode:
             if attempt:
                 message |= {"retry_attempt": attempt, "retry_reason": "timeout"}
             envelope.deliveries.append((conn.id, attempt))
+            envelope.missed.clear()
             try:
                 await conn.ws.send_str(json.dumps(message))
             except ConnectionError:
                 continue
-            try:
-                async with asyncio.timeout(self.ack_timeout):
-                    await envelope.acked.wait()
+            if await self._acked_in_time(envelope):
                 return
-            except TimeoutError:
-                continue
         envelope.given_up = True
+
+    async def _acked_in_time(self, envelope: Envelope) -> bool:
+        """Wait for the ack, up to `ack_timeout`; a lost ack (`lose_acks`) ends the wait at once, as one that came
+        after Slack stopped waiting."""
+        waits = [asyncio.ensure_future(envelope.acked.wait()), asyncio.ensure_future(envelope.missed.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.ack_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        return envelope.acked.is_set()
 
     async def _next_connection(self, envelope: Envelope) -> Connection:
         """The next open, non-draining connection in turn, another than the last one tried for this envelope when
