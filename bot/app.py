@@ -319,6 +319,10 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
             await asyncio.wait_for(outbox.flush(), timeout=5)
         except TimeoutError:
             log.warning("shutting down with Slack messages still queued; they are sent at the next start")
+        # The messages in hand go out and the rest of the batch is released for other replicas; only a send
+        # still hanging after that is cancelled (its message keeps its lease).
+        outbox.stop()
+        await asyncio.wait([loops[0]], timeout=5)
         loops[0].cancel()
         await asyncio.gather(loops[0], return_exceptions=True)
         await session.close()

@@ -78,6 +78,7 @@ class Outbox:
         self._started = 0  # rounds of the worker loop begun
         self._idle_round = 0  # the last round that found nothing due
         self._round_done = asyncio.Condition()
+        self._stopping = False
         # A batch is delivered before the next is leased: it holds one post and a few edits per channel, so a
         # channel whose posts wait for their slots, or whose edits queue one after another, never holds the
         # others back, and a batch takes about one slot, far within its lease.
@@ -128,6 +129,13 @@ class Outbox:
     def wake(self) -> None:
         self._wake.set()
 
+    def stop(self) -> None:
+        """Shutting down: `run` ends after the message in hand and leases nothing more; the batch's messages not
+        yet tried are released, so another replica sends them at once rather than when this lease runs out (a
+        message cancelled mid-send keeps its lease: Slack may have it)."""
+        self._stopping = True
+        self._wake.set()
+
     async def flush(self) -> None:
         """Return once every message already due has been handed to Slack (tests and shutdown use this)."""
         async with self._round_done:
@@ -161,7 +169,7 @@ class Outbox:
         """Never ends but by cancellation: a failed round (a locked database, a lost connection) is logged at
         ERROR and retried with back-off; what it had leased is retried once its lease runs out."""
         failures = 0
-        while True:
+        while not self._stopping:
             try:
                 busy = await self._round()
             except Exception:
@@ -215,7 +223,10 @@ class Outbox:
                 raise outcome
 
     async def _deliver_channel(self, messages: Sequence[OutboxMessage]) -> None:
-        for message in messages:
+        for done, message in enumerate(messages):
+            if self._stopping:
+                await self._store.outbox_release([m.id for m in messages[done:]], owner=self._owner)
+                return
             await self._deliver(message)
             self._heartbeat()
 

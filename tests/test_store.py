@@ -423,6 +423,20 @@ async def test_outbox_lease_of_a_dead_owner_is_handed_out_again(store: Store) ->
     assert again.id == leased.id
 
 
+async def test_outbox_released_messages_go_to_another_owner_at_once(store: Store) -> None:
+    """A replica stopping gives back what it leased but did not try; a message sent meanwhile stays sent."""
+    for seq, key in enumerate(["t1", "t2", "t3"], start=1):
+        await store.enqueue(message(seq, key))
+    leased = await store.lease_outbox(owner="a", now=NOW, lease=60, limit=10)
+    assert len(leased) == 3
+    await store.outbox_sent(leased[0].id, owner="a", ts="1.0", now=NOW)
+    await store.outbox_release([m.id for m in leased], owner="b")  # not b's leases: nothing changes
+    assert await store.lease_outbox(owner="b", now=NOW + 1, lease=60, limit=10) == []
+    await store.outbox_release([m.id for m in leased], owner="a")
+    taken = await store.lease_outbox(owner="b", now=NOW + 1, lease=60, limit=10)
+    assert sorted(m.id for m in taken) == sorted(m.id for m in leased[1:])
+
+
 async def test_outbox_limit(store: Store) -> None:
     for seq in range(1, 6):
         await store.enqueue(message(seq, f"t{seq}"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.store.records import (
@@ -200,6 +200,11 @@ class Store(ABC):
 
     @abstractmethod
     async def outbox_dead(self, message_id: str, *, owner: str, error: str) -> None: ...
+
+    @abstractmethod
+    async def outbox_release(self, message_ids: Sequence[str], *, owner: str) -> None:
+        """Give back leases `owner` holds on messages it has not tried to send (a replica stopping), so another
+        replica sends them now instead of when the lease runs out."""
 
     # -- retention ----------------------------------------------------------------------------------------------
 

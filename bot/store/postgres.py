@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -559,6 +559,14 @@ class PostgresStore(Store):
             " lease_until = NULL WHERE id = $2",
             error,
             message_id,
+        )
+
+    async def outbox_release(self, message_ids: Sequence[str], *, owner: str) -> None:
+        await self.pool.execute(
+            "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+            " WHERE id = ANY($1::text[]) AND state = 'pending' AND lease_owner = $2",
+            list(message_ids),
+            owner,
         )
 
     async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -451,6 +451,16 @@ class SqliteStore(Store):
             "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, lease_owner = NULL,"
             " lease_until = NULL WHERE id = ?",
             (error, message_id),
+        )
+
+    async def outbox_release(self, message_ids: Sequence[str], *, owner: str) -> None:
+        if not message_ids:
+            return
+        marks = ", ".join("?" for _ in message_ids)
+        await self._write(
+            f"UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+            f" WHERE id IN ({marks}) AND state = 'pending' AND lease_owner = ?",
+            (*message_ids, owner),
         )
 
     async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:
