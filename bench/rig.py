@@ -90,7 +90,7 @@ class Rig:
         status = await self.post(bot, self.signed.command(f"run {PLAN}", channel=channel))
         if status != 200:
             raise RuntimeError(f"run command answered {status}")
-        calls = await self.slack.wait_for_call("views.update", count=before + 1, timeout=10)
+        calls = await self.slack.wait_for_call("views.update", count=before + 1, timeout=60)
         view = self.slack.view(calls[-1].args["view_id"])
         if view is None:
             raise RuntimeError("the run modal was not opened")

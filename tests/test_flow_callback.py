@@ -90,7 +90,7 @@ async def test_a_failed_status_read_posts_nothing_and_the_poller_reports_the_tru
     instance_id, ts = await launch(bot)
     bot.bk.fail_next("get_job_instance_status", 1244006, "Task instance does not exist")
     assert await bot.bk.finish(instance_id, status=4) == [200]
-    await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=20)
+    await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=60)
     await bot.idle()
     (reply,) = replies(bot, ts)
     body = json.dumps(reply["blocks"])

@@ -60,7 +60,7 @@ def check_whole(text: str) -> None:
 async def test_history_shows_what_fits_and_says_how_many_more(lists_bot: Bot) -> None:
     for i in range(20):
         await lists_bot.command(f"run {LONG} --yes n={i}", channel=OPEN, user=ALICE)
-    await lists_bot.bk.wait_for_request("execute_job", count=20, timeout=20)
+    await lists_bot.bk.wait_for_request("execute_job", count=20, timeout=60)
     await lists_bot.idle()
     text = await answer(lists_bot, "history 20", OPEN)
     assert len(text) <= 3000

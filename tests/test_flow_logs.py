@@ -201,7 +201,7 @@ async def test_file_step_shows_failing_source_and_destination(lbot: Bot) -> None
         },
     )
     await lbot.bk.finish(instance_id, status=4, step_statuses=[3, 4])
-    await lbot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=10)
+    await lbot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=60)
     await lbot.idle()
     (reply,) = lbot.slack.thread(CHANNEL, ts)
     text = "\n".join(sections_of(reply))
@@ -278,7 +278,7 @@ def logs_button(reply: Mapping[str, Any]) -> str:
 
 
 async def answer(bot: Bot, needle: str) -> str:
-    posts = await bot.slack.wait_for_response(lambda r: needle in str(r.body.get("text")), timeout=15)
+    posts = await bot.slack.wait_for_response(lambda r: needle in str(r.body.get("text")), timeout=60)
     return str(posts[-1].body["text"])
 
 
@@ -403,7 +403,7 @@ async def test_callback_and_poller_racing_read_the_logs_once_and_post_one_digest
         bot.bk.set_host_outcomes(instance_id, 0, {"10.0.0.0": HostOutcome(status=104, exit_code=5, log="boom\n")})
         await bot.bk.finish(instance_id, status=4, step_statuses=[4, 1], callback=False)
         assert await bot.bk.send_callback(instance_id) == 200  # races the poller, due within 0.1 s
-        await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=20)
+        await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == ts, timeout=60)
         await bot.idle()
         (reply,) = bot.slack.thread(CHANNEL, ts)
         assert "exit code 5" in json.dumps(reply) and "boom" in json.dumps(reply)

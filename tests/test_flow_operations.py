@@ -122,7 +122,7 @@ async def reply_in(bot: Bot, ts: str, needle: str, channel: str = OPS) -> dict[s
 
 async def told(bot: Bot, needle: str, count: int = 1) -> list[dict[str, Any]]:
     """The answers (response_url posts) containing `needle`."""
-    posts = await bot.slack.wait_for_response(lambda r: needle in json.dumps(r.body), timeout=10, count=count)
+    posts = await bot.slack.wait_for_response(lambda r: needle in json.dumps(r.body), timeout=60, count=count)
     return [p.body for p in posts]
 
 
@@ -515,7 +515,7 @@ async def test_clicks_spread_over_two_replicas_send_the_retry_once(
                 for i in range(8)
             )
         )
-        answers = [p.body["text"] for p in await slack.wait_for_response(count=8, timeout=10)]
+        answers = [p.body["text"] for p in await slack.wait_for_response(count=8, timeout=60)]
         assert sum("BK-JOB accepted" in t for t in answers) == 1
         # the others came too late (the step runs again) or while it was being sent: either way, not sent again
         assert all("already sent" in t or "no longer applies" in t for t in answers if "accepted" not in t)

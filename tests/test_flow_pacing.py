@@ -45,7 +45,7 @@ async def test_retry_after_holds_the_channel_and_the_retry(slack: FakeSlack, out
     slack.rate_limit_next("chat.postMessage", retry_after=2)
     await outbox.post(CHANNEL, notice("first"))
     await outbox.post(CHANNEL, notice("second"), thread_ts="1.2")  # another thread: not ordered behind the first
-    await slack.wait_for_call("chat.postMessage", count=3, timeout=15)
+    await slack.wait_for_call("chat.postMessage", count=3, timeout=60)
     refused, *accepted = slack.calls("chat.postMessage")
     assert slack.status_of(refused) == 429
     assert sorted(c.args["text"] for c in accepted) == ["first", "second"]
@@ -71,7 +71,7 @@ async def test_a_launch_in_a_busy_channel_waits_its_turn_and_the_person_is_told(
     await paced.command(f"run {PLAN} --yes version=2")
     (told,) = await paced.slack.wait_for_call("chat.postEphemeral")
     assert told.args["user"] == USER and "queued" in told.args["text"]
-    await paced.bk.wait_for_request("execute_job", count=2, timeout=15)
+    await paced.bk.wait_for_request("execute_job", count=2, timeout=60)
     await paced.idle()
     launches = [m for m in paced.slack.messages(CHANNEL) if "thread_ts" not in m]
     assert len(launches) == 2

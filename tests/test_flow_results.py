@@ -119,7 +119,7 @@ async def test_live_progress_is_shown_and_edits_are_throttled(quick: Bot) -> Non
     )
     edits = len(quick.slack.calls("chat.update"))
     polls = len(quick.bk.requests("get_job_instance_status"))
-    await quick.bk.wait_for_request("get_job_instance_status", count=polls + 3, timeout=15)
+    await quick.bk.wait_for_request("get_job_instance_status", count=polls + 3, timeout=60)
     # Nothing changed between those polls: at most one edit for the elapsed time, not one per poll.
     assert len(quick.slack.calls("chat.update")) <= edits + 2
     await quick.bk.finish(instance_id, status=3)
@@ -292,9 +292,9 @@ async def test_progress_starts_within_one_interval_and_keeps_coming_while_callba
             return lambda c: c.args.get("ts") == ts and text in json.dumps(c.args)
 
         bk.advance(instance_id, done_steps=0)
-        await slack.wait_for_call("chat.update", edit_saying("0 of 3 steps done, running *fetch*"), timeout=10)
+        await slack.wait_for_call("chat.update", edit_saying("0 of 3 steps done, running *fetch*"), timeout=60)
         bk.advance(instance_id, done_steps=2)
-        await slack.wait_for_call("chat.update", edit_saying("2 of 3 steps done, running *ship*"), timeout=10)
+        await slack.wait_for_call("chat.update", edit_saying("2 of 3 steps done, running *ship*"), timeout=60)
         assert not any(a.status == 200 for a in bk.callbacks)  # all of that before any callback
         await bk.finish(instance_id, status=3)
         await reply_in(bot, ts, "Succeeded")

@@ -205,20 +205,25 @@ async def test_a_replica_stopping_mid_run_loses_no_result(
     try:
         await launch_many((a, b), 40)
         instances = sorted(bk.instances)
+        # Which replica launched each instance (its callback URL names it), so that the split below does not rest
+        # on the order in which a loaded machine happened to number the launches.
+        by_b = [i for i in instances if (bk.instances[i].callback_url or "").startswith(f"{b.url}/")]
+        by_a = [i for i in instances if i not in by_b]
+        assert len(by_a) == len(by_b) == 20
 
         async def finish(ids: list[int]) -> None:
             await asyncio.gather(*(bk.finish(i, status=3) for i in ids))
 
-        # The first half finishes while B shuts down; the second half after it is gone (its callbacks fail).
-        await asyncio.gather(finish(instances[:20]), b.stop())
-        await finish(instances[20:])
+        # Half of each replica's launches finish while B shuts down; the rest after it is gone (B's callbacks fail).
+        await asyncio.gather(finish(by_a[:10] + by_b[:10]), b.stop())
+        await finish(by_a[10:] + by_b[10:])
         lost = [i for i in instances if not any(c.status == 200 for c in bk.callbacks if c.job_instance_id == i)]
-        assert lost, "some callbacks should have gone to the stopped replica"
+        assert set(by_b[10:]) <= set(lost), "the callbacks to the stopped replica should have failed"
         await slack.wait_for_call(
             "chat.postMessage",
             lambda c: c.args.get("channel") == OPEN and bool(c.args.get("thread_ts")),
             count=40,
-            timeout=60,
+            timeout=120,
         )
         await a.idle()
         await assert_one_reply_per_launch(a, 40)
@@ -263,8 +268,8 @@ async def test_a_replica_killed_mid_delivery_leaves_its_work_to_the_other(
         await _wait_for_health(client, replica_a)
         for _ in range(6):
             assert (await client.command(f"run {PLAN} --yes", channel=OPEN)).status == 200
-        await bk.wait_for_request("execute_job", count=6, timeout=20)
-        await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") is None, count=6, timeout=20)
+        await bk.wait_for_request("execute_job", count=6, timeout=60)
+        await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") is None, count=6, timeout=60)
         # From now on Slack lets one post per 5 s into the channel: A's second reply waits out a 429.
         slack.channel_rate = 0.2
         await asyncio.gather(*(bk.finish(i, status=3) for i in list(bk.instances)))
@@ -301,7 +306,8 @@ def _free_port() -> int:
 async def _wait_for_health(client: Bot, process: asyncio.subprocess.Process) -> None:
     """The replica is another process: there is no event to wait on, so ask /healthz until it answers (bounded)."""
     assert client.http is not None
-    for _ in range(200):
+    deadline = asyncio.get_running_loop().time() + 60  # a generous bound: a loaded machine starts Python slowly
+    while asyncio.get_running_loop().time() < deadline:
         if process.returncode is not None:
             raise AssertionError(f"replica exited with {process.returncode}")
         try:
@@ -311,4 +317,4 @@ async def _wait_for_health(client: Bot, process: asyncio.subprocess.Process) -> 
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.05)
-    raise AssertionError("replica did not answer /healthz within 10 s")
+    raise AssertionError("replica did not answer /healthz within 60 s")

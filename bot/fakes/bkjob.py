@@ -734,7 +734,7 @@ class FakeBkJob(_HostLogs):
         self,
         api: str,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
+        timeout: float = 60.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
         predicate: Callable[[BkRequest], bool] | None = None,
     ) -> list[BkRequest]:
         """Wait until `count` requests to `api` match `predicate`; returns all matching so far."""

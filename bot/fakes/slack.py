@@ -357,7 +357,7 @@ class FakeSlack(_FileUploads):
         self,
         method: str,
         predicate: Callable[[SlackCall], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
+        timeout: float = 60.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
         count: int = 1,
     ) -> list[SlackCall]:
         """Wait until `count` calls of `method` match `predicate`; returns all matching calls so far."""
@@ -379,7 +379,7 @@ class FakeSlack(_FileUploads):
     async def wait_for_response(
         self,
         predicate: Callable[[ResponseUrlPost], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
+        timeout: float = 60.0,  # noqa: ASYNC109 - an assertion deadline, not a cancellation scope
         count: int = 1,
     ) -> list[ResponseUrlPost]:
         """Wait until `count` response_url POSTs match `predicate`; returns all matching so far."""
