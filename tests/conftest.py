@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -406,6 +406,20 @@ def form_state(view: Mapping[str, Any], values: Mapping[str, str | None]) -> dic
         value = values.get(action_id, element.get("initial_value"))
         state[block["block_id"]] = {action_id: {"type": element["type"], "value": value}}
     return state
+
+
+async def start_refused(bot: Bot, attempts: Awaitable[object]) -> None:
+    """Start a Socket Mode `bot` that cannot connect: once `attempts` (the refused tries) happened, `start()` must
+    still be waiting for the connection; it is then given up. Waits on those events, not on a window of time."""
+    starting = asyncio.create_task(bot.start())
+    try:
+        await asyncio.wait_for(attempts, timeout=60)
+        if starting.done():
+            starting.result()
+            raise AssertionError("the socket connected")
+    finally:
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
 
 
 def _free_port() -> int:

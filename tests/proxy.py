@@ -54,6 +54,12 @@ class LoopbackProxy:
     def carried(self, port: int) -> int:
         return self.tunnels[f"127.0.0.1:{port}"]
 
+    async def wait_refused(self, count: int) -> None:
+        """Until `count` requests were refused (407) in all: an event to wait on, not a window of time."""
+        while self.refused < count:
+            self.changed.clear()
+            await self.changed.wait()
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -73,6 +79,7 @@ class LoopbackProxy:
         headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
         if not self._authorized(headers.get("proxy-authorization", "")):
             self.refused += 1
+            self.changed.set()
             writer.write(b'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="corp"\r\n')
             writer.write(b"Content-Length: 0\r\nConnection: close\r\n\r\n")
             await writer.drain()

@@ -20,7 +20,18 @@ from bot.blocks import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK
 from bot.fakes.slack_rules import manifest_scopes
 from bot.fakes.socket_mode import FakeSocketMode
 from bot.socket_mode import SocketState, backoff
-from tests.conftest import APP_CODE, APP_SECRET, APP_TOKEN, BIZ, BOT_TOKEN, CHANNEL, PLAN, Bot, _free_port
+from tests.conftest import (
+    APP_CODE,
+    APP_SECRET,
+    APP_TOKEN,
+    BIZ,
+    BOT_TOKEN,
+    CHANNEL,
+    PLAN,
+    Bot,
+    _free_port,
+    start_refused,
+)
 from tests.fakes import FakeBkJob, FakeSlack
 
 FAST = {"SOCKET_PING_INTERVAL": "0.2"}
@@ -254,9 +265,7 @@ async def test_an_app_token_that_slack_refuses_keeps_trying_and_serves_callbacks
 ) -> None:
     bot = Bot(slack=slack, bk=bk, db_path=db_path, mode="socket", SLACK_APP_TOKEN="xapp-1-revoked")
     try:
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(1.5):
-                await bot.start()
+        await start_refused(bot, slack.wait_for_call("apps.connections.open", count=2))  # refused, tried again
         body = await healthz(bot)
         assert body["ok"] is True and body["socket"]["state"] == "connecting"
         assert {c.token for c in slack.calls("apps.connections.open")} == {"xapp-1-revoked"}
