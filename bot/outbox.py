@@ -166,7 +166,7 @@ class Outbox:
     # -- the worker -----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Never ends but by cancellation: a failed round (a locked database, a lost connection) is logged at
+        """Ends on `stop()` (or cancellation): a failed round (a locked database, a lost connection) is logged at
         ERROR and retried with back-off; what it had leased is retried once its lease runs out."""
         failures = 0
         while not self._stopping:
