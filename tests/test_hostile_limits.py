@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -110,12 +109,13 @@ async def test_a_slow_store_makes_healthz_and_callbacks_answer_503_json(gov: Bot
     store.ping = stuck  # type: ignore[method-assign]
     store.find_launch_by_token = stuck  # type: ignore[method-assign]
     assert gov.http is not None
-    started = time.monotonic()
-    async with gov.http.get(f"{gov.url}/healthz") as resp:
-        assert resp.status == 503 and (await resp.json())["ok"] is False
-    status, text = await _post(gov, "/bkjob/callback/" + "a" * 43, b"{}")
+    # The store never answers: a 503 at all proves the deadline (REQUEST_TIMEOUT) answered for it. The bound here
+    # only keeps a hang from hanging the suite; how fast a loaded machine gets there is not the point.
+    async with asyncio.timeout(60):
+        async with gov.http.get(f"{gov.url}/healthz") as resp:
+            assert resp.status == 503 and (await resp.json())["ok"] is False
+        status, text = await _post(gov, "/bkjob/callback/" + "a" * 43, b"{}")
     assert status == 503 and "no answer within" in json.loads(text)["message"]
-    assert time.monotonic() - started < 3
 
 
 async def test_too_many_variables_and_too_long_values_are_explained(bot: Bot) -> None:
