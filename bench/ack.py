@@ -65,7 +65,9 @@ def _progress(rig: Rig, kind: str) -> Callable[[], int]:
     if kind == "help":
         return lambda: len(rig.slack.responses())
     if kind == "run":
-        return lambda: len(rig.slack.calls("views.update"))
+        # views.open is the first call of every run's work; under overload it can come more than 3 s after the
+        # command and be refused (expired_trigger_id), and then no views.update follows: count the attempts.
+        return lambda: len(rig.slack.calls("views.open"))
     return lambda: len(rig.bk.instances)
 
 
