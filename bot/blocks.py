@@ -283,7 +283,6 @@ def result_reply(
     *,
     job_status: int,
     detail: JobInstanceStatus | None,
-    note: str | None,
     web_root: str | None,
     digest: Sequence[str] = (),
     logs_button: bool = False,
@@ -306,8 +305,6 @@ def result_reply(
             steps = [f"All {count} steps succeeded." if count > 1 else "Its one step succeeded."]
     if job_status not in status.SUCCESSFUL:
         lines.append(f"<@{launch.requester}>, your launch {word}.")
-    if note:
-        lines.append(f"_{_esc(note)}_")
     head = "\n".join(lines)
     more = f"\n… more in <{url}|BK-JOB>" if url else "\n… more in BK-JOB"
     body = _fit(head, steps, _MAX_SECTION, more)

@@ -112,7 +112,7 @@ class CallbackRoute:
     async def _report(self, launch: LaunchRecord) -> None:
         """The status read is the truth: the callback's own claim is never reported. When the read fails, nothing
         changes, and a running launch is handed to the poller, which reads again with back-off."""
-        if await self._results.report(launch.id, hinted_status=None):
+        if await self._results.report(launch.id):
             return
         fresh = await self._store.get_launch(launch.id)
         if fresh is not None and fresh.state is LaunchState.RUNNING:

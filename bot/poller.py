@@ -130,7 +130,7 @@ class Poller:
 
     async def _report(self, launch: LaunchRecord, detail: JobInstanceStatus) -> None:
         async with self._reports:
-            await self._results.report(launch.id, hinted_status=None, detail=detail)
+            await self._results.report(launch.id, detail=detail)
 
     async def _again(self, launch: LaunchRecord, *, steady: bool = False, live: bool = False) -> None:
         """A job with a manual confirmation ahead is read every `progress_interval` (it waits in 7 without calling

@@ -55,32 +55,28 @@ class Results:
         self._policy = policy or Policy()
         self._log_budget = log_budget
 
-    async def report(
-        self, launch_id: str, *, hinted_status: int | None, detail: JobInstanceStatus | None = None
-    ) -> bool:
-        """Queue the launch's final result once; False when there is nothing new to post."""
+    async def report(self, launch_id: str, *, detail: JobInstanceStatus | None = None) -> bool:
+        """Queue the launch's final result once; False when there is nothing new to post (or BK-JOB's status could
+        not be read: a callback's own claim is never reported, so the poller reads again)."""
         launch = await self._store.get_launch(launch_id)
         if launch is None or launch.job_instance_id is None:
             log.warning("no launch or no instance to report for %s", launch_id)
             return False
-        note = None
         if detail is None:
-            detail, note = await self._read_status(launch)
-        if detail is not None and not detail.is_finished:
-            # Revived (a retried step) or not final yet: the poller or the next callback reports the end.
-            log.info("instance %s is not finished yet (status %s)", launch.job_instance_id, detail.job_instance.status)
+            detail = await self._read_status(launch)
+        if detail is None or not detail.is_finished:
+            # Unread, revived (a retried step) or not final yet: the poller or the next callback reports the end.
             return False
-        job_status = detail.job_instance.status if detail is not None else hinted_status
-        if job_status is None or not status.is_finished(job_status):
+        job_status = detail.job_instance.status
+        if not status.is_finished(job_status):
             return False
         # A job retried in BK-JOB's UI finishes again: each finish has its own key, so each is reported once.
-        key = detail.result_key() if detail is not None else str(job_status)
+        key = detail.result_key()
         digest, logs_button = await self._digest(launch, detail, key)
         message = result_reply(
             launch,
             job_status=job_status,
             detail=detail,
-            note=note,
             web_root=self._web_root,
             digest=digest,
             logs_button=logs_button,
@@ -105,14 +101,14 @@ class Results:
         await self._outbox.refresh_launch(finished or launch)
         return True
 
-    async def _digest(self, launch: LaunchRecord, detail: JobInstanceStatus | None, key: str) -> tuple[list[str], bool]:
+    async def _digest(self, launch: LaunchRecord, detail: JobInstanceStatus, key: str) -> tuple[list[str], bool]:
         """The failure digest's sections and whether to offer the *Logs* button, as the channel's policy says.
 
         Logs are read once per finish: the first reporter claims them, a racing duplicate (whose result is
         already recorded or about to be) does not call BK-JOB again.
         """
         policy = self._policy.for_channel(launch.channel)
-        if self._logs is None or detail is None or policy.logs == "none" or launch.job_instance_id is None:
+        if self._logs is None or policy.logs == "none" or launch.job_instance_id is None:
             return [], False
         if detail.job_instance.status in status.SUCCESSFUL or not any(
             s.status not in status.SUCCESSFUL for s in detail.steps
@@ -153,7 +149,7 @@ class Results:
                 return
             await asyncio.sleep(0.2)
 
-    async def _read_status(self, launch: LaunchRecord) -> tuple[JobInstanceStatus | None, str | None]:
+    async def _read_status(self, launch: LaunchRecord) -> JobInstanceStatus | None:
         assert launch.job_instance_id is not None
         try:
             detail = await self._bk.get_job_instance_status(
@@ -161,5 +157,7 @@ class Results:
             )
         except BkError as exc:
             log.warning("status of instance %s could not be read: %s", launch.job_instance_id, exc)
-            return None, "BK-JOB's status could not be read; this is the status its callback reported."
-        return detail, None
+            return None
+        if not detail.is_finished:
+            log.info("instance %s is not finished yet (status %s)", launch.job_instance_id, detail.job_instance.status)
+        return detail

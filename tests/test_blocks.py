@@ -223,7 +223,7 @@ def test_launch_message_stays_within_limits() -> None:
 
 def test_success_reply() -> None:
     reply = result_reply(
-        launch(), job_status=3, detail=instance_status(3, [("build", 3), ("ship", 3)]), note=None, web_root=WEB
+        launch(), job_status=3, detail=instance_status(3, [("build", 3), ("ship", 3)]), web_root=WEB
     )
     (body,) = section_texts(reply.blocks)
     assert body.startswith(":white_check_mark: *Succeeded*: Deploy web, instance <")
@@ -233,7 +233,7 @@ def test_success_reply() -> None:
 
 def test_failure_reply_names_the_failed_step_and_mentions_the_requester() -> None:
     detail = instance_status(4, [("build", 3), ("ship", 4), ("notify", 1)])
-    (body,) = section_texts(result_reply(launch(), job_status=4, detail=detail, note=None, web_root=None).blocks)
+    (body,) = section_texts(result_reply(launch(), job_status=4, detail=detail, web_root=None).blocks)
     lines = body.splitlines()
     assert lines[0].startswith(":x: *Failed*")
     (ship,) = [line for line in lines if "ship" in line]
@@ -244,7 +244,7 @@ def test_failure_reply_names_the_failed_step_and_mentions_the_requester() -> Non
 
 def test_unknown_status_codes_are_shown_as_numbers() -> None:
     detail = instance_status(42, [("odd", 77)])
-    reply = result_reply(launch(), job_status=42, detail=detail, note=None, web_root=None)
+    reply = result_reply(launch(), job_status=42, detail=detail, web_root=None)
     (body,) = section_texts(reply.blocks)
     assert "*Status 42*" in body and ":grey_question:" in body
     (odd,) = [line for line in body.splitlines() if "odd" in line]
@@ -253,16 +253,10 @@ def test_unknown_status_codes_are_shown_as_numbers() -> None:
     assert status.describe(99) == "status 99"
 
 
-def test_note_is_shown_when_status_could_not_be_read() -> None:
-    reply = result_reply(launch(), job_status=4, detail=None, note="status could not be read", web_root=None)
-    (body,) = section_texts(reply.blocks)
-    assert "_status could not be read_" in body and ":x: *Failed*" in body
-
-
 def test_reply_with_many_steps_stays_within_slacks_limit() -> None:
     detail = instance_status(4, [(f"step number {i} " + "n" * 40, 4) for i in range(500)])
-    reply = result_reply(launch(), job_status=4, detail=detail, note="a note", web_root=WEB)
+    reply = result_reply(launch(), job_status=4, detail=detail, web_root=WEB)
     (body,) = section_texts(reply.blocks)
     assert len(body) <= 3000
     assert "more" in body.splitlines()[-1]
-    assert "<@U0ALICE>" in body and "a note" in body  # the essentials are never cut
+    assert "<@U0ALICE>" in body  # the essentials are never cut
