@@ -363,7 +363,7 @@ class Bot:
             "trigger_id": self.slack.new_trigger_id(),
             "channel": {"id": channel, "name": "ops"},
             "message": {"type": "message", "ts": message_ts, "text": ""},
-            "response_url": self.slack.response_url(),
+            "response_url": self.slack.response_url(channel=channel, message_ts=message_ts),
             "actions": [
                 {
                     "type": "button",

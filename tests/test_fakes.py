@@ -495,3 +495,29 @@ async def test_bk_v2_target_server_has_no_host_ids(bk: FakeBkJob, http: aiohttp.
         "dynamic_group_id_list": [],
         "topo_node_list": [],
     }
+
+
+async def test_slack_response_url_replaces_or_deletes_the_message_it_came_from(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    button = [{"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Go"}}]}]
+    ts = (await client.chat_postMessage(channel="C1", text="pick one", blocks=button))["ts"]
+
+    # Without a flag the answer is a new (ephemeral) message; the original stays as it was.
+    hook = AsyncWebhookClient(slack.response_url(channel="C1", message_ts=ts))
+    assert (await hook.send(text="only you", replace_original=False)).status_code == 200
+    original = slack.message("C1", ts)
+    assert original is not None and original["text"] == "pick one" and original["blocks"] == button
+
+    replaced = await AsyncWebhookClient(slack.response_url(channel="C1", message_ts=ts)).send(
+        text="picked", replace_original=True
+    )
+    assert replaced.status_code == 200
+    message = slack.message("C1", ts)
+    assert message is not None and message["text"] == "picked" and "blocks" not in message and "edited" in message
+
+    raw = {"delete_original": "true"}  # Slack's own examples send the flag as a string
+    async with aiohttp.ClientSession() as http:
+        async with http.post(slack.response_url(channel="C1", message_ts=ts), json=raw) as resp:
+            assert resp.status == 200
+    assert slack.message("C1", ts) is None and slack.messages("C1") == []

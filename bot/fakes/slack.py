@@ -201,6 +201,7 @@ class FakeSlack(_FileUploads):
         self._response_uses: dict[str, list[float]] = {}  # rid -> [issued_at, posts so far]
         self._not_in_channel: set[str] = set()
         self._response_ids: set[str] = set()
+        self._response_origins: dict[str, tuple[str, str]] = {}  # rid -> (channel, ts) of the clicked message
         self._injections: dict[str, list[_Injection]] = defaultdict(list)
         self._ts = itertools.count(100)
         self._ids = itertools.count(1)
@@ -280,12 +281,16 @@ class FakeSlack(_FileUploads):
         an app-level token, not the bot token (served by bot.fakes.socket_mode)."""
         self._served[method] = handler
 
-    def response_url(self, *, age: float = 0.0) -> str:
+    def response_url(self, *, age: float = 0.0, channel: str | None = None, message_ts: str | None = None) -> str:
         """A fresh response URL, as Slack puts in slash-command and interaction payloads (`age`: handed out that
-        many seconds ago, to test its 30-minute life without waiting)."""
+        many seconds ago, to test its 30-minute life without waiting). `channel` and `message_ts` name the message
+        the interaction came from (a button's): a post with `replace_original` or `delete_original` replaces or
+        deletes that message, as Slack does."""
         rid = f"R{next(self._ids):06d}"
         self._response_ids.add(rid)
         self._response_uses[rid] = [time.monotonic() - age, 0]
+        if channel is not None and message_ts is not None:
+            self._response_origins[rid] = (channel, message_ts)
         return f"{self.origin}/response/{rid}"
 
     def new_trigger_id(self, *, age: float = 0.0, view_id: str | None = None) -> str:
@@ -517,9 +522,29 @@ class FakeSlack(_FileUploads):
         await self._record(lambda: self._responses.append(post))
         if refusal is not None:
             return web.Response(status=400 if refusal not in ("expired_url", "used_url") else 404, text=refusal)
+        self._change_original(rid, post.body)
         for observer in self._response_observers:
             observer(post)
         return web.Response(text="ok")
+
+    def _change_original(self, rid: str, body: JsonDict) -> None:
+        """`delete_original` deletes the message the interaction came from; `replace_original` replaces it whole
+        (text, blocks and attachments: what the post leaves out is gone). Slack takes the flags as booleans or as
+        the strings "true"/"false"; without them the post is a new (ephemeral) message and the original stays."""
+        origin = self._response_origins.get(rid)
+        original = self.message(*origin) if origin is not None else None
+        if origin is None or original is None:
+            return
+        if _flag(body.get("delete_original")):
+            self._messages[origin[0]].remove(original)
+        elif _flag(body.get("replace_original")):
+            for key in ("text", "blocks", "attachments"):
+                if key in body:
+                    original[key] = body[key]
+                else:
+                    original.pop(key, None)
+            original.setdefault("text", "")
+            original["edited"] = {"user": "U0BOT", "ts": self._next_ts()}
 
     async def _record(self, append: Callable[[], None]) -> None:
         async with self._changed:
@@ -763,3 +788,8 @@ def _message_refusal(args: JsonDict) -> JsonDict | None:
         return None
     error, details = problem
     return {"ok": False, "error": error, "errors": details, "response_metadata": {"messages": details}}
+
+
+def _flag(value: Any) -> bool:
+    """A response_url flag as Slack reads it: `true` or the string "true"."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
