@@ -315,6 +315,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
             loop.cancel()
         await asyncio.gather(*loops[1:], return_exceptions=True)
         await background.close()
+        await _give_back_polls(poller)
         try:
             await asyncio.wait_for(outbox.flush(), timeout=5)
         except TimeoutError:
@@ -329,6 +330,18 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         await slack_session.close()
         await store.close()
         logging.getLogger("aiohttp.server").removeFilter(quiet)
+
+
+async def _give_back_polls(poller: Poller) -> None:
+    """Release the launches this replica was polling, so the others read them at once (during a rolling deploy
+    results would otherwise wait out POLL_LEASE); failing to only costs that wait, never the shutdown."""
+    try:
+        released = await poller.release_leases()
+    except Exception:
+        log.warning("could not give back the poll leases; they run out on their own", exc_info=True)
+        return
+    if released:
+        log.info("gave back %d poll lease(s) to the other replicas", released)
 
 
 def _announce_policy(governed: Policy | None) -> Policy:

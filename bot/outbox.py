@@ -47,6 +47,10 @@ _SEND_NOW_PATIENCE_S = 120.0  # how long a launch or approval message may wait f
 _QUEUED_NOTICE_S = 5.0  # a wait this long is told to the person, so that a quiet bot does not look broken
 
 
+class _Stopped(Exception):
+    """The worker is stopping: a post still waiting for its channel's slot is not sent."""
+
+
 class Outbox:
     """slack_sdk's retry handlers already wait out 429 Retry-After, 5xx and resets within one delivery;
     the outbox adds what they cannot: persistence across restarts, order per thread, pacing per channel,
@@ -79,6 +83,7 @@ class Outbox:
         self._idle_round = 0  # the last round that found nothing due
         self._round_done = asyncio.Condition()
         self._stopping = False
+        self._stopped = asyncio.Event()  # the same, for a post waiting for its channel's slot to wake on
         # A batch is delivered before the next is leased: it holds one post and a few edits per channel, so a
         # channel whose posts wait for their slots, or whose edits queue one after another, never holds the
         # others back, and a batch takes about one slot, far within its lease.
@@ -134,6 +139,7 @@ class Outbox:
         yet tried are released, so another replica sends them at once rather than when this lease runs out (a
         message cancelled mid-send keeps its lease: Slack may have it)."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
 
     async def flush(self) -> None:
@@ -233,6 +239,10 @@ class Outbox:
     async def _deliver(self, message: OutboxMessage) -> None:
         try:
             ts = await self._send(message)
+        except _Stopped:
+            # It was waiting for its channel's slot, so Slack never saw it: another replica sends it now.
+            await self._store.outbox_release([message.id], owner=self._owner)
+            return
         except SlackError as exc:
             await self._failed(message, exc)
             return
@@ -268,7 +278,7 @@ class Outbox:
         if message.kind is OutboxKind.POST:
             payload = message.payload
             reply = Message(text=str(payload.get("text") or ""), blocks=list(payload.get("blocks") or []))
-            return await self._post_paced(message.channel, reply, thread_ts=payload.get("thread_ts"))
+            return await self._post_paced(message.channel, reply, thread_ts=payload.get("thread_ts"), stoppable=True)
         if message.kind is OutboxKind.REFRESH_LAUNCH:
             launch = await self._store.get_launch(str(message.payload.get("launch_id")))
             if launch is None or launch.message_ts is None:
@@ -320,8 +330,10 @@ class Outbox:
         """Seconds until the channel's next post may go out (0 when it may go now)."""
         return max(0.0, self._next_slot[channel] - self._clock())
 
-    async def _post_paced(self, channel: str, message: Message, *, thread_ts: str | None) -> str:
-        await self._pace(channel)
+    async def _post_paced(
+        self, channel: str, message: Message, *, thread_ts: str | None, stoppable: bool = False
+    ) -> str:
+        await self._pace(channel, stoppable=stoppable)
         try:
             return await self._notifier.post(channel, message, thread_ts=thread_ts)
         except SlackError as exc:
@@ -334,15 +346,25 @@ class Outbox:
             # window and be refused in turn (then wait a whole Retry-After second).
             self._hold(channel, self._channel_interval)
 
-    async def _pace(self, channel: str) -> None:
+    async def _pace(self, channel: str, *, stoppable: bool = False) -> None:
         """Slack allows about one message per second per channel: space posts out rather than collect 429s.
         The slot is reserved before sleeping, so posts waiting side by side (the outbox's lane, a launch message)
-        each get their own."""
+        each get their own. A `stoppable` wait (the worker's, not a person's) ends at `stop()` with `_Stopped`:
+        its message goes to another replica rather than hold the shutdown for its slot."""
         now = self._clock()
         slot = max(self._next_slot[channel], now)
         self._next_slot[channel] = slot + self._channel_interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        if not stoppable:
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            return
+        if slot > now and not self._stopped.is_set():
+            try:
+                await asyncio.wait_for(self._stopped.wait(), timeout=slot - now)
+            except TimeoutError:
+                return
+        if self._stopped.is_set():
+            raise _Stopped
 
     def _hold(self, channel: str, seconds: float) -> None:
         """No post in `channel` before `seconds` from now (never brings a later hold forward)."""

@@ -92,6 +92,12 @@ class Poller:
             self._heartbeat()
             await asyncio.sleep(self._tick)
 
+    async def release_leases(self) -> int:
+        """Shutting down, once `run` and the reports have stopped: another replica polls the launches this one
+        held at its next round, not when the lease runs out. A poll repeated is harmless (a result is recorded
+        once, an instance claimed once)."""
+        return await self._store.release_polls(owner=self._owner)
+
     async def poll_once(self) -> int:
         due = await self._store.lease_due_polls(owner=self._owner, now=self._clock(), lease=self._lease, limit=_BATCH)
         # Every check runs to its end even when another fails; the first failure then fails the round.

@@ -175,6 +175,7 @@ HOT: dict[str, Op] = {
     "append_audit": lambda s: s.append_audit(AuditEvent(id="e9", at=NOW, actor="U0BOB", action="approved")),
     "schedule_poll": lambda s: s.schedule_poll("L2", at=NOW, attempts=1),
     "lease_due_polls": lambda s: s.lease_due_polls(owner="p", now=NOW + 1, lease=30, limit=10),
+    "release_polls": lambda s: s.release_polls(owner="p"),
     "set_progress": lambda s: s.set_progress("L2", {"step": 1}, now=NOW),
     "claim_instance": lambda s: s.claim_instance("L9", 101, now=NOW),
     "release": lambda s: s.release("command:T1"),

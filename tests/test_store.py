@@ -423,6 +423,21 @@ async def test_outbox_lease_of_a_dead_owner_is_handed_out_again(store: Store) ->
     assert again.id == leased.id
 
 
+async def test_released_polls_go_to_another_owner_at_once(store: Store) -> None:
+    """A replica stopping gives back the launches it was polling, and only its own."""
+    await store.create_launch(launch("L1", state=LaunchState.RUNNING))
+    await store.create_launch(launch("L2", state=LaunchState.RUNNING))
+    await store.schedule_poll("L1", at=NOW)
+    await store.schedule_poll("L2", at=NOW)
+    (held,) = await store.lease_due_polls(owner="a", now=NOW, lease=120, limit=1)
+    assert len(await store.lease_due_polls(owner="b", now=NOW, lease=120, limit=1)) == 1  # another replica's
+    assert await store.release_polls(owner="a") == 1
+    assert await store.release_polls(owner="a") == 0
+    # Long before the 120 s leases run out, "c" takes over what "a" gave back, and only that.
+    (polled,) = await store.lease_due_polls(owner="c", now=NOW + 1, lease=120, limit=10)
+    assert polled.id == held.id
+
+
 async def test_outbox_released_messages_go_to_another_owner_at_once(store: Store) -> None:
     """A replica stopping gives back what it leased but did not try; a message sent meanwhile stays sent."""
     for seq, key in enumerate(["t1", "t2", "t3"], start=1):

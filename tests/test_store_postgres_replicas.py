@@ -234,6 +234,74 @@ async def test_a_replica_stopping_mid_run_loses_no_result(
         await asyncio.gather(a.close(), b.close())
 
 
+async def test_a_replica_stopping_gracefully_hands_its_leases_over_at_once(
+    slack: FakeSlack, bk: FakeBkJob, pg: PgSchema, tmp_path: Path
+) -> None:
+    """A rolling deploy: A stops while it polls a running launch and while a result waits in its outbox for the
+    channel's slot. B, whose leases (like A's) last two minutes, takes both over at once: each result goes out
+    once. Without the hand-over, B would wait out A's 120 s leases and the waits below would time out."""
+    policy = tmp_path / "bkjob.toml"
+    policy.write_text(POLICY)
+    long_leases = {
+        "DATABASE_URL": pg.url,
+        "BKJOB_CONFIG": str(policy),
+        "POLL_LEASE": "120",
+        "OUTBOX_LEASE": "120",
+        "CALLBACK_GRACE": "0",
+        "PROGRESS_INTERVAL": "0.2",
+        "BK_TIMEOUT": "90",  # A's held status read is cut off by the shutdown, not by its own time-out
+    }
+    # A paces posts a minute apart per channel: a result queued after a launch message waits for its slot.
+    a = Bot(slack=slack, bk=bk, db_path=tmp_path / "unused.sqlite3", SLACK_CHANNEL_INTERVAL="60", **long_leases)
+    b = Bot(slack=slack, bk=bk, db_path=tmp_path / "unused.sqlite3", **long_leases)
+    running, finished = "C0RUN", "C0DONE"
+    await a.start()
+    try:
+        bk.delay_next("get_job_instance_status", 60)  # A's poll of the running launch hangs, its lease held
+        assert (await a.command(f"run {PLAN} --yes", channel=running, user=REQUESTER)).status == 200
+        await bk.wait_for_request("get_job_instance_status", timeout=30)
+        assert (await a.command(f"run {PLAN} --yes", channel=finished, user=REQUESTER)).status == 200
+        await bk.wait_for_request("execute_job", count=2, timeout=30)
+        launch_ts = {}
+        for channel in (running, finished):
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c, ch=channel: c.args.get("channel") == ch and not c.args.get("thread_ts"),
+                timeout=30,
+            )
+            (message,) = slack.messages(channel)
+            launch_ts[channel] = message["ts"]
+        running_id, finished_id = sorted(bk.instances)
+        await bk.finish(finished_id, status=3)  # its callback reaches A, which queues the reply
+        # The launch message's edit goes in the same outbox round as the reply, which then waits for its slot.
+        await slack.wait_for_call("chat.update", lambda c: c.args.get("ts") == launch_ts[finished], timeout=30)
+        assert slack.thread(finished, launch_ts[finished]) == []
+
+        await a.stop()
+        assert slack.thread(finished, launch_ts[finished]) == []
+        await b.start()
+        await slack.wait_for_call(
+            "chat.postMessage",
+            lambda c: c.args.get("thread_ts") == launch_ts[finished] and slack.accepted(c),
+            timeout=30,
+        )
+        # B reads the running launch long before A's lease would have run out, then sees it end (no callback:
+        # BK-JOB would call the stopped replica's address).
+        await bk.wait_for_request("get_job_instance_status", count=2, timeout=30)
+        await bk.finish(running_id, status=3, callback=False)
+        await slack.wait_for_call(
+            "chat.postMessage",
+            lambda c: c.args.get("thread_ts") == launch_ts[running] and slack.accepted(c),
+            timeout=30,
+        )
+        await b.idle()
+        assert len(slack.thread(finished, launch_ts[finished])) == 1
+        assert len(slack.thread(running, launch_ts[running])) == 1
+        assert await store_of(b).unposted_results() == []
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
 async def test_a_replica_killed_mid_delivery_leaves_its_work_to_the_other(
     slack: FakeSlack, bk: FakeBkJob, pg: PgSchema, tmp_path: Path
 ) -> None:

@@ -155,6 +155,11 @@ class Store(ABC):
         """Launches whose poll is due, leased to `owner` so that one replica at a time polls each."""
 
     @abstractmethod
+    async def release_polls(self, *, owner: str) -> int:
+        """Drop every poll lease `owner` holds (it is shutting down): another replica polls those launches at its
+        next round instead of when the lease runs out. Returns how many were released."""
+
+    @abstractmethod
     async def set_progress(self, launch_id: str, progress: dict[str, Any], *, now: float) -> None: ...
 
     @abstractmethod

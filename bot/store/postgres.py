@@ -420,6 +420,16 @@ class PostgresStore(Store):
         )
         return sorted((launch_from(dict(row)) for row in rows), key=lambda launch: launch.next_poll_at or 0.0)
 
+    async def release_polls(self, *, owner: str) -> int:
+        status = await self.pool.execute(
+            # Only launches still to be polled hold leases (finishing clears both). Poll times are epoch seconds:
+            # the range reads through launches_next_poll on both databases, where IS NOT NULL may scan the table.
+            "UPDATE launches SET poll_owner = NULL, poll_lease_until = NULL"
+            " WHERE next_poll_at >= 0 AND poll_owner = $1",
+            owner,
+        )
+        return int(status.rsplit(" ", 1)[-1])  # asyncpg's status tag: `UPDATE 3`
+
     async def set_progress(self, launch_id: str, progress: dict[str, Any], *, now: float) -> None:
         await self.pool.execute(
             "UPDATE launches SET progress = $1, progress_at = $2, updated_at = $2 WHERE id = $3",

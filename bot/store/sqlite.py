@@ -348,6 +348,15 @@ class SqliteStore(Store):
         leased = [await self.get_launch(launch_id) for launch_id in ids]
         return [launch for launch in leased if launch is not None]
 
+    async def release_polls(self, *, owner: str) -> int:
+        cur = await self._write(
+            # Only launches still to be polled hold leases (finishing clears both). Poll times are epoch seconds:
+            # the range reads through launches_next_poll on both databases, where IS NOT NULL may scan the table.
+            "UPDATE launches SET poll_owner = NULL, poll_lease_until = NULL WHERE next_poll_at >= 0 AND poll_owner = ?",
+            (owner,),
+        )
+        return cur.rowcount
+
     async def set_progress(self, launch_id: str, progress: dict[str, Any], *, now: float) -> None:
         await self._write(
             "UPDATE launches SET progress = ?, progress_at = ?, updated_at = ? WHERE id = ?",
