@@ -126,11 +126,11 @@ class Operations:
         self._clock = clock
 
     async def find(self, channel: str, job_instance_id: int) -> LaunchRecord | None:
-        """The launch of this channel that started the instance (commands name instances, buttons launches)."""
-        for launch in await self._store.recent_launches(channel, 500):
-            if launch.job_instance_id == job_instance_id:
-                return launch
-        return None
+        """The launch of this channel that started the instance, however old (read through the instance's index)."""
+        launch = await self._store.find_launch_by_instance(job_instance_id)
+        if launch is None or launch.channel != channel:
+            return None
+        return launch
 
     async def operate(
         self, op: Operation, *, launch_id: str, user: str, channel: str, step_instance_id: int | None = None
