@@ -368,7 +368,9 @@ class _HostLogs:
         step = self.instances[instance_id].steps[step_index]
         step.outcomes.setdefault(step.execute_count if attempt is None else attempt, {}).update(outcomes)
 
-    def _instance_for_log(self, params: JsonDict) -> Instance:
+    def _named_instance(self, params: JsonDict) -> Instance:
+        """The instance a log or run-control call names, checked as JOB does: 1241007 for a bad ID, 1244006 for one
+        that does not exist in this business."""
         biz = self._biz_id(params)
         self._check_biz(biz)
         instance_id = _as_int(params.get("job_instance_id"))
@@ -382,7 +384,7 @@ class _HostLogs:
     def _get_job_instance_log(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """v2: every step, hosts grouped by (ip_status, tag), the current attempt's logs HTML-encoded
         (EsbGetJobInstanceLogResourceImpl, Utils.htmlEncode); `data` is a bare list (see _BARE_LIST)."""
-        inst = self._instance_for_log(params)
+        inst = self._named_instance(params)
         steps: list[JsonDict] = []
         for step in inst.steps:
             groups: dict[tuple[int, str], list[JsonDict]] = {}
@@ -418,7 +420,7 @@ class _HostLogs:
         return {_BARE_LIST: steps}
 
     def _step_for_log(self, params: JsonDict) -> tuple[Instance, StepInstance]:
-        inst = self._instance_for_log(params)
+        inst = self._named_instance(params)
         step_id = _as_int(params.get("step_instance_id"))
         if step_id is None or step_id < 1:
             raise _JobError(1240003, "bad_request")
@@ -1418,22 +1420,11 @@ class FakeBkJob(_HostLogs):
 
     # -- run control: operate_job_instance and operate_step_instance (reference §10) ----------------------------
 
-    def _operated(self, params: JsonDict) -> Instance:
-        biz = self._biz_id(params)
-        self._check_biz(biz)
-        instance_id = _as_int(params.get("job_instance_id"))
-        if instance_id is None or instance_id < 1:
-            raise _JobError(1241007, "missing_param", "job_instance_id")
-        inst = self.instances.get(instance_id)
-        if inst is None or inst.bk_biz_id != biz:
-            raise _JobError(1244006, "no_instance")
-        return inst
-
     def _operate_job_instance(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """TaskOperationEnum: 1 terminate, only while the job runs (2) or waits for a user (7), else 1241003; the
         job goes 10 (STOPPING) and then 11 (STOP_SUCCESS), which runs finishJob and so calls back. 2 (start a
         not-started instance) never applies to an instance execute_job started."""
-        inst = self._operated(params)
+        inst = self._named_instance(params)
         code = _as_int(params.get("operation_code"))
         if code not in (1, 2):
             raise _JobError(1241002, "illegal_param")
@@ -1462,7 +1453,7 @@ class FakeBkJob(_HostLogs):
         """StepOperationEnum: 2 retry failed hosts, 8 retry all and 3 ignore error on a failed step of a failed
         job; 6 confirm and 9 end the confirmation on a step waiting for its confirmer (7), only by a confirmer
         (1244016). Codes outside the enum are 1241002, an operation the state does not allow is 1241003."""
-        inst = self._operated(params)
+        inst = self._named_instance(params)
         step_id = _as_int(params.get("step_instance_id"))
         if step_id is None or step_id < 1:
             raise _JobError(1241007, "missing_param", "step_instance_id")
