@@ -85,14 +85,19 @@ class Notifier:
                 log.info("no response_url to answer through (a click inside a modal); not answered")
 
             return nowhere
-        webhook = AsyncWebhookClient(
-            url=response_url,
-            session=self._client.session,
-            timeout=15,
-            retry_handlers=self._client.retry_handlers,
-        )
+        webhook: AsyncWebhookClient | None = None
 
         async def respond(**message: Any) -> None:
+            # Built at the first answer, after the ack: the client reads the proxy settings and builds its
+            # user agent, a tenth of what acking a command costs.
+            nonlocal webhook
+            if webhook is None:
+                webhook = AsyncWebhookClient(
+                    url=response_url,
+                    session=self._client.session,
+                    timeout=15,
+                    retry_handlers=self._client.retry_handlers,
+                )
             if isinstance(message.get("text"), str):
                 message["text"] = fit_text(message["text"])
             try:

@@ -92,6 +92,28 @@ def test_run_modal_has_one_input_per_editable_variable_prefilled() -> None:
     assert inputs["servers"]["element"]["multiline"] and not inputs["version"]["element"].get("multiline")
 
 
+def test_run_form_is_built_once_per_plan_and_values_but_signed_per_person() -> None:
+    """The checked form is kept between people opening the same plan; what it shows still follows its inputs."""
+    alice = run_modal(plan(), bk_biz_id=3, prefill={}, metadata="alice.sig")
+    bob = run_modal(plan(), bk_biz_id=3, prefill={}, metadata="bob.sig")
+    assert alice["private_metadata"] == "alice.sig" and bob["private_metadata"] == "bob.sig"
+    assert {**alice, "private_metadata": ""} == {**bob, "private_metadata": ""}
+
+    def initial(view: dict[str, Any], name: str) -> str | None:
+        block = next(b for b in view["blocks"] if b.get("element", {}).get("action_id") == name)
+        return block["element"].get("initial_value")
+
+    assert initial(run_modal(plan(), bk_biz_id=3, prefill={"version": "9"}, metadata="m"), "version") == "9"
+    changed = plan().model_copy(update={"global_vars": [v for v in plan().global_vars or [] if v.name != "env"]})
+    assert all(
+        b.get("element", {}).get("action_id") != "env"
+        for b in run_modal(changed, bk_biz_id=3, prefill={}, metadata="m")["blocks"]
+    )
+    assert "business *4*" in section_texts(run_modal(plan(), bk_biz_id=4, prefill={}, metadata="m")["blocks"])[0]
+    asked = run_modal(plan(), bk_biz_id=3, prefill={}, metadata="m", approval=(["U1"], 1))
+    assert asked["submit"]["text"] == "Request approval" and alice["submit"]["text"] == "Launch"
+
+
 def test_password_is_shown_as_set_or_not_set_never_prefilled() -> None:
     view = run_modal(plan(), bk_biz_id=3, prefill={"db_password": "typed"}, metadata="m")
     shown = json.dumps(view)
@@ -222,9 +244,7 @@ def test_launch_message_stays_within_limits() -> None:
 
 
 def test_success_reply() -> None:
-    reply = result_reply(
-        launch(), job_status=3, detail=instance_status(3, [("build", 3), ("ship", 3)]), web_root=WEB
-    )
+    reply = result_reply(launch(), job_status=3, detail=instance_status(3, [("build", 3), ("ship", 3)]), web_root=WEB)
     (body,) = section_texts(reply.blocks)
     assert body.startswith(":white_check_mark: *Succeeded*: Deploy web, instance <")
     assert "Ran for 1 min 15 s" in body and "<@U0ALICE>" not in body
