@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -33,11 +34,25 @@ async def _ack_latency(rig: Rig, *, levels: Sequence[int], requests: int) -> lis
         await send_all(f"{baseline.url}/slack/events", [rig.signed.command("help", channel="CACK")] * 10, concurrency=1)
         for concurrency in levels:
             for kind in KINDS:
+                bot_cpu, rig_cpu = bot.cpu_s(), time.process_time()
                 ours = await measure_kind(rig, bot, kind, forms, requests=requests, concurrency=concurrency)
+                bot_cpu, rig_cpu = bot.cpu_s() - bot_cpu, time.process_time() - rig_cpu
+                base_cpu, base_rig_cpu = baseline.cpu_s(), time.process_time()
                 theirs = await send_all(
                     f"{baseline.url}/slack/events", _requests(rig, kind, forms, requests), concurrency=concurrency
                 )
-                rows.append(_row(kind, ours, theirs))
+                base_cpu, base_rig_cpu = baseline.cpu_s() - base_cpu, time.process_time() - base_rig_cpu
+                row = _row(kind, ours, theirs)
+                # CPU per request is the figure a shared machine's load does not move much (unlike milliseconds):
+                # the bot's includes the work each ack started; the rig's (load generator plus the fakes, one
+                # process) shows how much of the bot's latency is the fakes answering it on the same two cores.
+                row["cpu_ms_per_request"] = {
+                    "bot": bot_cpu / ours.requests * 1000,
+                    "baseline": base_cpu / theirs.requests * 1000,
+                    "rig_for_bot": rig_cpu / ours.requests * 1000,
+                    "rig_for_baseline": base_rig_cpu / theirs.requests * 1000,
+                }
+                rows.append(row)
     return rows
 
 

@@ -73,6 +73,16 @@ def table(results: Mapping[str, Any]) -> str:
                 f"{row['p99_ratio']:>6.1f} [{lo['p99_ratio']:.1f}-{hi['p99_ratio']:.1f}]"
                 f"{row['rps_ratio']:>7.2f} [{lo['rps_ratio']:.2f}-{hi['rps_ratio']:.2f}]"
             )
+        lines.append("   CPU ms per request (the bot's with the work its acks started): bot / baseline; rig for each")
+        for row in results["ack"]:
+            cpu = row.get("cpu_ms_per_request")
+            if cpu:
+                lines.append(
+                    f"   {row['kind']:<7}{row['concurrency']:>5} | bot {cpu['bot']:.2f} / "
+                    f"baseline {cpu['baseline']:.2f}"
+                    f" (x{cpu['bot'] / cpu['baseline']:.1f}) | rig {cpu['rig_for_bot']:.2f} / "
+                    f"{cpu['rig_for_baseline']:.2f}"
+                )
     for t in results.get("throughput", []):
         lines.append("")
         lines.append(

@@ -521,3 +521,19 @@ async def test_slack_response_url_replaces_or_deletes_the_message_it_came_from(
         async with http.post(slack.response_url(channel="C1", message_ts=ts), json=raw) as resp:
             assert resp.status == 200
     assert slack.message("C1", ts) is None and slack.messages("C1") == []
+
+
+def test_slack_rules_judge_a_repeated_view_or_block_as_strictly_as_the_first_time() -> None:
+    """The fake remembers verdicts by content (to spend less of the benchmarks' CPU): a bad block stays bad, for
+    every person a form is opened for, and a good one stays good."""
+    from bot.fakes.slack_rules import message_problems, view_problems
+
+    bad_input = {"type": "input", "block_id": "b", "element": {"type": "plain_text_input", "action_id": "a"}}
+    good = {"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}
+    for person in ("alice", "bob", "alice"):
+        view = {"type": "modal", "title": {"type": "plain_text", "text": "T"}, "private_metadata": person}
+        assert view_problems({**view, "blocks": [good]}) == []
+        problems = view_problems({**view, "blocks": [good, bad_input]})
+        assert problems and "label" in problems[0]
+        assert message_problems([good, {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}], "t")
+        assert message_problems([good], "t") is None
