@@ -80,7 +80,8 @@ def table(results: Mapping[str, Any]) -> str:
                 lines.append(
                     f"   {row['kind']:<7}{row['concurrency']:>5} | bot {cpu['bot']:.2f} / "
                     f"baseline {cpu['baseline']:.2f}"
-                    f" (x{cpu['bot'] / cpu['baseline']:.1f}) | rig {cpu['rig_for_bot']:.2f} / "
+                    f" (x{cpu['bot'] / cpu['baseline'] if cpu['baseline'] else float('nan'):.1f})"
+                    f" | rig {cpu['rig_for_bot']:.2f} / "
                     f"{cpu['rig_for_baseline']:.2f}"
                 )
     for t in results.get("throughput", []):
