@@ -182,7 +182,7 @@ HOT: dict[str, Op] = {
     "reopen_launch": lambda s: s.reopen_launch("L2", finished_at=NOW, job_status=2, now=NOW),
     "enqueue": lambda s: s.enqueue(message(30, "t1", dedupe_key="refresh-launch:L1")),
     "lease_outbox": lambda s: s.lease_outbox(
-        owner="o", now=NOW, lease=30, limit=100, posts_per_channel=1, edits_per_channel=3
+        owner="o", now=NOW, lease=30, limit=100, posts_per_channel=1, edits_per_channel=3, skip_posts_in=["C0DEV"]
     ),
     "outbox_sent": lambda s: s.outbox_sent(message(0, "t0").id, owner="o", ts="4.4", now=NOW),
     "outbox_retry": lambda s: s.outbox_retry(message(1, "t1").id, owner="o", error="ratelimited", at=NOW + 5),

@@ -809,3 +809,37 @@ async def test_outbox_batch_holds_at_most_the_asked_posts_per_channel(store: Sto
     assert [m.order_key for m in second] == ["CA:a2", "CB:b2", "CA:edit:3.0"]  # edits uncapped here
     rest = await store.lease_outbox(owner="a", now=NOW, lease=30, limit=10)
     assert [m.order_key for m in rest] == ["CA:a3"]
+
+
+async def test_outbox_lease_leaves_alone_the_channels_the_worker_holds_messages_for(store: Store) -> None:
+    """The outbox leases a channel's next post (or edits) only when its lane has room: the others stay pending."""
+    for seq, (channel, key) in enumerate([("CA", "a1"), ("CB", "b1"), ("CC", "c1")]):
+        await store.enqueue(message(seq, f"{channel}:{key}", channel=channel))
+    for seq, channel in enumerate(["CA", "CB"], start=10):
+        await store.enqueue(
+            message(seq, f"{channel}:edit:1.0", channel=channel, kind=OutboxKind.REFRESH_LAUNCH, payload={})
+        )
+    leased = await store.lease_outbox(
+        owner="a", now=NOW, lease=30, limit=10, posts_per_channel=1, skip_posts_in=["CA", "CB"], skip_edits_in=["CB"]
+    )
+    assert [m.order_key for m in leased] == ["CC:c1", "CA:edit:1.0"]
+    rest = await store.lease_outbox(owner="a", now=NOW, lease=30, limit=10, posts_per_channel=1)
+    assert [m.order_key for m in rest] == ["CA:a1", "CB:b1", "CB:edit:1.0"]
+
+
+async def test_writes_at_once_each_stand_or_fail_alone(store: Store) -> None:
+    """SQLite commits the writes that arrive together in one transaction: one that fails is undone alone, and
+    every other is stored (and read back) once its call has returned."""
+    outcomes = await asyncio.gather(
+        store.create_launch(launch("L1")),
+        store.create_launch(launch("L1")),  # the same id again: refused
+        store.claim("k1", now=NOW),
+        store.enqueue(message(1, "C0OPS:1.0")),
+        store.create_launch(launch("L2")),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None and outcomes[2] is True and outcomes[3] is True and outcomes[4] is None
+    assert isinstance(outcomes[1], (sqlite3.IntegrityError, asyncpg.UniqueViolationError))
+    assert await store.get_launch("L1") is not None and await store.get_launch("L2") is not None
+    assert not await store.claim("k1", now=NOW)
+    assert [m.id for m in await store.outbox_messages()] == [message(1, "C0OPS:1.0").id]

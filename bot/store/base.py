@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from bot.store.records import (
@@ -190,12 +190,15 @@ class Store(ABC):
         limit: int,
         posts_per_channel: int | None = None,
         edits_per_channel: int | None = None,
+        skip_posts_in: Collection[str] = (),
+        skip_edits_in: Collection[str] = (),
     ) -> list[OutboxMessage]:
         """The first pending, due message of each order_key, leased to `owner` (messages behind it wait).
 
         `posts_per_channel` and `edits_per_channel` cap one channel's posts and edits in a batch (None: no cap): a
-        batch is delivered before the next is leased, and a channel's posts wait for their slots and its edits
-        go one after another, so one busy channel must not hold every other channel's messages back."""
+        channel's posts wait for their slots and its edits go one after another, so a batch holds no more of them
+        than the worker can start soon. Posts to the channels in `skip_posts_in` (and edits in `skip_edits_in`)
+        are left alone: the worker already holds the next ones there."""
 
     @abstractmethod
     async def outbox_sent(self, message_id: str, *, owner: str, ts: str | None, now: float) -> None: ...

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -509,6 +509,8 @@ class PostgresStore(Store):
         limit: int,
         posts_per_channel: int | None = None,
         edits_per_channel: int | None = None,
+        skip_posts_in: Collection[str] = (),
+        skip_edits_in: Collection[str] = (),
     ) -> list[OutboxMessage]:
         # Order per order_key rests on data, not on locks. The NOT EXISTS reads every pending message of the key
         # without locking, so a head that another replica holds (row-locked right now, or leased earlier) still
@@ -523,6 +525,8 @@ class PostgresStore(Store):
             f" (PARTITION BY o.channel, o.kind = 'post' ORDER BY o.seq) AS lane_rank"
             f" FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1"
             f" AND (o.lease_until IS NULL OR o.lease_until < $1)"
+            f" AND NOT (o.kind = 'post' AND o.channel = ANY($7::text[]))"
+            f" AND NOT (o.kind != 'post' AND o.channel = ANY($8::text[]))"
             f" AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key"
             f" AND p.state = 'pending' AND p.seq < o.seq)),"
             f" heads AS ("
@@ -540,6 +544,8 @@ class PostgresStore(Store):
             now + lease,
             posts_per_channel or limit,
             edits_per_channel or limit,
+            list(skip_posts_in),
+            list(skip_edits_in),
         )
         return sorted((outbox_from(dict(row)) for row in rows), key=lambda m: m.seq)
 
