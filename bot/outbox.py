@@ -6,8 +6,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.background import failure_delay
@@ -51,6 +51,14 @@ class _Stopped(Exception):
     """The worker is stopping: a post still waiting for its channel's slot is not sent."""
 
 
+class _Lane:
+    """One channel's posts, or its edits: leased messages delivered one after another by one task."""
+
+    def __init__(self) -> None:
+        self.queue: deque[OutboxMessage] = deque()
+        self.task: asyncio.Task[None]
+
+
 class Outbox:
     """slack_sdk's retry handlers already wait out 429 Retry-After, 5xx and resets within one delivery;
     the outbox adds what they cannot: persistence across restarts, order per thread, pacing per channel,
@@ -84,9 +92,14 @@ class Outbox:
         self._round_done = asyncio.Condition()
         self._stopping = False
         self._stopped = asyncio.Event()  # the same, for a post waiting for its channel's slot to wake on
-        # A batch is delivered before the next is leased: it holds one post and a few edits per channel, so a
-        # channel whose posts wait for their slots, or whose edits queue one after another, never holds the
-        # others back, and a batch takes about one slot, far within its lease.
+        # Each channel's posts (paced) and its edits go out in a lane of their own, one message after another. A
+        # lane holds the message in hand and at most one lease's worth more (one post, a few edits): when it takes
+        # its last queued message, the worker leases that lane's next at once, so a post is ready when its
+        # channel's slot opens, and no lane waits for any other (a batch used to wait for its slowest channel).
+        self._lanes: dict[tuple[str, bool], _Lane] = {}
+        # Messages in the lanes (queued or in hand). One held past its lease (a database locked while its send is
+        # recorded) can come back from a lease: it is not handed over twice.
+        self._held: set[str] = set()
         self._posts_per_channel = None if channel_interval <= 0 else 1
         self._edits_per_channel = None if channel_interval <= 0 else _EDITS_PER_CHANNEL
 
@@ -172,32 +185,45 @@ class Outbox:
     # -- the worker -----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Ends on `stop()` (or cancellation): a failed round (a locked database, a lost connection) is logged at
-        ERROR and retried with back-off; what it had leased is retried once its lease runs out."""
+        """Ends on `stop()` once every lane has finished the message in hand (or on cancellation, which cancels
+        the lanes): a failed round (a locked database, a lost connection) is logged at ERROR and retried with
+        back-off; what it had leased is retried once its lease runs out."""
         failures = 0
-        while not self._stopping:
-            try:
-                busy = await self._round()
-            except Exception:
-                failures += 1
-                delay = failure_delay(failures, base=self._poll_interval)
-                log.error("outbox round failed (%d in a row); next try in %.1f s", failures, delay, exc_info=True)
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
-            self._heartbeat()
-            if busy:
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
-            except TimeoutError:
-                pass
+        try:
+            while not self._stopping:
+                try:
+                    full = await self._round()
+                except Exception:
+                    failures += 1
+                    delay = failure_delay(failures, base=self._poll_interval)
+                    log.error("outbox round failed (%d in a row); next try in %.1f s", failures, delay, exc_info=True)
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
+                self._heartbeat()
+                if full:
+                    continue
+                # Woken by a message queued, a lane taking its last queued message, or a lane ending; the timeout
+                # finds retries come due and messages whose lease another replica let run out.
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+                except TimeoutError:
+                    pass
+            await asyncio.gather(*(lane.task for lane in list(self._lanes.values())), return_exceptions=True)
+        finally:
+            lanes = [lane.task for lane in self._lanes.values() if not lane.task.done()]
+            for task in lanes:
+                task.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
 
     async def _round(self) -> bool:
-        """Deliver one leased batch; False when nothing was due (and flush() waiters are released)."""
+        """Lease what is due for the lanes with room and hand it to them; True when the batch was full (more may
+        be due at once). A round that finds nothing due and no lane at work releases flush() waiters."""
         self._started += 1
         round_id = self._started
         self._wake.clear()
+        # A lane with more than the message in hand already holds its next: its channel is left out of the lease.
+        full = [key for key, lane in self._lanes.items() if len(lane.queue) > 1]
         batch = await self._store.lease_outbox(
             owner=self._owner,
             now=self._clock(),
@@ -205,36 +231,57 @@ class Outbox:
             limit=_BATCH,
             posts_per_channel=self._posts_per_channel,
             edits_per_channel=self._edits_per_channel,
+            skip_posts_in=[channel for channel, post in full if post],
+            skip_edits_in=[channel for channel, post in full if not post],
         )
-        if batch:
-            await self._deliver_batch(batch)
-            return True
-        async with self._round_done:
-            self._idle_round = round_id
-            self._round_done.notify_all()
-        return False
-
-    async def _deliver_batch(self, batch: Sequence[OutboxMessage]) -> None:
-        """One lane per channel for posts (they are paced) and one for edits, which must not queue behind a
-        paced post: their order keys differ, so running the lanes side by side keeps every order_key's order."""
-        lanes: dict[tuple[str, bool], list[OutboxMessage]] = defaultdict(list)
         for message in batch:
-            lanes[(message.channel, message.kind is OutboxKind.POST)].append(message)
-        # Every lane runs to its end even when another fails, so no delivery is left running unowned.
-        outcomes = await asyncio.gather(
-            *(self._deliver_channel(messages) for messages in lanes.values()), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+            self._hand(message)
+        if not batch and not self._lanes:
+            async with self._round_done:
+                self._idle_round = round_id
+                self._round_done.notify_all()
+        return len(batch) >= _BATCH
 
-    async def _deliver_channel(self, messages: Sequence[OutboxMessage]) -> None:
-        for done, message in enumerate(messages):
-            if self._stopping:
-                await self._store.outbox_release([m.id for m in messages[done:]], owner=self._owner)
-                return
-            await self._deliver(message)
-            self._heartbeat()
+    def _hand(self, message: OutboxMessage) -> None:
+        """Queue a leased message in its lane (posts and edits apart: an edit must not wait behind a paced post,
+        and their order keys differ, so lanes side by side keep every order_key's order), starting the lane."""
+        if message.id in self._held:
+            return
+        self._held.add(message.id)
+        key = (message.channel, message.kind is OutboxKind.POST)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+            lane.task = asyncio.create_task(self._drive(key, lane), name=f"outbox-{message.channel}")
+        lane.queue.append(message)
+
+    async def _drive(self, key: tuple[str, bool], lane: _Lane) -> None:
+        """Deliver a lane's messages in the order they were leased; on stop, release those not yet tried."""
+        try:
+            while lane.queue:
+                if self._stopping:
+                    await self._store.outbox_release([m.id for m in lane.queue], owner=self._owner)
+                    return
+                message = lane.queue[0]
+                if len(lane.queue) == 1:
+                    self._wake.set()  # room in this lane: its next message is leased while this one goes out
+                await self._deliver(message)
+                lane.queue.popleft()
+                self._held.discard(message.id)
+                self._heartbeat()
+        except Exception:
+            # What it still holds is retried once its lease runs out, as after a failed round.
+            log.error(
+                "outbox lane %s failed; %d leased messages wait for their lease to run out",
+                key,
+                len(lane.queue),
+                exc_info=True,
+            )
+        finally:
+            self._held.difference_update(m.id for m in lane.queue)
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+            self._wake.set()
 
     async def _deliver(self, message: OutboxMessage) -> None:
         try:

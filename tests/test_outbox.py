@@ -1,0 +1,111 @@
+"""The outbox's lanes over the real store and a real HTTP Slack: a channel never waits for another channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import Message, notice
+from bot.notifier import Notifier
+from bot.outbox import Outbox
+from bot.store import SqliteStore, Store
+from tests.conftest import BOT_TOKEN
+from tests.fakes import FakeSlack
+from tests.test_store import PgSchema, postgres_url_or_skip
+
+
+class SlowChannels(Notifier):
+    """The real notifier, except that posts to a held channel wait until it is let go (Slack slow for them)."""
+
+    def __init__(self, *, client: AsyncWebClient) -> None:
+        super().__init__(client=client)
+        self.held: dict[str, asyncio.Event] = {}
+        self.waiting = asyncio.Event()  # a post is waiting in a held channel
+
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> str:
+        if (gate := self.held.get(channel)) is not None:
+            self.waiting.set()
+            await gate.wait()
+        return await super().post(channel, message, thread_ts=thread_ts)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        sqlite_store = SqliteStore(path=str(tmp_path / "outbox.sqlite3"))
+        await sqlite_store.open()
+        try:
+            yield sqlite_store
+        finally:
+            await sqlite_store.close()
+        return
+    async with PgSchema(await postgres_url_or_skip()) as schema:
+        yield await schema.open_store()
+
+
+@pytest.fixture
+async def notifier(slack: FakeSlack) -> AsyncIterator[SlowChannels]:
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.base_url)
+    try:
+        yield SlowChannels(client=client)
+    finally:
+        if client.session is not None:
+            await client.session.close()
+
+
+async def test_a_channel_posts_its_next_messages_while_another_channel_post_hangs(
+    slack: FakeSlack, store: Store, notifier: SlowChannels
+) -> None:
+    """Paced posts are leased one per channel at a time; a batch used to wait for its slowest channel before the
+    next was leased, so one slow post held back every other channel's next message."""
+    slow = asyncio.Event()
+    notifier.held["C0SLOW"] = slow
+    box = Outbox(store=store, notifier=notifier, web_root=None, channel_interval=0.01)
+    worker = asyncio.create_task(box.run())
+    try:
+        await box.post("C0SLOW", notice("slow"))
+        await asyncio.wait_for(notifier.waiting.wait(), timeout=60)  # an overall bound, not a duration under test
+        for i in range(3):
+            await box.post("C0FAST", notice(f"fast {i}"), thread_ts=f"1.{i}")
+        await slack.wait_for_call("chat.postMessage", lambda c: c.args["channel"] == "C0FAST", count=3, timeout=60)
+        assert [m["text"] for m in slack.messages("C0FAST")] == ["fast 0", "fast 1", "fast 2"]
+        assert slack.messages("C0SLOW") == []  # still in hand, not given up
+        slow.set()
+        await asyncio.wait_for(box.flush(), timeout=60)
+        assert [m["text"] for m in slack.messages("C0SLOW")] == ["slow"]  # once
+        assert await store.outbox_messages(state="pending") == []
+    finally:
+        box.stop()
+        slow.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(worker, timeout=60)
+
+
+async def test_a_thread_keeps_its_order_when_its_channel_next_post_is_leased_early(
+    slack: FakeSlack, store: Store, notifier: SlowChannels
+) -> None:
+    """A lane leases its next post while the one in hand goes out: never the next message of the same thread."""
+    held = asyncio.Event()
+    notifier.held["C0OPS"] = held
+    box = Outbox(store=store, notifier=notifier, web_root=None, channel_interval=0.01)
+    worker = asyncio.create_task(box.run())
+    try:
+        await box.post("C0OPS", notice("first"), thread_ts="1.0")
+        await asyncio.wait_for(notifier.waiting.wait(), timeout=60)
+        await box.post("C0OPS", notice("second"), thread_ts="1.0")
+        await box.post("C0OPS", notice("other thread"), thread_ts="2.0")
+        held.set()
+        await asyncio.wait_for(box.flush(), timeout=60)
+        texts = [m["text"] for m in slack.messages("C0OPS")]
+        assert sorted(texts) == ["first", "other thread", "second"]
+        assert texts.index("first") < texts.index("second")
+    finally:
+        box.stop()
+        held.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(worker, timeout=60)
