@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections import defaultdict, deque
@@ -87,6 +88,7 @@ class Outbox:
         self._owner = f"outbox-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._next_slot: dict[str, float] = defaultdict(float)
+        self._fastest = math.inf  # the fastest chat.postMessage round trip seen (see _post_paced)
         self._started = 0  # rounds of the worker loop begun
         self._idle_round = 0  # the last round that found nothing due
         self._round_done = asyncio.Condition()
@@ -381,17 +383,23 @@ class Outbox:
         self, channel: str, message: Message, *, thread_ts: str | None, stoppable: bool = False
     ) -> str:
         await self._pace(channel, stoppable=stoppable)
+        asked = self._clock()
         try:
-            return await self._notifier.post(channel, message, thread_ts=thread_ts)
+            ts = await self._notifier.post(channel, message, thread_ts=thread_ts)
         except SlackError as exc:
             if exc.retry_after is not None:
                 self._hold(channel, exc.retry_after)
-            raise
-        finally:
-            # Count the next slot from when Slack answered, not from when we asked: a post that waited out a
-            # 429 inside the client was accepted only at its end, and the next one would land in the same
-            # window and be refused in turn (then wait a whole Retry-After second).
             self._hold(channel, self._channel_interval)
+            raise
+        # Count the next slot from when Slack took the post, not from when we asked: a post that waited out a 429
+        # inside the client was accepted only near its end, and the next one would land in the same window and be
+        # refused in turn (then wait a whole Retry-After second). Slack took it at the latest a way back before
+        # its answer arrived: the fastest round trip seen is a bound on both ways together, so counting from the
+        # answer less that bound costs no round trip per slot and still lands every post a full interval later.
+        answered = self._clock()
+        self._fastest = min(self._fastest, answered - asked)
+        self._hold(channel, max(0.0, self._channel_interval - self._fastest))
+        return ts
 
     async def _pace(self, channel: str, *, stoppable: bool = False) -> None:
         """Slack allows about one message per second per channel: space posts out rather than collect 429s.

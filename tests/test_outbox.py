@@ -109,3 +109,36 @@ async def test_a_thread_keeps_its_order_when_its_channel_next_post_is_leased_ear
         held.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(worker, timeout=60)
+
+
+class Clocked(Notifier):
+    """Slack on a hand-moved clock: each post takes the round trip it is given (no real time passes)."""
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__(client=AsyncWebClient(token=BOT_TOKEN))
+        self.clock = clock
+        self.trips: list[float] = []
+
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> str:
+        self.clock[0] += self.trips.pop(0)
+        return f"{self.clock[0]:.6f}"
+
+
+async def test_a_channel_next_slot_counts_from_the_answer_less_the_fastest_round_trip(tmp_path: Path) -> None:
+    """Slack counts a post when it takes it, somewhere between our ask and its answer: the next slot is the interval
+    after the answer less the fastest round trip seen (so a slot does not cost a round trip), and a post that took
+    long (one that waited out a 429 inside the client) still counts from its own answer."""
+    store = SqliteStore(path=str(tmp_path / "clocked.sqlite3"))
+    await store.open()
+    clock = [1000.0]
+    notifier = Clocked(clock)
+    box = Outbox(store=store, notifier=notifier, web_root=None, channel_interval=1.0, clock=lambda: clock[0])
+    try:
+        notifier.trips = [0.2, 3.0]
+        await box.send_now("C0OPS", notice("first"))
+        assert box.channel_wait("C0OPS") == pytest.approx(0.8)
+        clock[0] += 5.0
+        await box.send_now("C0OPS", notice("second, slowly"))
+        assert box.channel_wait("C0OPS") == pytest.approx(0.8)
+    finally:
+        await store.close()
