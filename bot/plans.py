@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from bot.background import Background
 from bot.bk import BkClient
@@ -34,6 +34,8 @@ MAX_LISTS = 64
 """(business, BK-JOB user) lists held at once; the least recently read is dropped first."""
 RETRY_AFTER = 10.0
 """Seconds before a list BK-JOB refused is asked for again: a keystroke each is not a reason to ask again."""
+FOUND_WORDS = 64
+"""Searched words whose matches a list keeps, so the next keystroke narrows them instead of scanning again."""
 STALE_FACTOR = 60
 """A list older than `ttl` is refreshed; one older than `ttl * STALE_FACTOR` is dropped (BK-JOB down that long)."""
 
@@ -50,10 +52,29 @@ class Catalogue:
     complete: bool = True
     folded: tuple[str, ...] = field(init=False, repr=False, compare=False)
     positions: Mapping[int, int] = field(init=False, repr=False, compare=False)
+    _found: LRUCache[str, list[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folded", tuple(plan.name.casefold() for plan in self.plans))
         object.__setattr__(self, "positions", {plan.bk_job_id: i for i, plan in enumerate(self.plans)})
+        object.__setattr__(self, "_found", LRUCache(maxsize=FOUND_WORDS))
+
+    def containing(self, word: str) -> list[int]:
+        """Positions of the names holding `word` (case-folded), in the list's order.
+
+        Typing adds a letter at a time, and every name holding "deplo" holds "depl": a keystroke scans only what
+        the one before it matched, not the whole list (a third of a keystroke's CPU with 10,000 plans).
+        """
+        found = self._found.get(word)
+        if found is None:
+            names = self.folded
+            shorter = next((word[:n] for n in range(len(word) - 1, 0, -1) if word[:n] in self._found), None)
+            if shorter is None:
+                found = [i for i, name in enumerate(names) if word in name]
+            else:
+                found = [i for i in self._found[shorter] if word in names[i]]
+            self._found[word] = found
+        return found
 
 
 class PlanFinder:
@@ -135,7 +156,7 @@ class PlanFinder:
             by_id = catalogue.positions.get(int(words[0]))
             wanted = [by_id] if by_id is not None else []
         recent = [catalogue.positions[i] for i in first if i in catalogue.positions]
-        hits = _containing(names, folded)
+        hits = _containing(catalogue, folded)
         found: list[PlanSummary] = []
         seen: set[int] = set()
         for i in (*wanted, *(i for i in recent if all(word in names[i] for word in folded))):
@@ -193,12 +214,13 @@ class PlanFinder:
         return catalogue
 
 
-def _containing(names: Sequence[str], words: Sequence[str]) -> list[int]:
-    """Positions of the names holding every word: one list comprehension per word, each over fewer names
-    (a generator per name costs more than the scan itself)."""
+def _containing(catalogue: Catalogue, words: Sequence[str]) -> list[int]:
+    """Positions of the names holding every word: the first word's from the list's memory, then one list
+    comprehension per further word over those (a generator per name costs more than the scan itself)."""
     if not words:
-        return list(range(len(names)))
-    found = [i for i, name in enumerate(names) if words[0] in name]
+        return list(range(len(catalogue.folded)))
+    names = catalogue.folded
+    found = catalogue.containing(words[0])
     for word in words[1:]:
         found = [i for i in found if word in names[i]]
     return found

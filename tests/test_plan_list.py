@@ -10,11 +10,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.background import Background
 from bot.bk import ApigwV3Client, BkClient, EsbV2Client
+from bot.bk_models import PlanSummary
 from bot.errors import BkApiError
-from bot.plans import PlanFinder
+from bot.plans import Catalogue, PlanFinder
 from tests.conftest import APP_CODE, APP_SECRET, BIZ
 from tests.fakes import FakeBkJob
 
@@ -134,9 +137,7 @@ async def test_finder_reads_every_page_of_10000_plans_once_and_answers_from_memo
     await background.close()
 
 
-async def test_finder_serves_the_stale_list_while_it_refreshes_in_the_background(
-    bkc: BkClient, bk: FakeBkJob
-) -> None:
+async def test_finder_serves_the_stale_list_while_it_refreshes_in_the_background(bkc: BkClient, bk: FakeBkJob) -> None:
     now = [0.0]
     background = Background()
     finder = PlanFinder(bk=bkc, background=background, ttl=60, clock=lambda: now[0])
@@ -169,3 +170,21 @@ async def test_finder_gives_up_waiting_but_keeps_loading(bkc: BkClient, bk: Fake
     held = finder.cached(BIZ, USER)
     assert held is not None and [p.bk_job_id for p in held.plans] == [100]
     await background.close()
+
+
+@given(
+    names=st.lists(st.text(alphabet="abcdeDE 12", min_size=0, max_size=12), max_size=60),
+    typed=st.lists(st.text(alphabet="abcdE 1", min_size=1, max_size=6), min_size=1, max_size=12),
+)
+def test_a_keystroke_narrowing_what_the_last_one_matched_finds_what_a_full_scan_finds(
+    names: list[str], typed: list[str]
+) -> None:
+    """The list remembers each word's matches and narrows them as a word grows; whatever order words come in
+    (typed on, deleted, retyped, another word), the answer is the full scan's, in the list's order."""
+    catalogue = Catalogue(
+        plans=tuple(PlanSummary(bk_job_id=i + 1, name=name) for i, name in enumerate(names)), loaded_at=0.0
+    )
+    for text in typed:
+        for n in range(1, len(text) + 1):
+            word = text[:n].casefold()
+            assert catalogue.containing(word) == [i for i, name in enumerate(names) if word in name.casefold()]
