@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.ack import ack_latency
+from bench.digest import failure_digest
 from bench.e2e import end_to_end
 from bench.growth import growth
+from bench.launching import launch_latencies
 from bench.picker import picker_latency
 from bench.queries import postgres_url, query_costs
 from bench.repeat import repeat
@@ -25,7 +27,7 @@ from bench.throughput import result_throughput
 
 __all__ = ["Scale", "main", "run"]
 
-BENCHMARKS = ("ack", "throughput", "growth", "startup", "queries", "picker", "socket", "e2e")
+BENCHMARKS = ("ack", "throughput", "growth", "startup", "queries", "picker", "socket", "e2e", "digest", "launch")
 MILLION = 1_000_000
 
 
@@ -46,6 +48,9 @@ class Scale:
     picker_rounds: int = 10
     e2e_samples: int = 50
     e2e_burst: tuple[int, int] = (1000, 100)  # results, channels
+    digest_sizes: tuple[int, int] = (50, 5000)  # failed hosts: the ratio is per host, large over small
+    digest_samples: int = 5
+    launch_latency_count: int = 200  # launches timed to execute_job, per path and concurrency
 
 
 SCALES = {
@@ -69,6 +74,9 @@ SCALES = {
         picker_rounds=1,
         e2e_samples=3,
         e2e_burst=(20, 10),
+        digest_sizes=(5, 50),
+        digest_samples=1,
+        launch_latency_count=4,
     ),
 }
 
@@ -108,6 +116,8 @@ async def run(
             latency=0.05, samples=scale.e2e_samples, burst=scale.e2e_burst[0], channels=scale.e2e_burst[1]
         ),
         "socket": lambda: socket_acks(requests=scale.ack_requests // 2, levels=(1, 10)),
+        "launch": lambda: launch_latencies(count=scale.launch_latency_count),
+        "digest": lambda: failure_digest(sizes=scale.digest_sizes, samples=scale.digest_samples),
         "picker": lambda: picker_latency(plans=scale.picker_plans, rounds=scale.picker_rounds, concurrency=(1, 10)),
     }
     for name in only:

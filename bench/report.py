@@ -160,11 +160,44 @@ def table(results: Mapping[str, Any]) -> str:
                 f"{sock['p99_ms']:.2f} ({sock['rps']:.0f}/s); http p50 {http['p50_ms']:.2f} p99 {http['p99_ms']:.2f} "
                 f"({http['rps']:.0f}/s); p50 x{row['p50_ratio']:.2f}, p99 x{row['p99_ratio']:.2f}"
             )
+    if "launch" in results:
+        lines.append("")
+        lines.append(
+            "10. launch: signed request sent to BK-JOB receiving execute_job (ms), each launch in its own channel; "
+            "baseline = the bare server's ack p99 at the same concurrency"
+        )
+        for row in results["launch"]["rows"]:
+            lines.append(
+                f"   {row['via']:<8}{row['concurrency']:>3} senders: p50 {row['p50_ms']:.0f}, p99 {row['p99_ms']:.0f}, "
+                f"max {row['max_ms']:.0f} ({row['launches']} launches, {row['over_250_ms']} over 250 ms, "
+                f"{row['over_1_s']} over 1 s); {row['bot_cpu_ms_per_launch']:.1f} ms bot CPU each; baseline "
+                f"p99 {row['baseline_ack_p99_ms']:.1f}; load {row['loadavg'][0]:.1f}"
+            )
+    for d in results.get("digest", []):
+        lines.append("")
+        lines.append(_digest(d))
     if "queries" in results:
         lines.append("")
         lines.append(_queries(results["queries"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"\n{name}: FAILED: {error}")
+    return "\n".join(lines)
+
+
+def _digest(d: dict[str, Any]) -> str:
+    """Both sizes side by side, then the cost per host of the large one over the small one's."""
+    lines = [
+        f"9. failure digest, BK-JOB {d['api_version']}: callback to the reply in the thread (median of "
+        f"{d['samples']}); per host, large / small: time x{d['per_host_time_ratio']:.3f}, CPU "
+        f"x{d['per_host_cpu_ratio']:.3f} (whole: x{d['time_ratio']:.2f}, x{d['cpu_ratio']:.2f})"
+    ]
+    for key in (k for k in d if k.startswith("hosts_")):
+        h = d[key]
+        lines.append(
+            f"   {h['hosts']:>6,} hosts: {h['reply_ms_median']:>7.0f} ms (max {h['reply_ms_max']:.0f}), CPU "
+            f"{h['cpu_s_mean']:.3f} s, BK-JOB {h['bk_calls']} calls ({h['bk_request_bytes']:,} B out, "
+            f"{h['bk_response_bytes']:,} B back), Slack message {h['slack_bytes']:,} B in {h['sections']} sections"
+        )
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -59,6 +59,7 @@ class Rig:
             "SLACK_SIGNING_SECRET": SECRET,
             "SLACK_API_URL": self.slack.base_url,
             "BK_API_URL": self.bk.base_url,
+            "BK_API_VERSION": self.bk.api_version,
             "BK_APP_CODE": APP_CODE,
             "BK_APP_SECRET": APP_SECRET,
             "BK_USERNAME": "ops-bot",
@@ -98,11 +99,12 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(*, channel_rate: float | None = None) -> AsyncIterator[Rig]:
+async def rig(*, channel_rate: float | None = None, api_version: Literal["v2", "v3"] = "v2") -> AsyncIterator[Rig]:
+    """`api_version` is the wire format the fake BK-JOB serves (and the bot is told to speak)."""
     with tempfile.TemporaryDirectory(prefix="bkjob-bench-") as tmp:
         async with (
             FakeSlack(token=TOKEN, channel_rate=channel_rate, users=USERS) as slack,
-            FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET, skip_user_auth=True) as bk,
+            FakeBkJob(app_code=APP_CODE, app_secret=APP_SECRET, skip_user_auth=True, api_version=api_version) as bk,
         ):
             bk.add_plan(BIZ, PLAN, "Deploy web", PLAN_VARS)
             # Slack's per-method tiers (e.g. 100 views.open a minute) would make thousands of requests a test of

@@ -37,4 +37,13 @@ def test_bench_runs_in_tiny_mode(tmp_path: Path) -> None:
     assert {row["launches_stored"] for row in results["queries"]} == {2, 30}
     assert results["spread"]["ack"]["min"] and results["spread"]["ack"]["max"]  # the runs' range of each figure
     assert [set(run) for run in results["load"]["ack"]] == [{"loadavg_before", "loadavg_after", "wall_s"}]
+    for digest in results["digest"]:  # one per BK-JOB wire format: a digest for both sizes, within Slack's limits
+        for size in (5, 50):
+            row = digest[f"hosts_{size}"]
+            assert row["bk_calls"] >= 2 and row["sections"] >= 1 and row["slack_bytes"] < 40_000
+    assert [row["api_version"] for row in results["digest"]] == ["v2", "v3"]
+    assert {(row["via"], row["concurrency"]) for row in results["launch"]["rows"]} == {
+        (via, level) for via in ("command", "modal") for level in (1, 10)
+    }
+    assert all(row["launches"] == 4 for row in results["launch"]["rows"])
     assert "1. ack latency" in done.stdout
