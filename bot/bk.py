@@ -194,8 +194,18 @@ class BkClient(ABC):
     def _lenient_envelope(api: str, status: int, raw: bytes) -> Envelope:
         """Logs carry whatever bytes a host printed: invalid UTF-8, and lone surrogates escaped as `\\udcXX`, become
         U+FFFD instead of making the whole answer unreadable."""
-        text = _LONE_SURROGATE.sub(r"\\ufffd", raw.decode("utf-8", "replace"))
-        return BkClient._envelope(api, status, text.encode("utf-8"))
+        # Most answers need neither repair: checking costs a scan, repairing a 4 MB answer of 5,000 hosts' logs
+        # (the regex starts with a look-behind, so it is tried at every character) cost ~100 ms of CPU.
+        try:
+            text = raw.decode("utf-8")
+            repaired = False
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "replace")
+            repaired = True
+        if "\\ud" in text or "\\uD" in text:
+            text = _LONE_SURROGATE.sub(r"\\ufffd", text)
+            repaired = True
+        return BkClient._envelope(api, status, text.encode("utf-8") if repaired else raw)
 
     @staticmethod
     def _check_batch(hosts: Sequence[HostRef]) -> None:

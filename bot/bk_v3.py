@@ -261,16 +261,6 @@ def _seconds(ms: int | float | None) -> float | None:
     return None if ms is None else ms / 1000
 
 
-class _StepIpResultV3(_Wire):
-    ip: str | None = None
-    bk_cloud_id: int | None = None
-    status: int
-    bk_host_id: int | None = None
-    exit_code: int | None = None
-    error_code: int | None = None
-    tag: str | None = None
-
-
 class _StepInstanceV3(_Wire):
     step_instance_id: int
     name: str | None = None
@@ -280,7 +270,9 @@ class _StepInstanceV3(_Wire):
     start_time: int | None = None
     end_time: int | None = None
     total_time: float | None = Field(default=None, allow_inf_nan=False)
-    step_ip_result_list: list[_StepIpResultV3] | None = None
+    # Each `step_ip_result_list[]` item has exactly the domain's fields (v3 carries exit and error codes here):
+    # read straight into it, not into a wire copy converted host by host (5,000 hosts: ~50 ms of the bot's CPU).
+    step_ip_result_list: list[StepIpStatus] | None = None
 
     def to_domain(self) -> StepInstance:
         hosts = self.step_ip_result_list
@@ -293,7 +285,7 @@ class _StepInstanceV3(_Wire):
             start_time=_when(self.start_time),
             end_time=_when(self.end_time),
             total_time=_seconds(self.total_time),
-            step_ip_status=None if hosts is None else [StepIpStatus.model_validate(h.model_dump()) for h in hosts],
+            step_ip_status=None if hosts is None else list(hosts),
         )
 
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bot import status
@@ -134,10 +134,9 @@ class JobLogs:
             results = [r for r in results if _matches(r.host, host)]
         if masker is None:
             reading.problems.append("Logs are withheld: the plan's secrets could not be read to mask them.")
-        if not full:  # a digest shows one log per reason: do not hold the others
-            shown = {(r.step_instance_id, r.host.address) for r in _representatives(results)}
-            results = [r if (r.step_instance_id, r.host.address) in shown else replace(r, log=None) for r in results]
-        kept = _merge(results, reading.logs, masker, tail=FILE_TAIL if full else DIGEST_TAIL)
+        # A digest shows one log per reason: the others are not held (nor cleaned and masked, which is the cost).
+        shown = None if full else {(r.step_instance_id, r.host.address) for r in _representatives(results)}
+        kept = _merge(results, reading.logs, masker, tail=FILE_TAIL if full else DIGEST_TAIL, shown=shown)
         by_step: dict[int, list[HostResult]] = defaultdict(list)
         for result in kept:
             by_step[result.step_instance_id].append(result)
@@ -242,13 +241,25 @@ def _merge(
     masker: Masker | None,
     *,
     tail: int,
+    shown: Collection[tuple[int, str]] | None = None,
 ) -> list[HostResult]:
-    """Attach what was read, then clean, mask and cut every text; without a masker no text is kept at all."""
+    """Attach what was read, then clean, mask and cut every text; without a masker no text is kept at all.
+
+    Hosts not `shown` (None: all are) keep no log of their own; a host with no text left is passed on as it is,
+    so a digest of thousands of failed hosts costs one copy per host at most, not two.
+    """
     out = []
     for result in results:
-        entry = logs.get((result.step_instance_id, result.host.address))
+        key = (result.step_instance_id, result.host.address)
+        entry = logs.get(key)
+        hidden = shown is not None and key not in shown
         if entry is not None:
             result = replace(result, log=entry.log, files=entry.files)
+        elif hidden and result.log is not None:
+            result = replace(result, log=None)
+        if result.log is None and not result.files:
+            out.append(result)
+            continue
         if masker is None:
             out.append(replace(result, log=None, files=()))
             continue

@@ -487,3 +487,18 @@ async def test_ipv6_only_default_hosts_are_read_by_host_id(bkc: BkClient, bk: Fa
         ip_list=[IpEntry(bk_cloud_id=0, ip="10.0.0.1")], host_id_list=[HostId(bk_host_id=77, ipv6="2001:db8::7")]
     )
     assert servers.host_ids() == {(0, "10.0.0.1"): 11}
+
+
+@pytest.mark.parametrize(
+    ("raw", "log"),
+    [
+        (b"plain \\u00e9t\\u00e9 caf\xc3\xa9", "plain été café"),  # valid: read as it is
+        (b"pair \\ud83d\\ude00 ok", "pair \U0001f600 ok"),  # a surrogate pair is one character, kept
+        (b"lone \\udc80 and \\uD800x", "lone \ufffd and \ufffdx"),  # escaped lone surrogates: U+FFFD
+        (b"bytes \xff\xfe end", "bytes \ufffd\ufffd end"),  # invalid UTF-8: U+FFFD
+    ],
+)
+def test_a_log_answer_reads_whatever_a_host_printed(raw: bytes, log: str) -> None:
+    body = b'{"result": true, "code": 0, "data": {"log_content": "' + raw + b'"}}'
+    envelope = BkClient._lenient_envelope("get_job_instance_log", 200, body)
+    assert envelope.data == {"log_content": log}

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bot.bk_logs import FILE_STEP, SCRIPT_STEP, FileLog, HostRef, HostResult
 from bot.digest import MAX_SECTION, FailedStep, FailureReport, group_hosts, sections
-from bot.joblogs import MASK, Masker, _safe_tail, clean
+from bot.joblogs import DIGEST_TAIL, MASK, Masker, _merge, _safe_tail, clean
 
 SECRET = "hunter2-plan-secret"
 
@@ -97,3 +97,29 @@ def test_a_known_secret_never_survives_masking(secret: str, around: list[str]) -
     text = secret.join(around) if len(around) > 1 else f"{secret} {''.join(around)}"
     shown = Masker([secret])(clean(text))
     assert clean(secret) not in shown
+
+
+class _CountingMasker(Masker):
+    def __init__(self) -> None:
+        super().__init__([SECRET])
+        self.calls = 0
+
+    def __call__(self, text: str) -> str:
+        self.calls += 1
+        return super().__call__(text)
+
+
+def test_a_digest_masks_and_keeps_only_the_logs_it_shows() -> None:
+    """5,000 failed hosts with logs (as v2 returns them all): only the shown hosts' logs are cleaned, masked and
+    kept; every other host is passed on without a log, and one that has nothing left to change is not copied."""
+    hosts = [host(i, log=f"{SECRET} failed on {i}") for i in range(5000)] + [host(9999, log=None)]
+    masker = _CountingMasker()
+    shown = {(1, hosts[0].host.address), (1, hosts[1].host.address)}
+    kept = _merge(hosts, {}, masker, tail=DIGEST_TAIL, shown=shown)
+    assert [h.host for h in kept] == [h.host for h in hosts]
+    assert [h.log for h in kept[:2]] == [f"{MASK} failed on 0", f"{MASK} failed on 1"]
+    assert all(h.log is None for h in kept[2:])
+    assert masker.calls == 2
+    assert kept[-1] is hosts[-1]
+    # Without `shown` (the full logs of the Logs button) every host keeps its masked log.
+    assert all(h.log is not None and SECRET not in h.log for h in _merge(hosts[:50], {}, masker, tail=DIGEST_TAIL))
