@@ -115,7 +115,7 @@ async def _one(r: Rig, bot: Served, *, size: int, channel: str) -> dict[str, Any
     posted = time.time()
     ts = r.slack.messages(channel)[0]["ts"]
     r.bk.set_host_outcomes(instance_id, 0, _outcomes(failed_hosts(size)))
-    await bot_idle(bot)
+    await bot.idle()
     # A job runs longer than Slack's one post a second per channel: the reply never waits for the launch
     # message's slot in a real thread, so it must not here.
     await asyncio.sleep(max(0.0, posted + 1.2 - time.time()))
@@ -142,17 +142,6 @@ async def _one(r: Rig, bot: Served, *, size: int, channel: str) -> dict[str, Any
         "slack_text": len(reply.get("text") or ""),
         "sections": sum(1 for b in blocks if b.get("type") == "section"),
     }
-
-
-async def bot_idle(bot: Served, settle: float = 0.3) -> None:
-    """Let the launch's own background work (message edits, the first progress read) finish before measuring."""
-    cpu = bot.cpu_s()
-    while True:
-        await asyncio.sleep(settle)
-        now = bot.cpu_s()
-        if now - cpu < 0.02:
-            return
-        cpu = now
 
 
 async def _response_bytes(r: Rig, call: BkRequest) -> int:

@@ -16,8 +16,9 @@ from bench.load import percentile, send_all
 from bench.process import Served
 from bench.rig import PLAN, Rig, rig, wait_until
 from bot.fakes.bkjob import BkRequest
+from bot.fakes.slack import SlackCall
 
-__all__ = ["launch_latency", "launch_many", "launch_once"]
+__all__ = ["launch_latencies", "launch_latency", "launch_many", "launch_once"]
 
 _WAVE = 500
 
@@ -81,8 +82,17 @@ async def launch_latency(
             if future is not None and not future.done():
                 future.set_result(time.perf_counter())
 
+    edited: dict[str, asyncio.Future[float]] = {}
+
+    def observe_slack(call: SlackCall, answer: Mapping[str, Any]) -> None:
+        future = edited.get(str(call.args.get("channel"))) if call.method == "chat.update" else None
+        if future is not None and not future.done() and answer.get("ok"):
+            future.set_result(time.perf_counter())
+
     rig.bk.observe(request=observe)
+    rig.slack.observe(call=observe_slack)
     latencies: list[float] = []
+    to_edit: list[float] = []
     numbers = iter(range(count))
 
     async def sender() -> None:
@@ -90,6 +100,7 @@ async def launch_latency(
             key = f"lat-{tag}-{n}"
             arrived[key] = loop.create_future()
             channel = f"CL{tag}x{n}"
+            edited[channel] = loop.create_future()
             if via == "modal":  # the form names its channel in signed metadata: one form per channel, untimed
                 form = await _run_form(rig, bot, channel=channel)
                 signed = rig.signed.submission(_with_version(form, key))
@@ -101,6 +112,9 @@ async def launch_latency(
                 raise RuntimeError(f"launch answered {status}")
             t1 = await asyncio.wait_for(arrived[key], timeout=60)
             latencies.append((t1 - t0) * 1000)
+            # The launch message's first edit shows the instance: what the person sees (the outbox sends it).
+            t2 = await asyncio.wait_for(edited[channel], timeout=60)
+            to_edit.append((t2 - t0) * 1000)
 
     t0 = time.perf_counter()
     cpu0 = bot.cpu_s()
@@ -108,6 +122,7 @@ async def launch_latency(
     wall = time.perf_counter() - t0
     cpu = bot.cpu_s() - cpu0
     latencies.sort()
+    to_edit.sort()
     return {
         "via": via,
         "concurrency": concurrency,
@@ -118,6 +133,9 @@ async def launch_latency(
         "max_ms": latencies[-1],
         "over_250_ms": sum(1 for v in latencies if v > 250),
         "over_1_s": sum(1 for v in latencies if v > 1000),
+        "edit_p50_ms": percentile(to_edit, 50),
+        "edit_p99_ms": percentile(to_edit, 99),
+        "edit_max_ms": to_edit[-1],
         "launches_per_s": len(latencies) / wall,
         "bot_cpu_ms_per_launch": cpu * 1000 / len(latencies),
     }

@@ -83,6 +83,18 @@ class Served:
     def cpu_s(self) -> float:
         return cpu_s(self.pid)
 
+    async def idle(self, *, settle: float = 0.3, within: float = 120.0) -> None:
+        """Until the process has used under 20 ms of CPU in `settle` seconds: the background work of what was sent
+        before (replies after acks, message edits) is done and is not counted in what is measured next."""
+        deadline = time.perf_counter() + within
+        used = self.cpu_s()
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(settle)
+            now = self.cpu_s()
+            if now - used < 0.02:
+                return
+            used = now
+
     async def start(self) -> float:
         self._log_file = self.log.open("ab")
         t0 = time.perf_counter()

@@ -103,14 +103,19 @@ def table(results: Mapping[str, Any]) -> str:
         )
         lines.append(
             f"{'stored':>9} | {'ack p50':>8}{'ack p99':>8}{'rps':>7} | {'/base p99':>9}{'growth':>7} | "
-            f"{'launch med':>11}{'max':>7} | {'RSS':>6}"
+            f"{'launch med':>11}{'max':>7} | {'exec p50':>9}{'p99':>6}{'max':>6} | {'RSS':>6}"
+        )
+        lines.append(
+            "   (/base p99: median over 5 rounds, bot and baseline alternately; launch: command to the edited launch "
+            "message, one at a time; exec: command to execute_job at BK-JOB, 10 senders)"
         )
         for st in g["stages"]:
-            a = st["ack_help_c10"]
+            a, x = st["ack_help_c10"], st["launch_to_execute_c10"]
             lines.append(
                 f"{st['launches_stored']:>9,} | {a['p50_ms']:>8.2f}{a['p99_ms']:>8.2f}{a['rps']:>7.0f} | "
                 f"{st['ack_p99_vs_baseline']:>9.2f}{st['ack_p99_growth']:>7.2f} | "
-                f"{st['launch_ms_median']:>11.1f}{st['launch_ms_max']:>7.1f} | {st['rss_mib']:>6.1f}"
+                f"{st['launch_ms_median']:>11.1f}{st['launch_ms_max']:>7.1f} | {x['p50_ms']:>9.0f}{x['p99_ms']:>6.0f}"
+                f"{x['max_ms']:>6.0f} | {st['rss_mib']:>6.1f}"
             )
     if "startup" in results:
         s = results["startup"]
@@ -171,7 +176,8 @@ def table(results: Mapping[str, Any]) -> str:
                 f"   {row['via']:<8}{row['concurrency']:>3} senders: p50 {row['p50_ms']:.0f}, p99 {row['p99_ms']:.0f}, "
                 f"max {row['max_ms']:.0f} ({row['launches']} launches, {row['over_250_ms']} over 250 ms, "
                 f"{row['over_1_s']} over 1 s); {row['bot_cpu_ms_per_launch']:.1f} ms bot CPU each; baseline "
-                f"p99 {row['baseline_ack_p99_ms']:.1f}; load {row['loadavg'][0]:.1f}"
+                f"p99 {row['baseline_ack_p99_ms']:.1f}; load {row['loadavg'][0]:.1f}; to the edit showing the "
+                f"instance p50 {row['edit_p50_ms']:.0f}, p99 {row['edit_p99_ms']:.0f}, max {row['edit_max_ms']:.0f}"
             )
     for d in results.get("digest", []):
         lines.append("")
