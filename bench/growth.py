@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -12,7 +13,7 @@ from typing import Any
 
 from bench.fill import History, fill
 from bench.launching import launch_latency, launch_many, launch_once
-from bench.load import Load, send_all
+from bench.load import Load, percentile, send_all
 from bench.process import Served
 from bench.queries import scratch_database
 from bench.repeat import summarise
@@ -63,6 +64,10 @@ async def _growth(
             try:
                 out["rss_idle_large_store_mib"] = bot.rss_mib()
                 out["stages"].append(await _stage(r, bot, baseline, large, ack_requests, launch_samples))
+                async with scratch_database(backend, Path(tmp)) as small_url:
+                    out["side_by_side"] = await _side_by_side(
+                        r, bot, r.bot(DATABASE_URL=small_url), baseline, stored=small, requests=ack_requests
+                    )
             finally:
                 await bot.stop()
     first = out["stages"][0]
@@ -72,6 +77,40 @@ async def _growth(
 
 
 _ROUNDS = 5
+
+
+async def _side_by_side(
+    r: Rig, large: Served, small: Served, baseline: Served, *, stored: int, requests: int
+) -> dict[str, Any]:
+    """The large store's bot against a second bot on a store of `stored` launches, running at the same time, acks
+    sent to each in turn for `_ROUNDS` rounds of `requests`: whatever the shared machine does falls on both alike,
+    and each one's p99 is taken over all its rounds (25th worst of 2,500), not one round's few slowest."""
+    await small.start()
+    try:
+        await launch_many(r, small, count=stored, channels=[f"CGSB{i:02d}" for i in range(10)])
+        pooled: dict[str, list[float]] = {"large": [], "small": [], "baseline": []}
+        for _ in range(_ROUNDS):
+            for name, served in (("large", large), ("small", small), ("baseline", baseline)):
+                sent = [r.signed.command("help", channel="CGSBACK") for _ in range(requests)]
+                await send_all(f"{served.url}/slack/events", sent, concurrency=10, record=pooled[name])
+                if served is not baseline:
+                    await served.idle()
+        for latencies in pooled.values():
+            latencies.sort()
+        p99 = {name: percentile(latencies, 99) for name, latencies in pooled.items()}
+        p50 = {name: percentile(latencies, 50) for name, latencies in pooled.items()}
+        return {
+            "requests_each": len(pooled["large"]),
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "ack_p99_large_over_small": p99["large"] / p99["small"],
+            "ack_p50_large_over_small": p50["large"] / p50["small"],
+            "rss_large_mib": large.rss_mib(),
+            "rss_small_mib": small.rss_mib(),
+            "loadavg": list(os.getloadavg()),
+        }
+    finally:
+        await small.stop()
 
 
 async def _stage(

@@ -52,8 +52,16 @@ class Lazy:
         return (self._make(i) for i in range(self._count))
 
 
-async def send_all(url: str, requests: Iterable[Signed], *, concurrency: int, deadline_s: float = 120.0) -> Load:
-    """Each sender takes the next request as soon as its previous one is answered (closed loop)."""
+async def send_all(
+    url: str,
+    requests: Iterable[Signed],
+    *,
+    concurrency: int,
+    deadline_s: float = 120.0,
+    record: list[float] | None = None,
+) -> Load:
+    """Each sender takes the next request as soon as its previous one is answered (closed loop); `record`, when
+    given, receives every latency (ms), for percentiles pooled over several calls."""
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     pending = iter(requests)
@@ -75,6 +83,8 @@ async def send_all(url: str, requests: Iterable[Signed], *, concurrency: int, de
         await asyncio.gather(*(sender() for _ in range(concurrency)))
         wall = time.perf_counter() - started
     latencies.sort()
+    if record is not None:
+        record.extend(latencies)
     return Load(
         requests=len(latencies),
         concurrency=concurrency,

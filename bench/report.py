@@ -117,6 +117,15 @@ def table(results: Mapping[str, Any]) -> str:
                 f"{st['launch_ms_median']:>11.1f}{st['launch_ms_max']:>7.1f} | {x['p50_ms']:>9.0f}{x['p99_ms']:>6.0f}"
                 f"{x['max_ms']:>6.0f} | {st['rss_mib']:>6.1f}"
             )
+        if "side_by_side" in g:
+            sb = g["side_by_side"]
+            lines.append(
+                f"   side by side, {g['stages'][-1]['launches_stored']:,} vs {g['stages'][0]['launches_stored']:,} "
+                f"stored, both running, {sb['requests_each']} acks each: p99 {sb['p99_ms']['large']:.1f} vs "
+                f"{sb['p99_ms']['small']:.1f} ms (x{sb['ack_p99_large_over_small']:.2f}), p50 x"
+                f"{sb['ack_p50_large_over_small']:.2f}; baseline p99 {sb['p99_ms']['baseline']:.1f}; RSS "
+                f"{sb['rss_large_mib']:.1f} vs {sb['rss_small_mib']:.1f} MiB; load {sb['loadavg'][0]:.1f}"
+            )
     if "startup" in results:
         s = results["startup"]
         lines.append("")
