@@ -45,7 +45,11 @@ _DAY = 86400.0
 class History:
     """`launches` finished launches spread over `days` days before `now`, each with one result, one delivered
     reply and two audit events (what a busy site's tables hold after that long without retention), and as many
-    claims made within the last day (a site that busy, at its retention of claims)."""
+    claims made within the last day (a site that busy, at its retention of claims).
+
+    `sent_days`: delivered replies older than that are left out, as the bot's retention leaves a site that has run
+    it all along (7 days by default); None keeps them all, the backlog a first sweep meets after an upgrade.
+    """
 
     launches: int
     now: float
@@ -53,6 +57,7 @@ class History:
     biz: int = 3
     plan: int = 100
     channels: int = 50
+    sent_days: float | None = None
 
     def rows(self, start: int = 0) -> Iterator[dict[str, tuple[Any, ...]]]:
         step = self.days * _DAY / max(1, self.launches)
@@ -91,7 +96,7 @@ class History:
                 next_attempt_at=at + 30,
                 sent_ts=f"{int(at) + 30}.000100",
             )
-            yield {
+            row = {
                 "launches": launch_values(record),
                 "results": (launch_id, "3", 3, at + 30, reply.sent_ts),
                 # Claims are kept a day: the history's claims are the last day's requests, all still held.
@@ -104,6 +109,9 @@ class History:
                     AuditEvent(id=uuid.uuid4().hex, at=at + 30, actor="bkjob", action="launch.finished")
                 ),
             }
+            if self.sent_days is not None and reply.created_at < self.now - self.sent_days * _DAY:
+                del row["outbox"]
+            yield row
 
 
 _TABLES = {
