@@ -39,6 +39,7 @@ from bot.blocks import (
     error_modal,
     escape,
     finding_modal,
+    fit_text,
     history_list,
     instance_status,
     loading_modal,
@@ -53,6 +54,7 @@ from bot.blocks import (
 )
 from bot.commands import (
     USAGE,
+    Command,
     HelpCommand,
     HistoryCommand,
     LogsCommand,
@@ -173,19 +175,20 @@ class Listeners:
     # -- the slash command ----------------------------------------------------------------------------------
 
     async def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
+        """What can be answered without reading anything (the usage, a command that does not parse) is answered in
+        the ack itself, as Slack allows for slash commands: no second request, no record; the rest after the ack."""
+        immediate = _immediate_answer(str(command.get("text") or ""))
+        if isinstance(immediate, str):
+            await ack(text=fit_text(immediate), response_type="ephemeral")
+            return
         await ack()
         respond = self._notifier.responder(str(command.get("response_url") or ""))
-        self._background.spawn(self._command(command, respond), name="slash-command")
+        self._background.spawn(self._command(immediate, command, respond), name="slash-command")
 
-    async def _command(self, command: dict[str, Any], respond: Respond) -> None:
+    async def _command(self, parsed: Command, command: dict[str, Any], respond: Respond) -> None:
         # Slack may deliver the same command again (X-Slack-Retry-Num); its trigger_id is unique per invocation.
         if not await self._store.claim(f"command:{command.get('trigger_id')}", now=self._clock()):
             log.info("dropping a repeated delivery of a command from %s", command.get("user_id"))
-            return
-        try:
-            parsed = parse_command(str(command.get("text") or ""))
-        except CommandError as exc:
-            await _ephemeral(respond, f":warning: {untrusted(str(exc))}\n\n{escape(USAGE)}")
             return
         channel = str(command.get("channel_id", ""))
         user = str(command.get("user_id", ""))
@@ -206,11 +209,6 @@ class Listeners:
             await self._control(parsed, command, respond)
         elif isinstance(parsed, LogsCommand):
             await self._logs(parsed, user, channel, respond)
-        elif isinstance(parsed, HelpCommand) and parsed.unknown:
-            unknown = untrusted(_cut(parsed.unknown, _MAX_ECHO))
-            await _ephemeral(respond, f"I don't know `{unknown}`.\n\n{escape(USAGE)}")
-        else:
-            await _ephemeral(respond, escape(USAGE))
 
     async def _run(self, cmd: RunCommand, command: Mapping[str, Any], respond: Respond) -> None:
         if cmd.job_id is None:
@@ -811,6 +809,19 @@ class Listeners:
         kind = body.get("type") if isinstance(body, Mapping) else None
         log.error("unhandled error in a Slack listener (type %.40s)", kind, exc_info=error)
         return BoltResponse(status=400, body="this request could not be handled")
+
+
+def _immediate_answer(text: str) -> str | Command:
+    """The usage, or why the command does not parse (with the usage), as a person reads it; else the command."""
+    try:
+        parsed = parse_command(text)
+    except CommandError as exc:
+        return f":warning: {untrusted(str(exc))}\n\n{escape(USAGE)}"
+    if isinstance(parsed, HelpCommand):
+        if parsed.unknown:
+            return f"I don't know `{untrusted(_cut(parsed.unknown, _MAX_ECHO))}`.\n\n{escape(USAGE)}"
+        return escape(USAGE)
+    return parsed
 
 
 def _message(message: Message) -> dict[str, Any]:

@@ -316,6 +316,23 @@ class Bot:
             return Acked(200, envelope.response_payload)
         return await self.post_signed(self.command_body(text, **kwargs))
 
+    async def answered(self, text: str, **kwargs: Any) -> str:
+        """The ephemeral answer a person gets to a command: in the ack's body (HTTP) or response payload (Socket
+        Mode) where the bot answers at once (the usage, a command that does not parse), else its one post to the
+        command's response_url."""
+        resp = await self.command(text, **kwargs)
+        assert resp.status == 200
+        if isinstance(resp, Acked):
+            body = resp.payload
+        else:
+            body = await resp.json() if resp.content_type == "application/json" else None
+        if not body:
+            (post,) = await self.slack.wait_for_response()
+            body = post.body
+        assert isinstance(body, dict) and body.get("response_type") == "ephemeral", body
+        assert isinstance(body.get("text"), str)
+        return str(body["text"])
+
     async def interact(self, payload: Mapping[str, Any]) -> aiohttp.ClientResponse | Acked:
         """An interactivity payload (a click, a form submission) over the bot's transport."""
         if self.socket is not None:

@@ -153,20 +153,18 @@ async def test_yes_refuses_a_password_override_without_echoing_it(bot: Bot) -> N
 
 @pytest.mark.parametrize("text", ["help", "", "   ", "frobnicate 3"])
 async def test_help_empty_and_unknown_subcommand_answer_with_usage(bot: Bot, text: str) -> None:
-    resp = await bot.command(text)
-    assert resp.status == 200
-    answer = await ephemeral(bot)
+    answer = await bot.answered(text)
     assert "/bkjob run &lt;job_id&gt;" in answer and "/bkjob help" in answer
     if text.startswith("frobnicate"):
         assert "I don't know `frobnicate`" in answer
     assert bot.bk.requests() == []
     assert bot.slack.calls("chat.postMessage") == [] and bot.slack.calls("views.open") == []
+    assert bot.slack.responses() == []  # answered in the ack: nothing more is sent
 
 
 @pytest.mark.parametrize("text", ["run 12x --yes", "run -5", "run 0", "run --yes", "run ４２"])
 async def test_bad_job_id_is_answered_with_the_problem_and_usage(bot: Bot, text: str) -> None:
-    await bot.command(text)
-    answer = await ephemeral(bot)
+    answer = await bot.answered(text)
     assert answer.startswith(":warning:") and "job id" in answer
     assert "*Usage*" in answer
     assert bot.bk.requests() == []

@@ -119,10 +119,10 @@ async def test_a_slow_store_makes_healthz_and_callbacks_answer_503_json(gov: Bot
 
 
 async def test_too_many_variables_and_too_long_values_are_explained(bot: Bot) -> None:
-    await bot.command("run 100 " + " ".join(f"v{i}=1" for i in range(101)))
-    await bot.command(f"run 100 version={'x' * 4001}")
-    posts = await bot.slack.wait_for_response(count=2)
-    texts = [str(p.body["text"]) for p in posts]
+    texts = [
+        await bot.answered("run 100 " + " ".join(f"v{i}=1" for i in range(101))),
+        await bot.answered(f"run 100 version={'x' * 4001}"),
+    ]
     assert "too many variables: at most 100" in texts[0]
     assert "too long (4001 characters): at most 4000" in texts[1]
     assert bot.bk.requests("execute_job") == []

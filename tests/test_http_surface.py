@@ -78,7 +78,7 @@ async def test_stale_timestamp_is_401_even_when_correctly_signed(bot: Bot) -> No
 async def test_recent_timestamp_is_accepted(bot: Bot) -> None:
     resp = await bot.post_signed(bot.command_body("help"), timestamp=int(time.time()) - 200)
     assert resp.status == 200
-    await bot.slack.wait_for_response()
+    assert "Usage" in (await resp.json())["text"]
 
 
 async def test_slack_retry_of_the_same_command_launches_once(bot: Bot) -> None:

@@ -119,6 +119,12 @@ async def test_inline_errors_travel_in_the_ack(sbot: Bot) -> None:
     assert sbot.bk.requests("execute_job") == []
 
 
+async def test_the_usage_and_a_command_that_does_not_parse_travel_in_the_ack(sbot: Bot) -> None:
+    assert "*Usage*" in await sbot.answered("help")
+    assert (await sbot.answered("run 0")).startswith(":warning:")
+    assert sbot.slack.responses() == []
+
+
 async def test_the_plan_pickers_options_travel_in_the_ack(sbot: Bot) -> None:
     """block_suggestion over Socket Mode: the options are the ack's payload (no options URL in the manifest)."""
     assert sbot.socket is not None
