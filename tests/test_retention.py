@@ -56,6 +56,23 @@ async def test_a_backlog_larger_than_a_batch_is_deleted_in_one_sweep(store: Sqli
     assert await Retention(store=store, audit_days=None, clock=lambda: NOW).sweep() == 450
 
 
+async def test_a_backlog_is_deleted_resting_as_long_as_each_batch_took(store: SqliteStore) -> None:
+    """Two full batches and a last short one: a rest after each full batch, as long as that batch took (so the
+    sweep holds the writer half the time at most); none after the last, and nothing is left."""
+    for i in range(450):
+        await store.claim(f"k{i}", now=NOW - 2 * DAY)
+    ticks = iter([10.0, 10.25, 20.0, 20.5, 30.0, 30.125])
+    rests: list[float] = []
+
+    async def rest(seconds: float) -> None:
+        rests.append(seconds)
+
+    retention = Retention(store=store, audit_days=None, clock=lambda: NOW, timer=lambda: next(ticks), pause=rest)
+    assert await retention.sweep() == 450
+    assert rests == [0.25, 0.5]
+    assert await retention.sweep() == 0
+
+
 async def test_delivered_messages_are_kept_the_days_asked_for(store: SqliteStore) -> None:
     """OUTBOX_RETENTION_DAYS: a shorter setting deletes a delivered message a longer one keeps."""
     await store.enqueue(message(0, "t0", created_at=NOW - 3 * DAY))
