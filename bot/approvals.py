@@ -320,9 +320,7 @@ class Approvals:
             raise Decision(f"This request expired {when(approval.expires_at)}; nothing changed.")
         if approval.state is not ApprovalState.PENDING:
             at = when(approval.decided_at) if approval.decided_at else "earlier"
-            raise Decision(
-                f"This request was already {approval.state.value} by {mention(approval.decided_by)} ({at})."
-            )
+            raise Decision(f"This request was already {approval.state.value} by {mention(approval.decided_by)} ({at}).")
 
     async def _is_approver(self, approvers: Sequence[str], user: str) -> bool:
         if user in approvers:

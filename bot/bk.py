@@ -549,6 +549,7 @@ class ApigwV3Client(BkClient):
         data = await self._call("get_job_plan_detail", "GET", bk_username=bk_username, query=query)
         variables = data.get("global_var_list") if isinstance(data, dict) else None
         return _secret_defaults(variables, type_key="type", names=names)
+
     async def operate_job_instance(
         self, *, bk_biz_id: int, job_instance_id: int, operation_code: int, bk_username: str
     ) -> None:

@@ -60,7 +60,6 @@ __all__ = [
 PASSWORD_PLACEHOLDER = "******"
 
 
-
 # Step statuses only an operator's hand produces: 5 SKIPPED (force skip), 6 IGNORE_ERROR (ignore error).
 _REVIVED_STEP = frozenset({5, 6})
 

@@ -235,11 +235,7 @@ def test_any_text_parses_or_raises_command_error(text: str) -> None:
 
 
 @settings(deadline=None)
-@given(
-    st.lists(
-        st.sampled_from(["run", "1", "--biz", "--biz=2", "-y", "a=", "=", "'", '"', "“", "x"]), max_size=8
-    )
-)
+@given(st.lists(st.sampled_from(["run", "1", "--biz", "--biz=2", "-y", "a=", "=", "'", '"', "“", "x"]), max_size=8))
 def test_shaped_text_parses_or_raises_command_error(words: list[str]) -> None:
     try:
         parse_command(" ".join(words))
@@ -269,9 +265,7 @@ _names = _names.filter(lambda name: not set(name) & set("“”‘’"))
     overrides=st.dictionaries(_names, _values, max_size=8),
     biz_first=st.booleans(),
 )
-def test_round_trip(
-    job_id: int, biz_id: int | None, confirm: bool, overrides: dict[str, str], biz_first: bool
-) -> None:
+def test_round_trip(job_id: int, biz_id: int | None, confirm: bool, overrides: dict[str, str], biz_first: bool) -> None:
     command = RunCommand(job_id=job_id, biz_id=biz_id, confirm=confirm, overrides=overrides)
     options = (["--biz", str(biz_id)] if biz_id is not None else []) + (["--yes"] if confirm else [])
     pairs = [f"{name}={value}" for name, value in overrides.items()]

@@ -339,7 +339,7 @@ async def test_a_job_retried_in_bkjob_reports_every_finish(bot: Bot) -> None:
 
 
 async def test_a_job_whose_error_was_ignored_in_bkjob_reports_its_second_failure(bot: Bot) -> None:
-    """"Ignore error" in BK-JOB's UI runs the job on from the next step, which may fail too: the same status
+    """ "Ignore error" in BK-JOB's UI runs the job on from the next step, which may fail too: the same status
     again, no step run twice, and still a new finish to report (once)."""
     instance_id, ts = await launch_two_host_plan(bot)
     assert await bot.bk.finish(instance_id, status=4) == [200]

@@ -484,9 +484,7 @@ async def test_a_slow_log_read_does_not_hold_back_another_launchs_result(
         assert f"broken {quick_id}" in json.dumps(bot.slack.thread(CHANNEL, quick_ts))
         assert not bot.slack.thread(CHANNEL, slow_ts)  # its log read is still held by BK-JOB
         await bot.bk.close()  # the held read fails: the result goes out once, saying the logs are missing
-        await bot.slack.wait_for_call(
-            "chat.postMessage", lambda c: c.args.get("thread_ts") == slow_ts, timeout=20
-        )
+        await bot.slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == slow_ts, timeout=20)
         await bot.idle()
         (reply,) = bot.slack.thread(CHANNEL, slow_ts)
         assert "Failed" in json.dumps(reply) and f"broken {slow_id}" not in json.dumps(reply)

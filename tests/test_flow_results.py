@@ -112,9 +112,11 @@ async def test_live_progress_is_shown_and_edits_are_throttled(quick: Bot) -> Non
     # BK-JOB's total_time is null while the job runs: the elapsed time is counted from its start.
     await quick.slack.wait_for_call(
         "chat.update",
-        lambda c: c.args.get("ts") == ts
-        and "1 of 2 steps done, running *step 2*" in json.dumps(c.args)
-        and "elapsed" in json.dumps(c.args),
+        lambda c: (
+            c.args.get("ts") == ts
+            and "1 of 2 steps done, running *step 2*" in json.dumps(c.args)
+            and "elapsed" in json.dumps(c.args)
+        ),
         timeout=10,
     )
     edits = len(quick.slack.calls("chat.update"))

@@ -129,9 +129,7 @@ def test_too_many_entries() -> None:
     assert len(parse_targets("\n".join(hosts[:MAX_ENTRIES])).ip_list) == MAX_ENTRIES
     with pytest.raises(TargetError) as caught:
         parse_targets("\n".join(hosts))
-    assert caught.value.problems == [
-        f"too many entries ({MAX_ENTRIES + 1}): at most {MAX_ENTRIES} in one host list"
-    ]
+    assert caught.value.problems == [f"too many entries ({MAX_ENTRIES + 1}): at most {MAX_ENTRIES} in one host list"]
 
 
 def test_long_entries_are_cut_in_messages() -> None:

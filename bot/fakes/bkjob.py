@@ -799,14 +799,14 @@ class FakeBkJob(_HostLogs):
         return []
 
     def retry_failed_hosts(self, instance_id: int) -> None:
-        """"Retry failed hosts" in BK-JOB's UI (operate_step_instance code 2) on the failed step: it runs again on
+        """ "Retry failed hosts" in BK-JOB's UI (operate_step_instance code 2) on the failed step: it runs again on
         its failed hosts (`execute_count` goes up, hosts that succeeded show 3, LAST_SUCCESS) and the job is running
         again; the next `finish` calls back once more (reference §10)."""
         inst = self.instances[instance_id]
         self._revive(inst, self._failed_step(inst), 2)
 
     def ignore_error(self, instance_id: int) -> None:
-        """"Ignore error" in BK-JOB's UI (code 3): the failed step is marked 6 (IGNORE_ERROR) and the job runs on
+        """ "Ignore error" in BK-JOB's UI (code 3): the failed step is marked 6 (IGNORE_ERROR) and the job runs on
         from the next step; the next `finish` calls back once more."""
         inst = self.instances[instance_id]
         self._revive(inst, self._failed_step(inst), 3)
