@@ -537,3 +537,7 @@ def test_slack_rules_judge_a_repeated_view_or_block_as_strictly_as_the_first_tim
         assert problems and "label" in problems[0]
         assert message_problems([good, {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}], "t")
         assert message_problems([good], "t") is None
+    # Left out of the remembered verdict, the metadata is still checked on its own, as Slack does.
+    assert view_problems(
+        {"type": "modal", "title": {"type": "plain_text", "text": "T"}, "blocks": [good], "private_metadata": 7}
+    )

@@ -1223,15 +1223,8 @@ class FakeBkJob(_HostLogs):
         }
 
     def _get_job_instance_status(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
-        biz = self._biz_id(params)
-        self._check_biz(biz)
-        instance_id = _as_int(params.get("job_instance_id"))
-        if instance_id is None or instance_id < 1:
-            raise _JobError(1241007, "missing_param", "job_instance_id")
-        inst = self.instances.get(instance_id)
-        if inst is None or inst.bk_biz_id != biz:
-            raise _JobError(1244006, "no_instance")
-        self._check_permission("view_history", operator, biz)
+        inst = self._named_instance(params)
+        self._check_permission("view_history", operator, inst.bk_biz_id)
         current = next((s for s in inst.steps if s.status == 2), None) or next(
             (s for s in reversed(inst.steps) if s.status != 1), inst.steps[0]
         )

@@ -114,10 +114,12 @@ def view_problems(view: object) -> list[str]:
     if len(blocks) > MAX_VIEW_BLOCKS:
         return [f"no more than {MAX_VIEW_BLOCKS} items allowed [json-pointer:/view/blocks]"]
     metadata = view.get("private_metadata")
+    if metadata is not None and not isinstance(metadata, str):
+        return ["must be a string [json-pointer:/view/private_metadata]"]
     if isinstance(metadata, str) and len(metadata) > MAX_PRIVATE_METADATA:
         return [f"must be less than {MAX_PRIVATE_METADATA} characters [json-pointer:/view/private_metadata]"]
-    # private_metadata is only ever checked for its length (above): the same form opened by different people is
-    # judged once (the verdict depends on nothing else, so the fake is as strict; the rig spends less CPU).
+    # private_metadata is only ever checked for its type and length (above): the same form opened by different
+    # people is judged once (the verdict depends on nothing else, so the fake is as strict; the rig spends less).
     rest = {k: v for k, v in view.items() if k != "private_metadata"}
     problem = _view_problem(json.dumps(rest, sort_keys=True, default=repr))
     if problem is not None:
