@@ -18,7 +18,7 @@ from bench.process import Served
 from bench.queries import scratch_database
 from bench.repeat import summarise
 from bench.rig import Rig, rig
-from bot.retention import SENT_RETENTION_S
+from bot.core.retention import SENT_RETENTION_S
 
 __all__ = ["growth"]
 

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from bot.app import create_app
 from bot.config import load_settings
-from bot.connections import serve
 from bot.errors import ConfigError
 from bot.logs import RedactingAccessLogger, SecretFilter, configure
+from bot.web.connections import serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure(settings.log_level, fmt=settings.log_format, secrets=settings.secrets(), log_sql=settings.log_sql)
     # Heroku sends SIGTERM and waits 30 s: in-flight work gets most of that (see Background.close). The site bounds
-    # open connections (see bot.connections).
+    # open connections (see bot.web.connections).
     try:
         serve(
             app,

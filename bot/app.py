@@ -25,34 +25,34 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
-from bot.approvals import Approvals
-from bot.audit import Audit
-from bot.background import Background, Heartbeats, keep_running
-from bot.bk import create_bk_client
-from bot.callback import CallbackRoute
+from bot.bkjob.esb import create_bk_client
 from bot.config import Settings
-from bot.connections import QuietParserErrors
-from bot.directory import Directory
+from bot.core.approvals import Approvals
+from bot.core.audit import Audit
+from bot.core.background import Background, Heartbeats, keep_running
+from bot.core.finder import PlanFinder
+from bot.core.identity import Identities
+from bot.core.joblogs import JobLogs
+from bot.core.launches import Launches
+from bot.core.logfiles import LogFiles
+from bot.core.policy import Policy, load_policy
+from bot.core.poller import Poller
+from bot.core.results import Results
+from bot.core.retention import Retention
+from bot.core.runcontrol import Operations
+from bot.core.tokens import Signer
 from bot.errors import ConfigError
-from bot.identity import Identities
-from bot.joblogs import JobLogs
-from bot.launches import Launches
-from bot.listeners import Listeners
-from bot.logfiles import LogFiles
 from bot.logs import request_ids
-from bot.notifier import Notifier
-from bot.operations import Operations
-from bot.outbox import Outbox
-from bot.payloads import payload_problem
-from bot.plans import PlanFinder
-from bot.policy import Policy, load_policy
-from bot.poller import Poller
 from bot.proxy import Proxies, shown
-from bot.results import Results
-from bot.retention import Retention
-from bot.socket_mode import SocketState, SocketTransport
+from bot.slack.directory import Directory
+from bot.slack.listeners import Listeners
+from bot.slack.notifier import Notifier
+from bot.slack.outbox import Outbox
+from bot.slack.payloads import payload_problem
+from bot.slack.socket_mode import SocketState, SocketTransport
 from bot.store import Store, open_store
-from bot.tokens import Signer
+from bot.web.callback import CallbackRoute
+from bot.web.connections import QuietParserErrors
 
 __all__ = ["BACKGROUND", "HEARTBEATS", "OUTBOX", "SOCKET", "STORE", "create_app"]
 

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.bk import ApigwV3Client, BkClient, EsbV2Client
-from bot.bk_models import (
+from bot.bkjob.esb import ApigwV3Client, BkClient, EsbV2Client
+from bot.bkjob.models import (
     ExecuteJobRequest,
     GlobalVar,
     HostId,

@@ -13,9 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.bk import ApigwV3Client, BkClient, EsbV2Client, create_bk_client
-from bot.bk_models import ExecuteJobRequest, GlobalVar, IpEntry, TargetServer, TopoNode
-from bot.bk_v3 import InstanceStatusV3, PlanDetailV3, execute_body
+from bot.bkjob.esb import ApigwV3Client, BkClient, EsbV2Client, create_bk_client
+from bot.bkjob.gateway import InstanceStatusV3, PlanDetailV3, execute_body
+from bot.bkjob.models import ExecuteJobRequest, GlobalVar, IpEntry, TargetServer, TopoNode
 from bot.config import load_settings
 from bot.errors import BkApiError, BkCredentialsRefused, BkTimeout, BkUnavailable, ConfigError
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, BOT_TOKEN, CHANNEL, PLAN, SIGNING_SECRET, Bot

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot import status
-from bot.bk_models import JobDetail, JobInstanceStatus
-from bot.blocks import (
+from bot.bkjob import status
+from bot.bkjob.models import JobDetail, JobInstanceStatus
+from bot.slack.blocks import (
     RUN_VIEW,
     error_modal,
     job_url,

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.commands import (
+from bot.errors import CommandError
+from bot.slack.commands import (
     MAX_NAME,
     MAX_OVERRIDES,
     MAX_TEXT,
@@ -25,7 +26,6 @@ from bot.commands import (
     StopCommand,
     parse_command,
 )
-from bot.errors import CommandError
 
 MAX_LONG = 2**63 - 1
 

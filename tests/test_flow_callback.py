@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import STORE
-from bot.callback import REPLAYS_PER_WINDOW
 from bot.fakes.bkjob import FORM_CONTENT_TYPE
 from bot.store import LaunchState
+from bot.web.callback import REPLAYS_PER_WINDOW
 from tests.conftest import APP_SECRET, BOT_TOKEN, CHANNEL, PLAN, SIGNING_SECRET, USER, Bot
 
 PASSWORD = "hunter2-plan-secret"

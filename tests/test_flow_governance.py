@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import create_app
-from bot.approvals import plan_changes
 from bot.config import load_settings
+from bot.core.approvals import plan_changes
 from bot.errors import ConfigError
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, PLAN_VARS, Bot
 from tests.fakes import FakeBkJob, FakeSlack
@@ -223,7 +223,7 @@ async def request_approval(bot: Bot, user: str = ALICE) -> tuple[str, str]:
 
 
 async def approve(bot: Bot, approval: tuple[str, str], user: str) -> None:
-    from bot.blocks import APPROVE_ACTION
+    from bot.slack.blocks import APPROVE_ACTION
 
     resp = await bot.click(APPROVE_ACTION, approval[0], user=user, channel=OPS, message_ts=approval[1])
     assert resp.status == 200

@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 
 from bot.app import STORE
-from bot.bk import create_bk_client
-from bot.blocks import (
+from bot.bkjob.esb import create_bk_client
+from bot.errors import BkApiError
+from bot.slack.blocks import (
     CONFIRM_ACTION,
     END_CONFIRM_ACTION,
     IGNORE_ACTION,
@@ -26,7 +27,6 @@ from bot.blocks import (
     RETRY_STEP_ACTION,
     STOP_ACTION,
 )
-from bot.errors import BkApiError
 from bot.store import Store
 from tests.conftest import BIZ, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack

@@ -11,9 +11,9 @@ import pytest
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import notice
-from bot.notifier import Notifier
-from bot.outbox import Outbox
+from bot.slack.blocks import notice
+from bot.slack.notifier import Notifier
+from bot.slack.outbox import Outbox
 from bot.store import open_store
 from tests.conftest import BOT_TOKEN, CHANNEL, PLAN, USER, Bot
 from tests.fakes import FakeBkJob, FakeSlack

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.blocks import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK, RUN_PLAN_ACTION
+from bot.slack.blocks import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK, RUN_PLAN_ACTION
 from tests.conftest import BIZ, CHANNEL, PLAN, PLAN_VARS, USER, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 
@@ -314,8 +314,8 @@ async def test_a_preset_cannot_widen_what_the_channel_allows(pbot: Bot) -> None:
 
 
 async def test_a_preset_naming_a_channel_that_forbids_its_plan_stops_the_bot(tmp_path: Path) -> None:
+    from bot.core.policy import load_policy
     from bot.errors import ConfigError
-    from bot.policy import load_policy
 
     policy = tmp_path / "bad.toml"
     policy.write_text(POLICY + f'\n[presets.sneaky]\nplan = 204\nbk_biz_id = {BIZ}\nchannels = ["{OTHER_CHANNEL}"]\n')

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.app import BACKGROUND
-from bot.background import Heartbeats, keep_running
+from bot.core.background import Heartbeats, keep_running
 from tests.conftest import CHANNEL, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack, SlackCall
 
@@ -80,7 +80,7 @@ async def test_sqlite_locked_for_ten_seconds_mid_delivery_delays_but_loses_no_re
                 "chat.postMessage", lambda c: c.args.get("thread_ts") is not None, count=LAUNCHES, timeout=60
             )
             await bot.idle()
-        assert any(r.levelno == logging.ERROR and r.name == "bot.outbox" for r in caplog.records)
+        assert any(r.levelno == logging.ERROR and r.name == "bot.slack.outbox" for r in caplog.records)
         launch_messages = [m for m in bot.slack.messages(CHANNEL) if not m.get("thread_ts")]
         assert len(launch_messages) == LAUNCHES
         for message in launch_messages:
@@ -106,7 +106,7 @@ async def test_a_worker_round_that_raises_is_logged_backed_off_and_retried(caplo
         done.set()
 
     beat = heartbeats.expect("flaky", within=60)
-    with caplog.at_level(logging.ERROR, logger="bot.background"):
+    with caplog.at_level(logging.ERROR, logger="bot.core.background"):
         task = asyncio.create_task(keep_running("flaky", flaky, interval=0.01, beat=beat))
         try:
             await asyncio.wait_for(done.wait(), timeout=60)

@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.app import STORE
-from bot.blocks import APPROVE_ACTION
-from bot.callback import MAX_CALLBACK_BYTES
-from bot.tokens import Signer
+from bot.core.tokens import Signer
+from bot.slack.blocks import APPROVE_ACTION
+from bot.web.callback import MAX_CALLBACK_BYTES
 from tests.conftest import PLAN, SIGNING_SECRET, USER, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 from tests.test_hostile_harness import POLICY, leaks

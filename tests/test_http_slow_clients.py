@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from bot.app import create_app
-from bot.connections import GuardedSite
+from bot.web.connections import GuardedSite
 from tests.conftest import Bot
 from tests.fakes import FakeBkJob, FakeSlack
 

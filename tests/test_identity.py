@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.directory import Directory
+from bot.core.identity import Identities, NoIdentity
 from bot.errors import UserInputError
-from bot.identity import Identities, NoIdentity
+from bot.slack.directory import Directory
 from tests.fakes import FakeSlack
 
 USERS: dict[str, dict[str, Any]] = {
@@ -85,7 +85,7 @@ async def test_slack_failure_refuses_never_the_service_account_and_is_logged(
 ) -> None:
     fake.fail_next("users.info", "internal_error")
     identities = Identities(users={}, directory=directory, fallback="ops-bot", email_domains=DOMAINS)
-    with caplog.at_level(logging.WARNING, logger="bot.identity"), pytest.raises(NoIdentity) as caught:
+    with caplog.at_level(logging.WARNING, logger="bot.core.identity"), pytest.raises(NoIdentity) as caught:
         await identities.bk_username("U0ALICE")
     assert "could not read your Slack profile" in str(caught.value) and "internal_error" in str(caught.value)
     assert "U0ALICE" in caplog.text and "internal_error" in caplog.text

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.bk_logs import FILE_STEP, SCRIPT_STEP, FileLog, HostRef, HostResult
-from bot.digest import MAX_SECTION, FailedStep, FailureReport, group_hosts, sections
-from bot.joblogs import DIGEST_TAIL, MASK, Masker, _merge, _safe_tail, clean
+from bot.bkjob.hostlogs import FILE_STEP, SCRIPT_STEP, FileLog, HostRef, HostResult
+from bot.core.digest import MAX_SECTION, FailedStep, FailureReport, group_hosts, sections
+from bot.core.joblogs import DIGEST_TAIL, MASK, Masker, _merge, _safe_tail, clean
 
 SECRET = "hunter2-plan-secret"
 

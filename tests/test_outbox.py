@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import Message, notice
-from bot.notifier import Notifier
-from bot.outbox import Outbox
+from bot.slack.blocks import Message, notice
+from bot.slack.notifier import Notifier
+from bot.slack.outbox import Outbox
 from bot.store import SqliteStore, Store
 from tests.conftest import BOT_TOKEN
 from tests.fakes import FakeSlack

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.policy import ChannelPolicy, Policy, load_policy, parse_duration
 from bot.errors import ConfigError
-from bot.policy import ChannelPolicy, Policy, load_policy, parse_duration
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "bkjob.example.toml"
 

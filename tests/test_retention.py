@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.retention import CLAIM_RETENTION_S, SENT_RETENTION_S, Retention
+from bot.core.retention import CLAIM_RETENTION_S, SENT_RETENTION_S, Retention
 from bot.store import AuditEvent, OutboxState, SqliteStore
 from tests.test_store import NOW, message
 

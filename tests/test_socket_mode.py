@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from bot.app import SOCKET
-from bot.blocks import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK
 from bot.fakes.slack_rules import manifest_scopes
 from bot.fakes.socket_mode import FakeSocketMode
-from bot.socket_mode import SocketState, backoff
+from bot.slack.blocks import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK
+from bot.slack.socket_mode import SocketState, backoff
 from tests.conftest import (
     APP_CODE,
     APP_SECRET,

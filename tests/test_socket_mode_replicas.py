@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.blocks import APPROVE_ACTION
 from bot.fakes.socket_mode import FakeSocketMode
+from bot.slack.blocks import APPROVE_ACTION
 from tests.conftest import APP_TOKEN, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 from tests.test_store import PgSchema, postgres_url_or_skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import status
+from bot.bkjob import status
 
 
 def test_there_is_no_status_12() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.bk_models import JobDetail
+from bot.bkjob.models import JobDetail
+from bot.bkjob.variables import VariableProblems, build_overrides, check_names, default_text, type_name
 from bot.errors import UserInputError
-from bot.variables import VariableProblems, build_overrides, check_names, default_text, type_name
 from tests.conftest import PLAN_VARS
 
 PASSWORD = "hunter2-plan-secret"

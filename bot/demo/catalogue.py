@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.core.policy import Policy
 from bot.fakes import FakeBkJob
 from bot.fakes.bkjob import HostOutcome
-from bot.policy import Policy
 
 __all__ = [
     "BIZ",

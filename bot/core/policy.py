@@ -24,8 +24,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from bot.core.presets import Preset, PresetName
 from bot.errors import ConfigError
-from bot.presets import Preset, PresetName
 
 __all__ = [
     "APPROVERS",

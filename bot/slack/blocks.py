@@ -25,10 +25,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot import status
-from bot.bk_models import JobDetail, JobInstanceStatus, PlanSummary, PlanVariable, VariableType
+from bot.bkjob import status
+from bot.bkjob.models import JobDetail, JobInstanceStatus, PlanSummary, PlanVariable, VariableType
+from bot.bkjob.variables import MASK, default_text, host_hint, type_name
 from bot.store.records import ApprovalRecord, ApprovalState, LaunchRecord, LaunchState, SentVariable, Vote
-from bot.variables import MASK, default_text, host_hint, type_name
 
 __all__ = [
     "APPROVE_ACTION",
@@ -358,7 +358,7 @@ _MAX_DIGEST_BLOCKS = 40  # Slack takes 50 blocks a message; the reply's own sect
 
 
 def _digest_blocks(digest: Sequence[str], launch: LaunchRecord, logs_button: bool) -> list[dict[str, Any]]:
-    """The failure digest (bot.digest: mrkdwn sections already within Slack's limits) and the *Logs* button."""
+    """The failure digest (bot.core.digest: mrkdwn sections already within Slack's limits) and the *Logs* button."""
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_cut(t, _MAX_SECTION))) for t in digest]
     blocks = blocks[:_MAX_DIGEST_BLOCKS]
     if logs_button:

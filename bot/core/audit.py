@@ -13,7 +13,7 @@ from bot.store import AuditEvent, Store
 
 __all__ = ["Audit"]
 
-log = logging.getLogger("bot.audit")
+log = logging.getLogger("bot.core.audit")
 
 
 class Audit:

@@ -5,7 +5,7 @@
     └── ApigwV3Client `<stage root>/api/v3/system/<api>` (app-state, the user in `X-Bk-Username`) or
                       `<stage root>/api/v3/<api>`; credentials only in `X-Bkapi-Authorization`
 
-Both return the same domain models (`bot.bk_models`); the v3 shapes are converted in `bot.bk_v3`. Failures
+Both return the same domain models (`bot.bkjob.models`); the v3 shapes are converted in `bot.bkjob.gateway`. Failures
 become the bot's `BkError`s here, so no caller ever sees aiohttp or which wire format was spoken.
 """
 
@@ -22,8 +22,8 @@ import aiohttp
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
-from bot import bk_v3
-from bot.bk_logs import (
+from bot.bkjob import gateway as bk_v3
+from bot.bkjob.hostlogs import (
     MAX_HOSTS_PER_CALL,
     HostLogEntry,
     HostRef,
@@ -34,7 +34,7 @@ from bot.bk_logs import (
     host_results_from_status,
     host_results_from_v2,
 )
-from bot.bk_models import (
+from bot.bkjob.models import (
     PASSWORD_PLACEHOLDER,
     Envelope,
     ExecuteJobData,
@@ -160,7 +160,7 @@ class BkClient(ABC):
     ) -> PlanPage:
         """One page of the business's plans, newest change first, `name` matched like SQL `LIKE %name%`."""
 
-    # -- per-host results and logs (bot.bk_logs) ------------------------------------------------------------
+    # -- per-host results and logs (bot.bkjob.hostlogs) ------------------------------------------------------------
 
     @abstractmethod
     async def failed_host_results(

@@ -2,7 +2,7 @@
 
 Field names, types and nesting follow the `execute_job` doc and the JOB code (see shared/reference): the code
 wins where the two disagree (e.g. `execute_count`, `step_instances`). The v2 client reads and writes these
-directly; the v3 client (`bot.bk_v3`) converts the API gateway's shapes into them, so callers never see which
+directly; the v3 client (`bot.bkjob.gateway`) converts the API gateway's shapes into them, so callers never see which
 wire format is spoken.
 """
 
@@ -109,7 +109,7 @@ class TargetServer(_Wire):
     """`global_vars[].target_server`: only non-empty lists go on the wire.
 
     `host_id_list` exists only in v3 (`server.host_id_list`), and there it wins over `ip_list` when both are given
-    (JobExecuteCommonV3Processor): a target holding host IDs holds every host by ID (see bot.variables).
+    (JobExecuteCommonV3Processor): a target holding host IDs holds every host by ID (see bot.bkjob.variables).
     """
 
     ip_list: list[IpEntry] = Field(default_factory=list)
@@ -379,7 +379,7 @@ class StepIpStatus(_Wire):
     ip: str | None = None
     bk_cloud_id: int | None = None
     status: int
-    # Only v3 answers these here (`step_ip_result_list`); v2 gives them with the logs (bot.bk_logs).
+    # Only v3 answers these here (`step_ip_result_list`); v2 gives them with the logs (bot.bkjob.hostlogs).
     bk_host_id: int | None = None
     exit_code: int | None = None
     error_code: int | None = None

@@ -11,11 +11,11 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.background import failure_delay
-from bot.blocks import Message, approval_message, launch_message
+from bot.core.background import failure_delay
 from bot.errors import SlackError
 from bot.metrics import RESULTS_DELIVERED
-from bot.notifier import Notifier
+from bot.slack.blocks import Message, approval_message, launch_message
+from bot.slack.notifier import Notifier
 from bot.store import ApprovalRecord, LaunchRecord, OutboxKind, OutboxMessage, Store
 
 __all__ = ["Outbox"]

@@ -8,12 +8,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from bot import status
-from bot.approvals import Approvals
-from bot.audit import Audit
-from bot.bk import BkClient
-from bot.bk_models import JobInstanceStatus, PlanStep, StepInstance, VariableType
-from bot.blocks import (
+from bot.bkjob import status
+from bot.bkjob.esb import BkClient
+from bot.bkjob.models import JobInstanceStatus, PlanStep, StepInstance, VariableType
+from bot.core.approvals import Approvals
+from bot.core.audit import Audit
+from bot.core.identity import Identities
+from bot.core.launches import Launches, LaunchRequest
+from bot.core.policy import APPROVERS, REQUESTER, Policy
+from bot.errors import BkApiError, BkError, BotError, SlackError
+from bot.slack.blocks import (
     Confirmation,
     Message,
     confirmation_decided,
@@ -21,13 +25,9 @@ from bot.blocks import (
     confirmers_text,
     notice,
 )
-from bot.directory import Directory
-from bot.errors import BkApiError, BkError, BotError, SlackError
-from bot.explain import explain
-from bot.identity import Identities
-from bot.launches import Launches, LaunchRequest
-from bot.outbox import Outbox
-from bot.policy import APPROVERS, REQUESTER, Policy
+from bot.slack.directory import Directory
+from bot.slack.explain import explain
+from bot.slack.outbox import Outbox
 from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["Answer", "Operation", "Operations"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.blocks import escape, untrusted
+from bot.core.launches import LaunchFailed
 from bot.errors import (
     BkApiError,
     BkCredentialsRefused,
@@ -13,7 +13,7 @@ from bot.errors import (
     SlackError,
     UserInputError,
 )
-from bot.launches import LaunchFailed
+from bot.slack.blocks import escape, untrusted
 from bot.store import LaunchState
 
 __all__ = ["explain"]

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from bot.directory import Directory
 from bot.errors import SlackError, UserInputError
+from bot.slack.directory import Directory
 
 __all__ = ["Identities", "NoIdentity"]
 

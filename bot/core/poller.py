@@ -10,16 +10,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from bot import status
-from bot.background import Background, failure_delay
-from bot.bk import BkClient
-from bot.bk_models import InstanceSummary, JobInstanceStatus
-from bot.blocks import escape, notice, untrusted, utc_time, when
+from bot.bkjob import status
+from bot.bkjob.esb import BkClient
+from bot.bkjob.models import InstanceSummary, JobInstanceStatus
+from bot.core.background import Background, failure_delay
+from bot.core.launches import Launches
+from bot.core.results import Results
+from bot.core.runcontrol import Operations
 from bot.errors import BkError
-from bot.launches import Launches
-from bot.operations import Operations
-from bot.outbox import Outbox
-from bot.results import Results
+from bot.slack.blocks import escape, notice, untrusted, utc_time, when
+from bot.slack.outbox import Outbox
 from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["Poller"]

@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from bot.tokens import Signer
+from bot.core.tokens import Signer
 
 __all__ = ["Payload", "PickMeta", "RejectMeta", "RunMeta", "payload_problem", "verified"]
 

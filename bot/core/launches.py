@@ -8,17 +8,17 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.audit import Audit
-from bot.bk import BkClient
-from bot.bk_models import ExecuteJobRequest, JobDetail
-from bot.blocks import launch_message, queued
+from bot.bkjob.esb import BkClient
+from bot.bkjob.models import ExecuteJobRequest, JobDetail
+from bot.bkjob.variables import Overrides, build_overrides, check_names
+from bot.core.audit import Audit
+from bot.core.identity import Identities
+from bot.core.tokens import hash_token, new_callback_token
 from bot.errors import BkApiError, BkError, BkTimeout, BkUnavailable, SlackError
-from bot.identity import Identities
-from bot.notifier import Notifier
-from bot.outbox import Outbox
+from bot.slack.blocks import launch_message, queued
+from bot.slack.notifier import Notifier
+from bot.slack.outbox import Outbox
 from bot.store import ApprovalRecord, LaunchRecord, LaunchState, Store
-from bot.tokens import hash_token, new_callback_token
-from bot.variables import Overrides, build_overrides, check_names
 
 __all__ = ["LaunchFailed", "LaunchRequest", "Launches", "Prepared"]
 

@@ -1,6 +1,6 @@
 """BK-JOB's v3 wire format behind the API gateway, and its conversion to and from the domain models.
 
-The domain models (`bot.bk_models`) keep ESB v2's shape because every caller was written against it; this module
+The domain models (`bot.bkjob.models`) keep ESB v2's shape because every caller was written against it; this module
 is the one place that knows the v3 names (`job_plan_id`, `global_var_list`, `server.dynamic_group_list[{id}]`,
 `type` for `category`, `finished`, `step_instance_list`) and that v3 times are epoch milliseconds.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from bot.bk_models import (
+from bot.bkjob.models import (
     ExecuteJobRequest,
     GlobalVar,
     JobDetail,

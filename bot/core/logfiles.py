@@ -12,17 +12,17 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot import status
-from bot.audit import Audit
-from bot.bk import BkClient
-from bot.blocks import untrusted
-from bot.directory import Directory
+from bot.bkjob import status
+from bot.bkjob.esb import BkClient
+from bot.core.audit import Audit
+from bot.core.identity import Identities
+from bot.core.joblogs import JobLogs, log_file
+from bot.core.policy import ChannelPolicy, Policy
 from bot.errors import BotError, SlackError
-from bot.explain import explain
-from bot.identity import Identities
-from bot.joblogs import JobLogs, log_file
-from bot.notifier import Notifier
-from bot.policy import ChannelPolicy, Policy
+from bot.slack.blocks import untrusted
+from bot.slack.directory import Directory
+from bot.slack.explain import explain
+from bot.slack.notifier import Notifier
 from bot.store import LaunchRecord, Store
 
 __all__ = ["LogFiles"]

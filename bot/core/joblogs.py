@@ -16,9 +16,9 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from bot import status
-from bot.bk import BkClient
-from bot.bk_logs import (
+from bot.bkjob import status
+from bot.bkjob.esb import BkClient
+from bot.bkjob.hostlogs import (
     FILE_STEP,
     MAX_HOSTS_PER_CALL,
     FileLog,
@@ -27,8 +27,8 @@ from bot.bk_logs import (
     HostResult,
     host_results_from_status,
 )
-from bot.bk_models import JobInstanceStatus, StepInstance
-from bot.digest import MAX_GROUPS, FailedStep, FailureReport, group_hosts, host_status
+from bot.bkjob.models import JobInstanceStatus, StepInstance
+from bot.core.digest import MAX_GROUPS, FailedStep, FailureReport, group_hosts, host_status
 from bot.errors import BkError
 
 __all__ = ["MASK", "JobLogs", "Masker", "clean", "log_file"]

@@ -5,7 +5,7 @@
     v3  batch_get_job_instance_ip_log   one step, at most 500 hosts (`ip_list` or `host_id_list`), latest attempt:
                                         `script_task_logs[]` or `file_task_logs[].file_logs[]` (reference §10)
 
-The text in here is raw: cleaning and masking happen in `bot.joblogs`, before anything reaches Slack.
+The text in here is raw: cleaning and masking happen in `bot.core.joblogs`, before anything reaches Slack.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.bk_models import StepInstance
+from bot.bkjob.models import StepInstance
 
 __all__ = [
     "FILE_STEP",

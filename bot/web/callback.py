@@ -11,14 +11,14 @@ from aiohttp import web
 from cachetools import TTLCache
 from pydantic import ValidationError
 
-from bot.background import Background
-from bot.bk import BkClient
-from bot.bk_models import CallbackBody
+from bot.bkjob.esb import BkClient
+from bot.bkjob.models import CallbackBody
 from bot.bodies import read_at_most
+from bot.core.background import Background
+from bot.core.results import Results
+from bot.core.tokens import hash_token, is_well_formed
 from bot.errors import BkError
-from bot.results import Results
 from bot.store import LaunchRecord, LaunchState, Store
-from bot.tokens import hash_token, is_well_formed
 
 __all__ = ["CallbackRoute"]
 

@@ -7,16 +7,16 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot import status
-from bot.audit import Audit
-from bot.bk import BkClient
-from bot.bk_models import JobInstanceStatus
-from bot.blocks import result_reply
-from bot.digest import sections
+from bot.bkjob import status
+from bot.bkjob.esb import BkClient
+from bot.bkjob.models import JobInstanceStatus
+from bot.core.audit import Audit
+from bot.core.digest import sections
+from bot.core.joblogs import JobLogs
+from bot.core.policy import Policy
 from bot.errors import BkError
-from bot.joblogs import JobLogs
-from bot.outbox import Outbox
-from bot.policy import Policy
+from bot.slack.blocks import result_reply
+from bot.slack.outbox import Outbox
 from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["Results"]

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache, TTLCache
 
-from bot.background import Background
-from bot.bk import BkClient
-from bot.bk_models import PlanSummary
+from bot.bkjob.esb import BkClient
+from bot.bkjob.models import PlanSummary
+from bot.core.background import Background
 from bot.errors import BkError
 
 __all__ = ["Catalogue", "PlanFinder"]

@@ -28,7 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.logs import REQUEST_ID
 from bot.metrics import envelope_received
-from bot.payloads import payload_problem
+from bot.slack.payloads import payload_problem
 
 __all__ = ["SocketState", "SocketTransport"]
 

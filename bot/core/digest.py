@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot import status
-from bot.bk_logs import FILE_STEP, HostResult
-from bot.blocks import untrusted
+from bot.bkjob import status
+from bot.bkjob.hostlogs import FILE_STEP, HostResult
+from bot.slack.blocks import untrusted
 
 __all__ = [
     "MAX_GROUPS",
@@ -213,7 +213,7 @@ def _cut_head(text: str, limit: int) -> str:
 
 
 def _esc(text: str) -> str:
-    """Host output, step names and BK-JOB's words are untrusted: escaped, backticks swapped (bot.blocks)."""
+    """Host output, step names and BK-JOB's words are untrusted: escaped, backticks swapped (bot.slack.blocks)."""
     return untrusted(text)
 
 

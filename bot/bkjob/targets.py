@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from bot.bk_models import HostId, IpEntry, TargetServer, TopoNode
+from bot.bkjob.models import HostId, IpEntry, TargetServer, TopoNode
 from bot.errors import TargetError
 
 __all__ = ["MAX_ENTRIES", "format_targets", "parse_targets"]

@@ -12,11 +12,21 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
-from bot.approvals import Approvals
-from bot.audit import Audit
-from bot.background import Background
-from bot.bk import BkClient
-from bot.blocks import (
+from bot.bkjob.esb import BkClient
+from bot.bkjob.targets import parse_targets
+from bot.core.approvals import Approvals
+from bot.core.audit import Audit
+from bot.core.background import Background
+from bot.core.finder import PlanFinder
+from bot.core.identity import Identities
+from bot.core.launches import Launches, LaunchRequest
+from bot.core.logfiles import LogFiles
+from bot.core.policy import ChannelPolicy, Policy
+from bot.core.presets import Preset, PresetRefused
+from bot.core.runcontrol import Operation, Operations
+from bot.core.tokens import Signer
+from bot.errors import BotError, CommandError, SlackError, TargetError
+from bot.slack.blocks import (
     APPROVE_ACTION,
     CONFIRM_ACTION,
     END_CONFIRM_ACTION,
@@ -52,7 +62,7 @@ from bot.blocks import (
     run_modal,
     untrusted,
 )
-from bot.commands import (
+from bot.slack.commands import (
     USAGE,
     Command,
     HelpCommand,
@@ -66,20 +76,10 @@ from bot.commands import (
     StopCommand,
     parse_command,
 )
-from bot.errors import BotError, CommandError, SlackError, TargetError
-from bot.explain import explain
-from bot.identity import Identities
-from bot.launches import Launches, LaunchRequest
-from bot.logfiles import LogFiles
-from bot.notifier import Notifier
-from bot.operations import Operation, Operations
-from bot.payloads import PickMeta, RejectMeta, RunMeta, verified
-from bot.plans import PlanFinder
-from bot.policy import ChannelPolicy, Policy
-from bot.presets import Preset, PresetRefused
+from bot.slack.explain import explain
+from bot.slack.notifier import Notifier
+from bot.slack.payloads import PickMeta, RejectMeta, RunMeta, verified
 from bot.store import Store
-from bot.targets import parse_targets
-from bot.tokens import Signer
 
 __all__ = ["Listeners"]
 

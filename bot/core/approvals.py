@@ -11,18 +11,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bot.audit import Audit
-from bot.bk import BkClient
-from bot.bk_models import JobDetail
-from bot.blocks import approval_message, mention, notice, queued, untrusted, when
-from bot.directory import Directory
+from bot.bkjob.esb import BkClient
+from bot.bkjob.models import JobDetail
+from bot.core.audit import Audit
+from bot.core.identity import Identities
+from bot.core.launches import Launches, LaunchFailed, LaunchRequest
+from bot.core.policy import ChannelPolicy, Policy
 from bot.errors import BkError, BotError, SlackError
-from bot.explain import explain
-from bot.identity import Identities
-from bot.launches import Launches, LaunchFailed, LaunchRequest
-from bot.notifier import Notifier
-from bot.outbox import Outbox
-from bot.policy import ChannelPolicy, Policy
+from bot.slack.blocks import approval_message, mention, notice, queued, untrusted, when
+from bot.slack.directory import Directory
+from bot.slack.explain import explain
+from bot.slack.notifier import Notifier
+from bot.slack.outbox import Outbox
 from bot.store import ApprovalRecord, ApprovalState, Store, Vote
 
 __all__ = ["Approvals", "Decision", "plan_changes", "plan_version"]
