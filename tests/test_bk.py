@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
 from bot.bkjob.esb import ApigwV3Client, BkClient, EsbV2Client
 from bot.bkjob.models import (
     ExecuteJobRequest,
@@ -24,7 +25,6 @@ from bot.bkjob.models import (
     TargetServer,
     TopoNode,
 )
-from bot.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, PLAN_VARS
 from tests.fakes import FakeBkJob
 

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.errors import CommandError
 from bot.slack.commands import (
     MAX_NAME,
     MAX_OVERRIDES,
@@ -26,6 +25,7 @@ from bot.slack.commands import (
     StopCommand,
     parse_command,
 )
+from bot.slack.errors import CommandError
 
 MAX_LONG = 2**63 - 1
 

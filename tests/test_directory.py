@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import SlackError
 from bot.slack.directory import Directory
+from bot.slack.errors import SlackError
 from tests.fakes import FakeSlack
 
 USERS: dict[str, dict[str, Any]] = {

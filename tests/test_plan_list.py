@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.bkjob.errors import BkApiError
 from bot.bkjob.esb import ApigwV3Client, BkClient, EsbV2Client
 from bot.bkjob.models import PlanSummary
 from bot.core.background import Background
 from bot.core.finder import Catalogue, PlanFinder
-from bot.errors import BkApiError
 from tests.conftest import APP_CODE, APP_SECRET, BIZ
 from tests.fakes import FakeBkJob
 

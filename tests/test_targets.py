@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.bkjob.errors import TargetError
 from bot.bkjob.models import HostId, IpEntry, TargetServer, TopoNode
 from bot.bkjob.targets import MAX_ENTRIES, format_targets, parse_targets
-from bot.errors import TargetError
 
 
 def ip(address: str, cloud: int = 0) -> IpEntry:

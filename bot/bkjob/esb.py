@@ -23,6 +23,7 @@ from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
 from bot.bkjob import gateway as bk_v3
+from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
 from bot.bkjob.hostlogs import (
     MAX_HOSTS_PER_CALL,
     HostLogEntry,
@@ -49,7 +50,6 @@ from bot.bkjob.models import (
 )
 from bot.bodies import read_at_most
 from bot.config import Settings
-from bot.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
 from bot.metrics import bk_answered
 
 __all__ = ["ApigwV3Client", "BkClient", "EsbV2Client", "create_bk_client"]

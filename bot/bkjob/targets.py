@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from bot.bkjob.errors import TargetError
 from bot.bkjob.models import HostId, IpEntry, TargetServer, TopoNode
-from bot.errors import TargetError
 
 __all__ = ["MAX_ENTRIES", "format_targets", "parse_targets"]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bot.bkjob.errors import TargetError
 from bot.bkjob.models import GlobalVar, HostId, JobDetail, PlanVariable, TargetServer, VariableType
 from bot.bkjob.targets import format_targets, parse_targets
-from bot.errors import TargetError, UserInputError
+from bot.errors import UserInputError
 from bot.store.records import SentVariable
 
 __all__ = [

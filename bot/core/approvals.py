@@ -11,13 +11,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bot.bkjob.errors import BkError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.models import JobDetail
 from bot.core.audit import Audit
+from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchFailed, LaunchRequest
 from bot.core.policy import ChannelPolicy, Policy
-from bot.errors import BkError, BotError, SlackError
+from bot.errors import BotError
 from bot.slack.blocks import approval_message, mention, notice, queued, untrusted, when
 from bot.slack.directory import Directory
 from bot.slack.explain import explain
@@ -98,7 +100,7 @@ class Approvals:
                 approval_message(approval, [], web_root=self._web_root),
                 on_queued=lambda wait: self._notifier.tell(approval.channel, approval.requester, queued(wait)),
             )
-        except SlackError as exc:
+        except ChatError as exc:
             # Nobody could ever see or decide it: close it now rather than let it expire unseen.
             await self._store.decide(
                 approval.id, ApprovalState.REJECTED, by="bkjob-bot", now=self._clock(), reason=f"Slack: {exc.error}"
@@ -331,7 +333,7 @@ class Approvals:
             try:
                 if user in await self._directory.group_members(group):
                     return True
-            except SlackError as exc:
+            except ChatError as exc:
                 log.warning("members of user group %s could not be read: %s", group, exc.error)
         return False
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache, TTLCache
 
+from bot.bkjob.errors import BkError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.models import PlanSummary
 from bot.core.background import Background
-from bot.errors import BkError
 
 __all__ = ["Catalogue", "PlanFinder"]
 

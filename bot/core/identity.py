@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from bot.errors import SlackError, UserInputError
+from bot.core.errors import ChatError
+from bot.errors import UserInputError
 from bot.slack.directory import Directory
 
 __all__ = ["Identities", "NoIdentity"]
@@ -62,7 +63,7 @@ class Identities:
     async def _from_profile(self, directory: Directory, slack_user: str) -> str | None:
         try:
             profile = await directory.profile(slack_user)
-        except SlackError as exc:
+        except ChatError as exc:
             log.warning("could not read the Slack profile of %s (%s); refused", slack_user, exc)
             raise NoIdentity(
                 f"I could not read your Slack profile ({exc.error}), so I cannot tell which BK-JOB user you are; "

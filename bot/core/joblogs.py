@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bot.bkjob import status
+from bot.bkjob.errors import BkError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.hostlogs import (
     FILE_STEP,
@@ -29,7 +30,6 @@ from bot.bkjob.hostlogs import (
 )
 from bot.bkjob.models import JobInstanceStatus, StepInstance
 from bot.core.digest import MAX_GROUPS, FailedStep, FailureReport, group_hosts, host_status
-from bot.errors import BkError
 
 __all__ = ["MASK", "JobLogs", "Masker", "clean", "log_file"]
 

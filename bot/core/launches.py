@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.bkjob.errors import BkApiError, BkError, BkTimeout, BkUnavailable
 from bot.bkjob.esb import BkClient
 from bot.bkjob.models import ExecuteJobRequest, JobDetail
 from bot.bkjob.variables import Overrides, build_overrides, check_names
 from bot.core.audit import Audit
+from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.tokens import hash_token, new_callback_token
-from bot.errors import BkApiError, BkError, BkTimeout, BkUnavailable, SlackError
 from bot.slack.blocks import launch_message, queued
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
@@ -186,7 +187,7 @@ class Launches:
                 launch_message(record, web_root=self._web_root),
                 on_queued=lambda wait: self._notifier.tell(record.channel, record.requester, queued(wait)),
             )
-        except SlackError as exc:
+        except ChatError as exc:
             await self._store.set_outcome(
                 record.id, LaunchState.NOT_STARTED, now=self._clock(), error=f"Slack: {exc.error}"
             )

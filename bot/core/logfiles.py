@@ -15,10 +15,11 @@ from collections.abc import Callable
 from bot.bkjob import status
 from bot.bkjob.esb import BkClient
 from bot.core.audit import Audit
+from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.joblogs import JobLogs, log_file
 from bot.core.policy import ChannelPolicy, Policy
-from bot.errors import BotError, SlackError
+from bot.errors import BotError
 from bot.slack.blocks import untrusted
 from bot.slack.directory import Directory
 from bot.slack.explain import explain
@@ -142,7 +143,7 @@ class LogFiles:
                 content=log_file(report, title=title),
                 comment=comment,
             )
-        except SlackError as exc:
+        except ChatError as exc:
             log.warning("logs of instance %s could not be attached: %s", launch.job_instance_id, exc)
             return explain(exc)
         await self._audit.record(

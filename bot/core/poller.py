@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.bkjob import status
+from bot.bkjob.errors import BkError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.models import InstanceSummary, JobInstanceStatus
 from bot.core.background import Background, failure_delay
 from bot.core.launches import Launches
 from bot.core.results import Results
 from bot.core.runcontrol import Operations
-from bot.errors import BkError
 from bot.slack.blocks import escape, notice, untrusted, utc_time, when
 from bot.slack.outbox import Outbox
 from bot.store import LaunchRecord, LaunchState, Store

@@ -8,13 +8,13 @@ import time
 from collections.abc import Callable
 
 from bot.bkjob import status
+from bot.bkjob.errors import BkError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.models import JobInstanceStatus
 from bot.core.audit import Audit
 from bot.core.digest import sections
 from bot.core.joblogs import JobLogs
 from bot.core.policy import Policy
-from bot.errors import BkError
 from bot.slack.blocks import result_reply
 from bot.slack.outbox import Outbox
 from bot.store import LaunchRecord, LaunchState, Store

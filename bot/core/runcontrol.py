@@ -9,14 +9,16 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bot.bkjob import status
+from bot.bkjob.errors import BkApiError, BkError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.models import JobInstanceStatus, PlanStep, StepInstance, VariableType
 from bot.core.approvals import Approvals
 from bot.core.audit import Audit
+from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchRequest
 from bot.core.policy import APPROVERS, REQUESTER, Policy
-from bot.errors import BkApiError, BkError, BotError, SlackError
+from bot.errors import BotError
 from bot.slack.blocks import (
     Confirmation,
     Message,
@@ -288,7 +290,7 @@ class Operations:
             try:
                 if user in await self._directory.group_members(group):
                     return True
-            except SlackError as exc:
+            except ChatError as exc:
                 log.warning("members of user group %s could not be read: %s", group, exc.error)
         return False
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from bot.errors import CommandError
+from bot.slack.errors import CommandError
 
 __all__ = [
     "LogsCommand",

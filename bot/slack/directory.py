@@ -13,7 +13,7 @@ from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import SlackError
+from bot.slack.errors import SlackError
 
 __all__ = ["Directory", "Profile"]
 

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
+from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
 from bot.core.launches import LaunchFailed
-from bot.errors import (
-    BkApiError,
-    BkCredentialsRefused,
-    BkPermissionDenied,
-    BkTimeout,
-    BkUnavailable,
-    BotError,
-    SlackError,
-    UserInputError,
-)
+from bot.errors import BotError, UserInputError
 from bot.slack.blocks import escape, untrusted
+from bot.slack.errors import SlackError
 from bot.store import LaunchState
 
 __all__ = ["explain"]

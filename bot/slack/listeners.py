@@ -12,6 +12,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
+from bot.bkjob.errors import TargetError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.targets import parse_targets
 from bot.core.approvals import Approvals
@@ -25,7 +26,7 @@ from bot.core.policy import ChannelPolicy, Policy
 from bot.core.presets import Preset, PresetRefused
 from bot.core.runcontrol import Operation, Operations
 from bot.core.tokens import Signer
-from bot.errors import BotError, CommandError, SlackError, TargetError
+from bot.errors import BotError
 from bot.slack.blocks import (
     APPROVE_ACTION,
     CONFIRM_ACTION,
@@ -76,6 +77,7 @@ from bot.slack.commands import (
     StopCommand,
     parse_command,
 )
+from bot.slack.errors import CommandError, SlackError
 from bot.slack.explain import explain
 from bot.slack.notifier import Notifier
 from bot.slack.payloads import PickMeta, RejectMeta, RunMeta, verified

@@ -12,8 +12,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.errors import SlackError
 from bot.slack.blocks import Message, fit_text
+from bot.slack.errors import SlackError
 
 __all__ = ["Notifier"]
 

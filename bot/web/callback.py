@@ -11,13 +11,13 @@ from aiohttp import web
 from cachetools import TTLCache
 from pydantic import ValidationError
 
+from bot.bkjob.errors import BkError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.models import CallbackBody
 from bot.bodies import read_at_most
 from bot.core.background import Background
 from bot.core.results import Results
 from bot.core.tokens import hash_token, is_well_formed
-from bot.errors import BkError
 from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["CallbackRoute"]
