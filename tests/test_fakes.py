@@ -15,6 +15,8 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.fakes.server import FakeServer
+from bot.fakes.socket_mode import FakeSocketMode
 from tests.fakes import FakeBkJob, FakeSlack
 
 AUTH = {"bk_app_code": "bkjob-bot", "bk_app_secret": "s3cret", "bk_username": "alice"}
@@ -541,3 +543,26 @@ def test_slack_rules_judge_a_repeated_view_or_block_as_strictly_as_the_first_tim
     assert view_problems(
         {"type": "modal", "title": {"type": "plain_text", "text": "T"}, "blocks": [good], "private_metadata": 7}
     )
+
+
+# -- the server they share ------------------------------------------------------------------------------------
+
+
+async def test_every_fake_is_a_loopback_server_on_a_port_of_its_own() -> None:
+    slack = FakeSlack()
+    fakes: list[FakeServer] = [slack, FakeBkJob(), FakeBkJob(api_version="v3"), FakeSocketMode(slack=slack)]
+    for fake in fakes:
+        with pytest.raises(RuntimeError, match=f"{type(fake).__name__} is not started"):
+            _ = fake.origin
+    async with slack, fakes[1], fakes[2], fakes[3]:
+        assert [fake.origin.split("://")[0] for fake in fakes] == ["http", "http", "http", "ws"]
+        assert all(fake.origin == f"{fake.origin.split('://')[0]}://127.0.0.1:{fake.port}" for fake in fakes)
+        assert len({fake.port for fake in fakes}) == len(fakes)
+        async with aiohttp.ClientSession() as http:
+            for fake in fakes[:3]:
+                async with http.get(f"http://127.0.0.1:{fake.port}/nowhere") as answer:
+                    assert answer.status == 404
+    for fake in fakes:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{fake.port}/"):
+                pass

@@ -4,12 +4,14 @@ One implementation serves both the test suite and `python -m bot demo`.
 """
 
 from bot.fakes.bkjob import BkRequest, CallbackAttempt, FakeBkJob, Instance, StepInstance
+from bot.fakes.server import FakeServer
 from bot.fakes.slack import FakeSlack, ResponseUrlPost, SlackCall
 
 __all__ = [
     "BkRequest",
     "CallbackAttempt",
     "FakeBkJob",
+    "FakeServer",
     "FakeSlack",
     "Instance",
     "ResponseUrlPost",

@@ -13,13 +13,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from bot.fakes.server import FakeServer
 
 __all__ = ["BkRequest", "CallbackAttempt", "FakeBkJob", "HostOutcome", "Instance", "StepInstance", "file_log"]
 
@@ -481,7 +482,7 @@ class _HostLogs:
         return {"log_type": 2 if step.type == 2 else 1, **self._host_log_v3(step, host)}
 
 
-class FakeBkJob(_HostLogs):
+class FakeBkJob(FakeServer, _HostLogs):
     """execute_job, get_job_detail and get_job_instance_status as the ESB + JOB answer them, or with
     `api_version="v3"` execute_job_plan, get_job_plan_detail, get_job_instance_status and get_job_instance_list
     as the API gateway + JOB answer them (only the chosen version's paths are served).
@@ -499,6 +500,7 @@ class FakeBkJob(_HostLogs):
         api_version: Literal["v2", "v3"] = "v2",
         skip_user_auth: bool = False,
     ) -> None:
+        super().__init__()
         self.app_code = app_code
         self.app_secret = app_secret
         self.api_version = api_version
@@ -527,13 +529,11 @@ class FakeBkJob(_HostLogs):
         self._request_observers: list[Callable[[BkRequest], None]] = []
         self._instance_observers: list[Callable[[Instance], None]] = []
         self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def _application(self) -> web.Application:
         app = web.Application(middlewares=[_raw_log_bytes])
         if self.api_version == "v3":
             app.router.add_route("*", APIGW_STAGE_PATH + "/api/v3/{api}", self._handle_v3)
@@ -543,11 +543,10 @@ class FakeBkJob(_HostLogs):
             app.router.add_route("*", "/api/c/compapi/v2/job/{api}/", self._handle)
             # BK-JOB's v3 components through the ESB (only what the bot uses: get_job_instance_list).
             app.router.add_route("*", "/api/c/compapi/v2/jobv3/{api}/", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host="127.0.0.1", port=0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        return app
+
+    async def start(self) -> None:
+        await super().start()
         # JOB's HttpConPoolUtil: 15 s connect and read time-outs, no automatic retries.
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(connect=15, sock_read=15))
 
@@ -556,26 +555,12 @@ class FakeBkJob(_HostLogs):
         if self._session is not None:
             await self._session.close()
             self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+        await super().close()
 
     @property
     def base_url(self) -> str:
         """What BK_API_URL names: the ESB root, or for v3 the gateway's stage root (it has a path)."""
-        if self._port is None:
-            raise RuntimeError("FakeBkJob is not started")
-        root = f"http://127.0.0.1:{self._port}"
-        return root + APIGW_STAGE_PATH if self.api_version == "v3" else root
+        return self.origin + APIGW_STAGE_PATH if self.api_version == "v3" else self.origin
 
     def url(self, api: str, *, app_state: bool = True) -> str:
         """v3: the app-state resource (`/api/v3/system/<api>`) unless `app_state=False`."""

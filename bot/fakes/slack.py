@@ -10,11 +10,11 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
+from bot.fakes.server import FakeServer
 from bot.fakes.slack_rules import METHOD_SCOPES as _METHOD_SCOPES
 from bot.fakes.slack_rules import RateTiers, manifest_scopes, message_problems, view_problems
 
@@ -158,7 +158,7 @@ class _FileUploads:
         return {"ok": True, "files": shared}
 
 
-class FakeSlack(_FileUploads):
+class FakeSlack(FakeServer, _FileUploads):
     """The subset of Slack's Web API bkjob-bot uses, served over real HTTP on 127.0.0.1:0.
 
     Stateful where tests need to look back (messages per channel, modals by view ID), and every call is
@@ -181,6 +181,7 @@ class FakeSlack(_FileUploads):
         `scopes` are the bot token's scopes, by default exactly those `manifest.yml` asks for, so the manifest and
         the methods the bot calls cannot drift apart. `rate_tiers` answers 429 once a method's per-minute tier
         (Tier 2: 20, Tier 3: 50, Tier 4: 100) is used up, as Slack does."""
+        super().__init__()
         self.token = token
         self.scopes = frozenset(scopes) if scopes is not None else manifest_scopes()
         self._tiers = RateTiers() if rate_tiers else None
@@ -209,41 +210,15 @@ class FakeSlack(_FileUploads):
         self._call_observers: list[Callable[[SlackCall, JsonDict], None]] = []
         self._served: dict[str, Callable[[str | None, JsonDict], JsonDict]] = {}
         self._response_observers: list[Callable[[ResponseUrlPost], None]] = []
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def _application(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{rid}", self._handle_response_url)
         app.router.add_post("/upload/{file_id}", self._handle_upload)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host="127.0.0.1", port=0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    @property
-    def origin(self) -> str:
-        if self._port is None:
-            raise RuntimeError("FakeSlack is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return app
 
     @property
     def base_url(self) -> str:

@@ -10,11 +10,11 @@ import ssl
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bot.fakes.server import FakeServer
 from bot.fakes.slack import FakeSlack
 
 __all__ = ["Connection", "Envelope", "FakeSocketMode"]
@@ -69,7 +69,7 @@ class Envelope:
         return self
 
 
-class FakeSocketMode:
+class FakeSocketMode(FakeServer):
     """Slack's Socket Mode servers for one app, on 127.0.0.1:0, beside a `FakeSlack` that answers
     apps.connections.open for them.
 
@@ -83,6 +83,8 @@ class FakeSocketMode:
     - Pings are answered with pongs unless the connection was made stale; `disconnect` messages are sent on demand.
     """
 
+    schemes = ("ws", "wss")
+
     def __init__(
         self,
         *,
@@ -94,6 +96,7 @@ class FakeSocketMode:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         """`tls`: serve `wss://` with this server context, as Slack does (plain `ws://` by default)."""
+        super().__init__()
         self.slack = slack
         self.app_token = app_token
         self.app_id = app_id
@@ -111,19 +114,16 @@ class FakeSocketMode:
         self._turn = itertools.count()
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def _application(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/link/", self._link)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host="127.0.0.1", port=0, ssl_context=self.tls)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        return app
+
+    async def start(self) -> None:
+        await super().start()
         self.slack.serve("apps.connections.open", self._connections_open)
 
     async def close(self) -> None:
@@ -132,24 +132,7 @@ class FakeSocketMode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for conn in list(self._connections.values()):
             await conn.ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    @property
-    def origin(self) -> str:
-        if self._port is None:
-            raise RuntimeError("FakeSocketMode is not started")
-        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self._port}"
+        await super().close()
 
     # -- queries and waiting -----------------------------------------------------------------------------
 
