@@ -46,6 +46,7 @@ from bot.logs import request_ids
 from bot.proxy import Proxies, shown
 from bot.slack.directory import Directory
 from bot.slack.listeners import Listeners
+from bot.slack.messenger import SlackMessenger
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
 from bot.slack.payloads import payload_problem
@@ -169,17 +170,16 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         # A round delivers at most what fits in half a lease (see Outbox), and beats after every message.
         heartbeat=heartbeats.expect("outbox", within=settings.outbox_lease + 5),
     )
+    messenger = SlackMessenger(outbox=outbox, notifier=notifier, web_root=settings.job_web_root())
     directory = Directory(client=slack, ttl=settings.directory_cache_ttl)
     identities = _identities(governed, directory, settings.bk_username)
     launches = Launches(
         store=store,
         bk=bk,
-        notifier=notifier,
+        messenger=messenger,
         identities=identities,
         audit=audit,
-        outbox=outbox,
         public_root=settings.callback_root(),
-        web_root=settings.job_web_root(),
         callbacks=settings.bk_callback == "on",
         callback_grace=settings.callback_grace,
         progress_interval=settings.progress_interval,
@@ -189,9 +189,8 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     results = Results(
         store=store,
         bk=bk,
-        outbox=outbox,
+        messenger=messenger,
         audit=audit,
-        web_root=settings.job_web_root(),
         logs=job_logs,
         policy=policy,
         log_budget=settings.log_digest_budget,

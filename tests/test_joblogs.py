@@ -6,8 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.bkjob.hostlogs import FILE_STEP, SCRIPT_STEP, FileLog, HostRef, HostResult
-from bot.core.digest import MAX_SECTION, FailedStep, FailureReport, group_hosts, sections
+from bot.core.digest import FailedStep, FailureReport, group_hosts
 from bot.core.joblogs import DIGEST_TAIL, MASK, Masker, _merge, _safe_tail, clean
+from bot.slack.digest import MAX_SECTION, sections
 
 SECRET = "hunter2-plan-secret"
 

@@ -19,9 +19,9 @@ from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchFailed, LaunchRequest
 from bot.core.policy import ChannelPolicy, Policy
+from bot.core.ports import Directory
 from bot.errors import BotError
 from bot.slack.blocks import approval_message, mention, notice, queued, untrusted, when
-from bot.slack.directory import Directory
 from bot.slack.explain import explain
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox

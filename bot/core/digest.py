@@ -1,4 +1,4 @@
-"""The failure digest: failed hosts grouped by what went wrong, as mrkdwn sections that fit Slack whatever the size.
+"""The failure digest: failed hosts grouped by what went wrong (rendered for Slack by `bot.slack.digest`).
 
 For each failed step: one group per reason (exit code, BK-JOB error code, time-out, agent missing, other per-host
 status), largest first, with a count, a few host addresses and the last lines of one representative host's log;
@@ -12,13 +12,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.bkjob import status
-from bot.bkjob.hostlogs import FILE_STEP, HostResult
-from bot.slack.blocks import untrusted
+from bot.bkjob.hostlogs import HostResult
 
 __all__ = [
     "MAX_GROUPS",
-    "MAX_SECTION",
     "MAX_STEPS",
     "FailedStep",
     "FailureReport",
@@ -26,19 +23,12 @@ __all__ = [
     "group_hosts",
     "host_status",
     "reason",
-    "sections",
 ]
 
 MAX_STEPS = 3
 """Failed steps shown in full; the rest are counted in one line."""
 MAX_GROUPS = 3
 """Reasons shown per step; the rest are counted in one line."""
-MAX_ADDRESSES = 5
-MAX_LOG_LINES = 8
-MAX_LINE = 150
-MAX_FILES = 3
-MAX_SECTION = 1500
-"""Well under Slack's 3,000 per section, so that every section of the digest together stays small."""
 
 # ExecuteObjectTaskStatusEnum (reference §3.5): how each per-host code reads.
 _HOST_STATUS: dict[int, str] = {
@@ -140,86 +130,3 @@ class FailureReport:
 
     steps: tuple[FailedStep, ...]
     problem: str | None = None
-
-
-def sections(report: FailureReport) -> list[str]:
-    """mrkdwn texts, one per (step, reason), each within MAX_SECTION; at most MAX_STEPS x MAX_GROUPS + 2."""
-    out: list[str] = []
-    shown = [s for s in report.steps if s.hosts][:MAX_STEPS]
-    for step in shown:
-        out.extend(_step_sections(step))
-    hidden = [s for s in report.steps if s.hosts][MAX_STEPS:]
-    if hidden:
-        hosts = sum(len(s.hosts) for s in hidden)
-        out.append(_cut(f"… and {_n(len(hidden), 'more failed step')} with {_n(hosts, 'failed host')}", MAX_SECTION))
-    if report.problem:
-        out.append(_cut(f":warning: _{_esc(report.problem)}_", MAX_SECTION))
-    return out
-
-
-def _step_sections(step: FailedStep) -> list[str]:
-    groups = group_hosts(step.hosts)
-    name = _esc(_cut(step.name, 100))
-    head = f"{status.emoji(step.status)} *{name}*: {len(step.hosts):,} of {step.total_hosts:,} hosts failed"
-    out: list[str] = []
-    for i, group in enumerate(groups[:MAX_GROUPS]):
-        text = _group_text(group, step)
-        out.append(_cut(f"{head}\n{text}" if i == 0 else text, MAX_SECTION))
-    rest = groups[MAX_GROUPS:]
-    if rest:
-        hosts = sum(len(g.hosts) for g in rest)
-        out.append(f"• … {_n(len(rest), 'other reason')} on {_n(hosts, 'host')}")
-    return out
-
-
-def _group_text(group: Group, step: FailedStep) -> str:
-    count = len(group.hosts)
-    addresses = ", ".join(f"`{_esc(h.host.address)}`" for h in group.hosts[:MAX_ADDRESSES])
-    more = f" and {count - MAX_ADDRESSES:,} more" if count > MAX_ADDRESSES else ""
-    line = f"• *{_esc(group.label)}*: {_n(count, 'host')}: {addresses}{more}"
-    sample = group.sample
-    if step.type == FILE_STEP and sample.files:
-        line += "\n" + _files_text(sample)
-    if sample.log is None:
-        return line + "\n_(log not read)_"
-    excerpt = _tail(sample.log)
-    if not excerpt:
-        return line + f"\n_(`{_esc(sample.host.address)}` logged nothing)_"
-    budget = MAX_SECTION - len(line) - 300  # room for the step head and the fence
-    return f"{line}\nLast lines on `{_esc(sample.host.address)}`:\n```{_cut_head(excerpt, budget)}```"
-
-
-def _files_text(host: HostResult) -> str:
-    failed = [f for f in host.files if f.failed] or list(host.files)
-    lines = []
-    for f in failed[:MAX_FILES]:
-        src = f"{f.src or '?'}:{f.src_path or '?'}"
-        dest = f"{f.dest or host.host.address}:{f.dest_path or '?'}"
-        lines.append(_cut(f"   ↳ `{_esc(src)}` → `{_esc(dest)}`", 300))
-    if len(failed) > MAX_FILES:
-        lines.append(f"   ↳ … {_n(len(failed) - MAX_FILES, 'more transfer')}")
-    return "\n".join(lines)
-
-
-def _tail(log: str) -> str:
-    lines = [line for line in log.splitlines() if line.strip()]
-    return "\n".join(_esc(_cut(line, MAX_LINE)) for line in lines[-MAX_LOG_LINES:])
-
-
-def _cut_head(text: str, limit: int) -> str:
-    """Keep the end of a log: the last lines say why it failed."""
-    limit = max(limit, 20)
-    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
-
-
-def _esc(text: str) -> str:
-    """Host output, step names and BK-JOB's words are untrusted: escaped, backticks swapped (bot.slack.blocks)."""
-    return untrusted(text)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"

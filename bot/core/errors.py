@@ -1,10 +1,11 @@
-"""What the core's ports can fail with: the chat platform refused or could not take a call."""
+"""The core's own errors: a chat platform that refused a call, and a request the core turned down."""
 
 from __future__ import annotations
 
+from bot.core.reasons import Reason
 from bot.errors import BotError
 
-__all__ = ["ChatError"]
+__all__ = ["ChatError", "Refusal"]
 
 
 class ChatError(BotError):
@@ -15,3 +16,12 @@ class ChatError(BotError):
         self.error = error
         self.retry_after = retry_after
         super().__init__(detail or f"chat platform refused: {error}")
+
+
+class Refusal(BotError):
+    """A request the core turned down, or a click that changes nothing; `reason` says why, in words the chat wing
+    renders (with its people, times and quoted text as that platform shows them)."""
+
+    def __init__(self, reason: Reason) -> None:
+        self.reason = reason
+        super().__init__(str(reason))

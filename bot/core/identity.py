@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from bot.core.errors import ChatError
+from bot.core.ports import Directory
 from bot.errors import UserInputError
-from bot.slack.directory import Directory
 
 __all__ = ["Identities", "NoIdentity"]
 

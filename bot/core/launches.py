@@ -13,12 +13,11 @@ from bot.bkjob.esb import BkClient
 from bot.bkjob.models import ExecuteJobRequest, JobDetail
 from bot.bkjob.variables import Overrides, build_overrides, check_names
 from bot.core.audit import Audit
+from bot.core.cards import LaunchCard
 from bot.core.errors import ChatError
 from bot.core.identity import Identities
+from bot.core.ports import Messenger
 from bot.core.tokens import hash_token, new_callback_token
-from bot.slack.blocks import launch_message, queued
-from bot.slack.notifier import Notifier
-from bot.slack.outbox import Outbox
 from bot.store import ApprovalRecord, LaunchRecord, LaunchState, Store
 
 __all__ = ["LaunchFailed", "LaunchRequest", "Launches", "Prepared"]
@@ -66,12 +65,10 @@ class Launches:
         *,
         store: Store,
         bk: BkClient,
-        notifier: Notifier,
+        messenger: Messenger,
         identities: Identities,
         audit: Audit,
-        outbox: Outbox,
         public_root: str,
-        web_root: str | None,
         callbacks: bool = True,
         callback_grace: float = 60.0,
         progress_interval: float = 15.0,
@@ -79,17 +76,15 @@ class Launches:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._progress_interval = progress_interval
-        self._outbox = outbox
+        self._messenger = messenger
         self._callbacks = callbacks
         self._callback_grace = callback_grace
         self._bk_timeout = bk_timeout
         self._store = store
         self._bk = bk
-        self._notifier = notifier
         self._identities = identities
         self._audit = audit
         self._public_root = public_root
-        self._web_root = web_root
         self._clock = clock
 
     async def plan(self, *, requester: str, bk_biz_id: int, bk_job_id: int, names: list[str]) -> JobDetail:
@@ -181,12 +176,7 @@ class Launches:
             await self.refresh_message(record)
             return record
         try:
-            # Paced with the channel's other posts; a busy channel delays the launch rather than refusing it.
-            ts = await self._outbox.send_now(
-                record.channel,
-                launch_message(record, web_root=self._web_root),
-                on_queued=lambda wait: self._notifier.tell(record.channel, record.requester, queued(wait)),
-            )
+            ts = await self._messenger.announce(record.channel, LaunchCard(record), requester=record.requester)
         except ChatError as exc:
             await self._store.set_outcome(
                 record.id, LaunchState.NOT_STARTED, now=self._clock(), error=f"Slack: {exc.error}"
@@ -248,5 +238,5 @@ class Launches:
         return settled
 
     async def refresh_message(self, record: LaunchRecord) -> None:
-        """Bring the launch message's status line up to date, through the outbox (it survives 429s and restarts)."""
-        await self._outbox.refresh_launch(record)
+        """Bring the launch message's status line up to date (the messenger's outbox survives 429s and restarts)."""
+        await self._messenger.refresh_launch(record)

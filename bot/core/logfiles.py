@@ -19,9 +19,9 @@ from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.joblogs import JobLogs, log_file
 from bot.core.policy import ChannelPolicy, Policy
+from bot.core.ports import Directory
 from bot.errors import BotError
 from bot.slack.blocks import untrusted
-from bot.slack.directory import Directory
 from bot.slack.explain import explain
 from bot.slack.notifier import Notifier
 from bot.store import LaunchRecord, Store

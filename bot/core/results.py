@@ -12,11 +12,11 @@ from bot.bkjob.errors import BkError
 from bot.bkjob.esb import BkClient
 from bot.bkjob.models import JobInstanceStatus
 from bot.core.audit import Audit
-from bot.core.digest import sections
+from bot.core.cards import ResultCard
+from bot.core.digest import FailureReport
 from bot.core.joblogs import JobLogs
 from bot.core.policy import Policy
-from bot.slack.blocks import result_reply
-from bot.slack.outbox import Outbox
+from bot.core.ports import Messenger
 from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["Results"]
@@ -37,9 +37,8 @@ class Results:
         *,
         store: Store,
         bk: BkClient,
-        outbox: Outbox,
+        messenger: Messenger,
         audit: Audit,
-        web_root: str | None,
         clock: Callable[[], float] = time.time,
         logs: JobLogs | None = None,
         policy: Policy | None = None,
@@ -47,9 +46,8 @@ class Results:
     ) -> None:
         self._store = store
         self._bk = bk
-        self._outbox = outbox
+        self._messenger = messenger
         self._audit = audit
-        self._web_root = web_root
         self._clock = clock
         self._logs = logs
         self._policy = policy or Policy()
@@ -72,22 +70,13 @@ class Results:
             return False
         # A job retried in BK-JOB's UI finishes again: each finish has its own key, so each is reported once.
         key = detail.result_key()
-        digest, logs_button = await self._digest(launch, detail, key)
-        message = result_reply(
-            launch,
-            job_status=job_status,
-            detail=detail,
-            web_root=self._web_root,
-            digest=digest,
-            logs_button=logs_button,
-        )
-        reply = self._outbox.reply(
-            launch.channel, message, thread_ts=launch.message_ts, on_sent={"result": [launch.id, key]}
-        )
+        report, logs_button = await self._digest(launch, detail, key)
+        card = ResultCard(launch, job_status=job_status, detail=detail, report=report, logs_button=logs_button)
+        reply = self._messenger.result(launch, card, key=key)
         if not await self._store.record_result(launch.id, key, job_status, now=self._clock(), reply=reply):
             log.info("result %s of instance %s was reported before", key, launch.job_instance_id)
             return False
-        self._outbox.wake()
+        self._messenger.wake()
         await self._audit.record(
             "bk-job",
             "result",
@@ -98,26 +87,28 @@ class Results:
             detail=status.describe(job_status),
         )
         finished = await self._store.get_launch(launch.id)
-        await self._outbox.refresh_launch(finished or launch)
+        await self._messenger.refresh_launch(finished or launch)
         return True
 
-    async def _digest(self, launch: LaunchRecord, detail: JobInstanceStatus, key: str) -> tuple[list[str], bool]:
-        """The failure digest's sections and whether to offer the *Logs* button, as the channel's policy says.
+    async def _digest(
+        self, launch: LaunchRecord, detail: JobInstanceStatus, key: str
+    ) -> tuple[FailureReport | None, bool]:
+        """The failure digest and whether to offer the *Logs* button, as the channel's policy says.
 
         Logs are read once per finish: the first reporter claims them, a racing duplicate (whose result is
         already recorded or about to be) does not call BK-JOB again.
         """
         policy = self._policy.for_channel(launch.channel)
         if self._logs is None or policy.logs == "none" or launch.job_instance_id is None:
-            return [], False
+            return None, False
         if detail.job_instance.status in status.SUCCESSFUL or not any(
             s.status not in status.SUCCESSFUL for s in detail.steps
         ):
-            return [], False
+            return None, False
         if not await self._store.claim(f"logs:{launch.id}:{key}", now=self._clock()):
             if not (launch.state is LaunchState.FINISHED and launch.job_status == detail.job_instance.status):
                 await self._other_reporter(launch)  # else a repeat of an end already reported: nothing to wait for
-            return [], False
+            return None, False
         secret = set(policy.secret_vars)
         masker = await self._logs.masker(
             bk_biz_id=launch.bk_biz_id,
@@ -136,7 +127,7 @@ class Results:
             full=False,
         )
         has_hosts = any(step.hosts for step in report.steps)
-        return sections(report), policy.logs == "full" and has_hosts
+        return report, policy.logs == "full" and has_hosts
 
     async def _other_reporter(self, launch: LaunchRecord) -> None:
         """Another reporter (the callback or the poller, maybe on another replica) is reading this finish's logs:

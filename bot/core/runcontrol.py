@@ -18,6 +18,7 @@ from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchRequest
 from bot.core.policy import APPROVERS, REQUESTER, Policy
+from bot.core.ports import Directory
 from bot.errors import BotError
 from bot.slack.blocks import (
     Confirmation,
@@ -27,7 +28,6 @@ from bot.slack.blocks import (
     confirmers_text,
     notice,
 )
-from bot.slack.directory import Directory
 from bot.slack.explain import explain
 from bot.slack.outbox import Outbox
 from bot.store import LaunchRecord, LaunchState, Store

@@ -1,11 +1,10 @@
-"""Slack look-ups the bot needs (profile emails, user-group members), cached per process."""
+"""The core's directory port on Slack: profile e-mails and user-group members, cached per process."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -13,19 +12,12 @@ from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.ports import Profile
 from bot.slack.errors import SlackError
 
-__all__ = ["Directory", "Profile"]
+__all__ = ["Directory"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Profile:
-    """What identity mapping needs from `users.info`: the e-mail, and whether the account is a guest."""
-
-    email: str | None
-    restricted: bool  # a multi- or single-channel guest (is_restricted / is_ultra_restricted)
 
 
 class Directory:
