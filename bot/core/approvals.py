@@ -22,9 +22,9 @@ from bot.core.policy import ChannelPolicy, Policy
 from bot.core.ports import Directory
 from bot.errors import BotError
 from bot.slack.blocks import approval_message, mention, notice, queued, untrusted, when
-from bot.slack.explain import explain
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
+from bot.slack.words import explain
 from bot.store import ApprovalRecord, ApprovalState, Store, Vote
 
 __all__ = ["Approvals", "Decision", "plan_changes", "plan_version"]

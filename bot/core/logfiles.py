@@ -22,8 +22,8 @@ from bot.core.policy import ChannelPolicy, Policy
 from bot.core.ports import Directory
 from bot.errors import BotError
 from bot.slack.blocks import untrusted
-from bot.slack.explain import explain
 from bot.slack.notifier import Notifier
+from bot.slack.words import explain
 from bot.store import LaunchRecord, Store
 
 __all__ = ["LogFiles"]

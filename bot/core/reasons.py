@@ -138,4 +138,3 @@ def _plain(value: Slot) -> str:
     if isinstance(value, Failure):
         return str(value.error)
     return str(value)
-

@@ -28,8 +28,8 @@ from bot.slack.blocks import (
     confirmers_text,
     notice,
 )
-from bot.slack.explain import explain
 from bot.slack.outbox import Outbox
+from bot.slack.words import explain
 from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["Answer", "Operation", "Operations"]

@@ -78,9 +78,9 @@ from bot.slack.commands import (
     parse_command,
 )
 from bot.slack.errors import CommandError, SlackError
-from bot.slack.explain import explain
 from bot.slack.notifier import Notifier
 from bot.slack.payloads import PickMeta, RejectMeta, RunMeta, verified
+from bot.slack.words import explain
 from bot.store import Store
 
 __all__ = ["Listeners"]
