@@ -263,7 +263,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
             store=store,
             bk=bk,
             logs=job_logs,
-            notifier=notifier,
+            messenger=messenger,
             identities=identities,
             directory=directory,
             policy=policy,

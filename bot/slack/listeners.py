@@ -80,7 +80,7 @@ from bot.slack.commands import (
 from bot.slack.errors import CommandError, SlackError
 from bot.slack.notifier import Notifier
 from bot.slack.payloads import PickMeta, RejectMeta, RunMeta, verified
-from bot.slack.words import explain
+from bot.slack.words import explain, words
 from bot.store import Store
 
 __all__ = ["Listeners"]
@@ -766,7 +766,7 @@ class Listeners:
         answer = await self._log_files.for_instance(
             user=user, channel=channel, job_instance_id=cmd.job_instance_id, host=cmd.host
         )
-        await _ephemeral(respond, answer)
+        await _ephemeral(respond, words(answer))
 
     async def on_logs(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
@@ -779,7 +779,7 @@ class Listeners:
         if self._log_files is None:
             answer = "Logs are not available from this bot."
         else:
-            answer = await self._log_files.for_launch(user=user, channel=channel, launch_id=launch_id)
+            answer = words(await self._log_files.for_launch(user=user, channel=channel, launch_id=launch_id))
         await _ephemeral(respond, answer, replace_original=False)
 
     # -- what nothing above handles -------------------------------------------------------------------------
