@@ -45,7 +45,7 @@ from bot.errors import ConfigError
 from bot.logs import request_ids
 from bot.proxy import Proxies, shown
 from bot.slack.directory import Directory
-from bot.slack.listeners import Listeners
+from bot.slack.listeners.launch import Listeners
 from bot.slack.messenger import SlackMessenger
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox

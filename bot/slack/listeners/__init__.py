@@ -1,0 +1,1 @@
+"""Slack's listeners, grouped by feature."""
