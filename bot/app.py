@@ -45,7 +45,7 @@ from bot.errors import ConfigError
 from bot.logs import request_ids
 from bot.proxy import Proxies, shown
 from bot.slack.directory import Directory
-from bot.slack.listeners.launch import Listeners
+from bot.slack.listeners import Listeners
 from bot.slack.messenger import SlackMessenger
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
@@ -249,7 +249,6 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         approvals=approvals,
         notifier=notifier,
         identities=identities,
-        bk=bk,
         audit=audit,
         policy=policy,
         signer=Signer(secret=settings.metadata_secret()),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from bot.bkjob.errors import BkApiError, BkError, BkTimeout, BkUnavailable
 from bot.bkjob.esb import BkClient
-from bot.bkjob.models import ExecuteJobRequest, JobDetail
+from bot.bkjob.models import ExecuteJobRequest, JobDetail, JobInstanceStatus
 from bot.bkjob.variables import Overrides, build_overrides, check_names
 from bot.core.audit import Audit
 from bot.core.cards import LaunchCard
@@ -93,6 +93,12 @@ class Launches:
         plan = await self._bk.get_job_detail(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id, bk_username=bk_username)
         check_names(plan, names)
         return plan
+
+    async def instance_status(self, *, bk_biz_id: int, job_instance_id: int, bk_username: str) -> JobInstanceStatus:
+        """An instance's status as BK-JOB shows it to `bk_username` (`/bkjob status`): a read, nothing recorded."""
+        return await self._bk.get_job_instance_status(
+            bk_biz_id=bk_biz_id, job_instance_id=job_instance_id, bk_username=bk_username
+        )
 
     async def prepare(self, request: LaunchRequest, *, bk_username: str | None = None) -> Prepared:
         """Everything checked before anything is recorded or sent: identity, plan, variables."""
