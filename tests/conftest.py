@@ -22,7 +22,9 @@ from bot.app import BACKGROUND, OUTBOX, SOCKET, create_app
 from bot.config import Settings, load_settings
 from bot.fakes.slack_rules import view_problems
 from bot.fakes.socket_mode import FakeSocketMode
+from bot.store import SqliteStore, Store
 from tests.fakes import FakeBkJob, FakeSlack
+from tests.stores import PgSchema, postgres_url_or_skip
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test"
@@ -448,6 +450,28 @@ def _free_port() -> int:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / f"bot-{uuid.uuid4().hex[:8]}.sqlite3"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Every backend: SQLite always, PostgreSQL (a schema of its own) when TEST_DATABASE_URL reaches one."""
+    if request.param == "sqlite":
+        sqlite_store = SqliteStore(path=str(tmp_path / "store.sqlite3"))
+        await sqlite_store.open()
+        try:
+            yield sqlite_store
+        finally:
+            await sqlite_store.close()
+        return
+    async with PgSchema(await postgres_url_or_skip()) as schema:
+        yield await schema.open_store()
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[PgSchema]:
+    """PostgreSQL only: for the tests about several replicas on one database."""
+    async with PgSchema(await postgres_url_or_skip()) as schema:
+        yield schema
 
 
 @pytest.fixture

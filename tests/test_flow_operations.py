@@ -30,7 +30,7 @@ from bot.slack.blocks import (
 from bot.store import Store
 from tests.conftest import BIZ, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
-from tests.test_store import PgSchema, postgres_url_or_skip
+from tests.stores import PgSchema, postgres_url_or_skip
 
 OPS, GATED = "C0OPS", "C0GATED"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"

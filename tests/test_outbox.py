@@ -16,7 +16,6 @@ from bot.slack.outbox import Outbox
 from bot.store import SqliteStore, Store
 from tests.conftest import BOT_TOKEN
 from tests.fakes import FakeSlack
-from tests.test_store import PgSchema, postgres_url_or_skip
 
 
 class SlowChannels(Notifier):
@@ -32,20 +31,6 @@ class SlowChannels(Notifier):
             self.waiting.set()
             await gate.wait()
         return await super().post(channel, message, thread_ts=thread_ts)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        sqlite_store = SqliteStore(path=str(tmp_path / "outbox.sqlite3"))
-        await sqlite_store.open()
-        try:
-            yield sqlite_store
-        finally:
-            await sqlite_store.close()
-        return
-    async with PgSchema(await postgres_url_or_skip()) as schema:
-        yield await schema.open_store()
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from bot.store import (
     SqliteStore,
     Store,
 )
-from tests.test_store import NOW, PgSchema, approval, launch, message, postgres_url_or_skip
+from tests.stores import PgSchema, postgres_url_or_skip
+from tests.test_store import NOW, approval, launch, message
 
 # Store methods that are not on a hot path: start-up reads run once per start (they are still checked below, as
 # a million launches must not slow a restart), the rest serve tests and status pages.

@@ -17,7 +17,7 @@ from bot.fakes.socket_mode import FakeSocketMode
 from bot.slack.blocks import APPROVE_ACTION
 from tests.conftest import APP_TOKEN, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
-from tests.test_store import PgSchema, postgres_url_or_skip
+from tests.stores import PgSchema, postgres_url_or_skip
 
 OPS = "C0OPS"
 OPEN = "C0OPEN"

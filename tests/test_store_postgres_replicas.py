@@ -23,7 +23,7 @@ from bot.slack.blocks import APPROVE_ACTION
 from bot.store import LaunchState, Store
 from tests.conftest import APP_CODE, APP_SECRET, BOT_TOKEN, PLAN, SIGNING_SECRET, Bot
 from tests.fakes import FakeBkJob, FakeSlack
-from tests.test_store import PgSchema, postgres_url_or_skip
+from tests.stores import PgSchema, postgres_url_or_skip
 
 OPS = "C0OPS"  # approval by one of the approvers
 OPEN = "C0OPEN"  # no approval: `--yes` launches at once
