@@ -25,7 +25,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
-from bot.bkjob.esb import create_bk_client
+from bot.bkjob.client import create_bk_client
 from bot.config import Settings
 from bot.core.approvals import Approvals
 from bot.core.audit import Audit

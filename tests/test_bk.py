@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from bot.bkjob.client import ApigwV3Client, BkClient, EsbV2Client
 from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
-from bot.bkjob.esb import ApigwV3Client, BkClient, EsbV2Client
 from bot.bkjob.models import (
     ExecuteJobRequest,
     GlobalVar,

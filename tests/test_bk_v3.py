@@ -13,10 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.bkjob.client import ApigwV3Client, BkClient, EsbV2Client, create_bk_client
 from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkTimeout, BkUnavailable
-from bot.bkjob.esb import ApigwV3Client, BkClient, EsbV2Client, create_bk_client
-from bot.bkjob.gateway import InstanceStatusV3, PlanDetailV3, execute_body
 from bot.bkjob.models import ExecuteJobRequest, GlobalVar, IpEntry, TargetServer, TopoNode
+from bot.bkjob.wire_v3 import InstanceStatusV3, PlanDetailV3, execute_body
 from bot.config import load_settings
 from bot.errors import ConfigError
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, BOT_TOKEN, CHANNEL, PLAN, SIGNING_SECRET, Bot

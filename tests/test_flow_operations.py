@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from bot.app import STORE
+from bot.bkjob.client import create_bk_client
 from bot.bkjob.errors import BkApiError
-from bot.bkjob.esb import create_bk_client
 from bot.slack.blocks import (
     CONFIRM_ACTION,
     END_CONFIRM_ACTION,

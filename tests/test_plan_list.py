@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.bkjob.client import ApigwV3Client, BkClient, EsbV2Client
 from bot.bkjob.errors import BkApiError
-from bot.bkjob.esb import ApigwV3Client, BkClient, EsbV2Client
 from bot.bkjob.models import PlanSummary
 from bot.core.background import Background
 from bot.core.finder import Catalogue, PlanFinder

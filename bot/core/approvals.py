@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
-from bot.bkjob.esb import BkClient
 from bot.bkjob.models import JobDetail
 from bot.core.audit import Audit
 from bot.core.errors import ChatError

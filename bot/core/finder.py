@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache, TTLCache
 
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
-from bot.bkjob.esb import BkClient
 from bot.bkjob.models import PlanSummary
 from bot.core.background import Background
 

@@ -17,8 +17,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bot.bkjob import status
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
-from bot.bkjob.esb import BkClient
 from bot.bkjob.hostlogs import (
     FILE_STEP,
     MAX_HOSTS_PER_CALL,

@@ -8,8 +8,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkApiError, BkError, BkTimeout, BkUnavailable
-from bot.bkjob.esb import BkClient
 from bot.bkjob.models import ExecuteJobRequest, JobDetail, JobInstanceStatus
 from bot.bkjob.variables import Overrides, build_overrides, check_names
 from bot.core.audit import Audit

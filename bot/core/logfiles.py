@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bot.bkjob import status
-from bot.bkjob.esb import BkClient
+from bot.bkjob.client import BkClient
 from bot.core.audit import Audit
 from bot.core.errors import ChatError
 from bot.core.identity import Identities

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.bkjob import status
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
-from bot.bkjob.esb import BkClient
 from bot.bkjob.models import InstanceSummary, JobInstanceStatus
 from bot.core.background import Background, failure_delay
 from bot.core.launches import Launches

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 
 from bot.bkjob import status
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
-from bot.bkjob.esb import BkClient
 from bot.bkjob.models import JobInstanceStatus
 from bot.core.audit import Audit
 from bot.core.cards import ResultCard

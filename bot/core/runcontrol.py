@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bot.bkjob import status
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkApiError, BkError
-from bot.bkjob.esb import BkClient
 from bot.bkjob.models import JobInstanceStatus, PlanStep, StepInstance, VariableType
 from bot.core.approvals import Approvals
 from bot.core.audit import Audit

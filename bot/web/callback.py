@@ -11,8 +11,8 @@ from aiohttp import web
 from cachetools import TTLCache
 from pydantic import ValidationError
 
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
-from bot.bkjob.esb import BkClient
 from bot.bkjob.models import CallbackBody
 from bot.bodies import read_at_most
 from bot.core.background import Background

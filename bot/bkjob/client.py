@@ -22,7 +22,7 @@ import aiohttp
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
-from bot.bkjob import gateway as bk_v3
+from bot.bkjob import wire_v3 as bk_v3
 from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
 from bot.bkjob.hostlogs import (
     MAX_HOSTS_PER_CALL,
