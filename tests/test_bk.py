@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.bkjob.client import ApigwV3Client, BkClient, EsbV2Client
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
+from bot.bkjob.esb import EsbV2Client
+from bot.bkjob.gateway import ApigwV3Client
 from bot.bkjob.models import (
     ExecuteJobRequest,
     GlobalVar,

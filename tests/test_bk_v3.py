@@ -13,8 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.bkjob.client import ApigwV3Client, BkClient, EsbV2Client, create_bk_client
+from bot.bkjob.client import BkClient, create_bk_client
 from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkTimeout, BkUnavailable
+from bot.bkjob.esb import EsbV2Client
+from bot.bkjob.gateway import ApigwV3Client
 from bot.bkjob.models import ExecuteJobRequest, GlobalVar, IpEntry, TargetServer, TopoNode
 from bot.bkjob.wire_v3 import InstanceStatusV3, PlanDetailV3, execute_body
 from bot.config import load_settings

@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.bkjob.client import ApigwV3Client, BkClient, EsbV2Client
+from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkApiError
+from bot.bkjob.esb import EsbV2Client
+from bot.bkjob.gateway import ApigwV3Client
 from bot.bkjob.models import PlanSummary
 from bot.core.background import Background
 from bot.core.finder import Catalogue, PlanFinder

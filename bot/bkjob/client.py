@@ -5,8 +5,10 @@
     └── ApigwV3Client `<stage root>/api/v3/system/<api>` (app-state, the user in `X-Bk-Username`) or
                       `<stage root>/api/v3/<api>`; credentials only in `X-Bkapi-Authorization`
 
-Both return the same domain models (`bot.bkjob.models`); the v3 shapes are converted in `bot.bkjob.gateway`. Failures
-become the bot's `BkError`s here, so no caller ever sees aiohttp or which wire format was spoken.
+This module holds the interface and what both wire formats share (the transport, JOB's envelope, the errors);
+`bot.bkjob.esb` and `bot.bkjob.gateway` hold the two clients, and `create_bk_client` picks one. Both return the same
+domain models (`bot.bkjob.models`); the v3 shapes are converted in `bot.bkjob.wire_v3`. Failures become the bot's
+`BkError`s here, so no caller ever sees aiohttp or which wire format was spoken.
 """
 
 from __future__ import annotations
@@ -22,19 +24,8 @@ import aiohttp
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
-from bot.bkjob import wire_v3 as bk_v3
 from bot.bkjob.errors import BkApiError, BkCredentialsRefused, BkPermissionDenied, BkTimeout, BkUnavailable
-from bot.bkjob.hostlogs import (
-    MAX_HOSTS_PER_CALL,
-    HostLogEntry,
-    HostRef,
-    HostResult,
-    IpLogsV3,
-    StepLogV2,
-    batch_log_body,
-    host_results_from_status,
-    host_results_from_v2,
-)
+from bot.bkjob.hostlogs import MAX_HOSTS_PER_CALL, HostLogEntry, HostRef, HostResult
 from bot.bkjob.models import (
     PASSWORD_PLACEHOLDER,
     Envelope,
@@ -45,47 +36,26 @@ from bot.bkjob.models import (
     JobInstanceStatus,
     Permission,
     PlanPage,
-    PlanSummary,
     StepInstance,
 )
 from bot.bodies import read_at_most
 from bot.config import Settings
 from bot.metrics import bk_answered
 
-__all__ = ["ApigwV3Client", "BkClient", "EsbV2Client", "create_bk_client"]
+__all__ = ["BkClient", "create_bk_client"]
 
 log = logging.getLogger(__name__)
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
-_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
-# v2 get_job_instance_log answers every host of every step with its log in one body.
-_MAX_LOG_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 _LONE_SURROGATE = re.compile(
     r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
     r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 )
 
 # What an operator must configure when the credentials are refused (reference §5, §9.7).
-_HINT_APP = "Check BK_APP_CODE and BK_APP_SECRET: they must be the BlueKing app's code and secret, as a pair."
-_HINT_ESB_USER = (
-    "The ESB believes a bare bk_username only from apps on its skip-user-auth list: ask the BlueKing admin to add "
-    "app `{app}` to the ESB's 免用户认证应用白名单, or set BK_API_VERSION=v3 to call the API gateway's app-state "
-    "API (/api/v3/system/<api>, the user in X-Bk-Username), which needs no such list."
-)
-_HINT_APIGW_USER = (
-    "This API gateway verifies the user of /api/v3/<api> and has no skip-user-auth list for app `{app}`: set "
-    "BK_API_V3_PATH=system (the default) to call the app-state API /api/v3/system/<api> with the user in "
-    "X-Bk-Username."
-)
-_HINT_APIGW_GRANT = (
-    "Grant app `{app}` the bk-job gateway's resources it calls ({resources}): in the BlueKing API gateway, "
-    "bk-job → permissions, or ask the admin to."
-)
-_HINT_NO_USER = (
-    "BK-JOB received no user: the bot sends BK_USERNAME or the requester's mapped BK user in X-Bk-Username; "
-    "check that the gateway passes the header to bk-job (its app-state resources do)."
-)
+HINT_APP = "Check BK_APP_CODE and BK_APP_SECRET: they must be the BlueKing app's code and secret, as a pair."
 
 
 class BkClient(ABC):
@@ -246,7 +216,7 @@ class BkClient(ABC):
         headers: Mapping[str, str],
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
-        limit: int = _MAX_RESPONSE_BYTES,
+        limit: int = MAX_RESPONSE_BYTES,
     ) -> tuple[int, bytes, str | None]:
         """(HTTP status, raw body, the gateway's request ID) or a BkError; the body is read up to a bound."""
         try:
@@ -298,331 +268,28 @@ class BkClient(ABC):
         except ValidationError as exc:
             raise BkUnavailable(f"BK-JOB {api} answered data this bot cannot read") from exc
 
+    @staticmethod
+    def _refused(api: str, code: int | None, message: str, request_id: str | None, hint: str) -> None:
+        """Every call fails the same way until an operator fixes the settings: say so loudly, and what to set."""
+        log.error("BK-JOB %s refused the bot's credentials: [%s] %s. %s", api, code, message, hint)
+        raise BkCredentialsRefused(api, code, message, request_id, hint=hint)
 
-class EsbV2Client(BkClient):
-    """Calls `<root>/api/c/compapi/v2/job/<api>/` with POST and a JSON body.
-
-    POST even for the read APIs the ESB suggests GET for: the ESB accepts both, and a GET would put the app
-    secret in a query string that proxies log. Credentials go in the body and in `X-Bkapi-Authorization`,
-    which the ESB reads first.
-    """
-
-    async def _fetch_job_detail(self, *, bk_biz_id: int, bk_job_id: int, bk_username: str) -> JobDetail:
-        data = await self._call(
-            "get_job_detail", {"bk_biz_id": bk_biz_id, "bk_job_id": bk_job_id}, bk_username=bk_username
-        )
-        return self._parse("get_job_detail", JobDetail, data)
-
-    async def execute_job(self, request: ExecuteJobRequest, *, bk_username: str) -> ExecuteJobData:
-        data = await self._call("execute_job", request.wire(), bk_username=bk_username)
-        return self._parse("execute_job", ExecuteJobData, data)
-
-    async def get_job_instance_status(
-        self, *, bk_biz_id: int, job_instance_id: int, bk_username: str
-    ) -> JobInstanceStatus:
-        data = await self._call(
-            "get_job_instance_status",
-            {"bk_biz_id": bk_biz_id, "job_instance_id": job_instance_id},
-            bk_username=bk_username,
-        )
-        return self._parse("get_job_instance_status", JobInstanceStatus, data)
-
-    async def get_job_instance_list(
-        self,
-        *,
-        bk_biz_id: int,
-        create_time_start_ms: int,
-        create_time_end_ms: int,
-        operator: str,
-        bk_username: str,
-    ) -> InstanceList:
-        """Only BK-JOB's v3 component offers it; through the ESB it lives under `jobv3`."""
-        data = await self._call(
-            "get_job_instance_list",
-            {
-                "bk_biz_id": bk_biz_id,
-                "create_time_start": create_time_start_ms,
-                "create_time_end": create_time_end_ms,
-                "operator": operator,
-                "launch_mode": 2,
-                "type": 0,
-                "start": 0,
-                "length": 1000,
-            },
-            bk_username=bk_username,
-            component="jobv3",
-        )
-        return self._parse("get_job_instance_list", InstanceList, data)
-
-    async def list_plans(
-        self, *, bk_biz_id: int, bk_username: str, name: str | None = None, start: int = 0, length: int = 1000
-    ) -> PlanPage:
-        """`get_job_list` answers a bare list of rows (`bk_job_id`) and no total: a short page is the last."""
-        params: dict[str, Any] = {"bk_biz_id": bk_biz_id, "start": start, "length": length}
-        if name:
-            params["name"] = name
-        data = await self._call("get_job_list", params, bk_username=bk_username)
-        rows = self._parse("get_job_list", _PlanRows, {"rows": data or []}).rows
-        return PlanPage(plans=rows)
-
-    async def operate_job_instance(
-        self, *, bk_biz_id: int, job_instance_id: int, operation_code: int, bk_username: str
-    ) -> None:
-        params = {"bk_biz_id": bk_biz_id, "job_instance_id": job_instance_id, "operation_code": operation_code}
-        await self._call("operate_job_instance", params, bk_username=bk_username)
-
-    async def operate_step_instance(
-        self, *, bk_biz_id: int, job_instance_id: int, step_instance_id: int, operation_code: int, bk_username: str
-    ) -> None:
-        params = {
-            "bk_biz_id": bk_biz_id,
-            "job_instance_id": job_instance_id,
-            "step_instance_id": step_instance_id,
-            "operation_code": operation_code,
-        }
-        await self._call("operate_step_instance", params, bk_username=bk_username)
-
-    async def failed_host_results(
-        self, *, bk_biz_id: int, job_instance_id: int, steps: Sequence[StepInstance], bk_username: str
-    ) -> list[HostResult]:
-        """One `get_job_instance_log` call: every step and host of the latest attempt, logs included."""
-        api = "get_job_instance_log"
-        params = {"bk_biz_id": bk_biz_id, "job_instance_id": job_instance_id}
-        data = await self._call(api, params, bk_username=bk_username, limit=_MAX_LOG_RESPONSE_BYTES, lenient=True)
-        parsed = [self._parse(api, StepLogV2, item) for item in data or []]
-        return host_results_from_v2(parsed, [s.step_instance_id for s in steps])
-
-    async def host_logs(
-        self,
-        *,
-        bk_biz_id: int,
-        job_instance_id: int,
-        step_instance_id: int,
-        hosts: Sequence[HostRef],
-        bk_username: str,
-    ) -> list[HostLogEntry]:
-        """v2 has no per-host log API; the ESB serves JOB's v3 one under `jobv3`, with `bk_biz_id`."""
-        self._check_batch(hosts)
-        api = "batch_get_job_instance_ip_log"
-        params = {"bk_biz_id": bk_biz_id, **batch_log_body(step_instance_id, job_instance_id, hosts)}
-        data = await self._call(api, params, bk_username=bk_username, component="jobv3", lenient=True)
-        return self._parse(api, IpLogsV3, data).entries()
-
-    async def secret_values(
-        self, *, bk_biz_id: int, bk_job_id: int, names: Collection[str], bk_username: str
-    ) -> list[str]:
-        """v2 `get_job_detail` returns password defaults decrypted (reference §9.2): read raw, never cached."""
-        data = await self._call(
-            "get_job_detail", {"bk_biz_id": bk_biz_id, "bk_job_id": bk_job_id}, bk_username=bk_username
-        )
-        variables = data.get("global_vars") if isinstance(data, dict) else None
-        return _secret_defaults(variables, type_key="category", names=names)
-
-    async def _call(
-        self,
-        api: str,
-        params: Mapping[str, Any],
-        *,
-        bk_username: str,
-        component: str = "job",
-        limit: int = _MAX_RESPONSE_BYTES,
-        lenient: bool = False,
-    ) -> Any:
-        """`lenient` for answers carrying logs (bytes a host printed); `limit` for the ones that carry them all."""
-        url = f"{self._root}/api/c/compapi/v2/{component}/{api}/"
-        body = {**self._credentials(bk_username), **params}
-        status, raw, _ = await self._send(api, "POST", url, headers=self._headers(bk_username), body=body, limit=limit)
-        envelope = self._lenient_envelope(api, status, raw) if lenient else self._envelope(api, status, raw)
-        self._raise_refused_credentials(api, envelope)
-        return self._data(api, status, envelope)
-
-    def _raise_refused_credentials(self, api: str, envelope: Envelope) -> None:
-        """The ESB's own refusals (code 1306000, paas2/esb bkauth and bkapp validators) say which credential."""
-        message = envelope.message or ""
-        if envelope.result or envelope.code != _ESB_ERROR:
-            return
-        if message.startswith("User authentication failed"):
-            hint = _HINT_ESB_USER.format(app=self._app_code)
-        elif message.startswith(("APP Secret", "Invalid APP Code", "APP Code")):
-            hint = _HINT_APP
-        else:
-            return
-        _refused(api, envelope.code, message, envelope.request_id, hint)
-
-
-class ApigwV3Client(BkClient):
-    """Calls the API gateway: POST for the launch, GET for the reads.
-
-    By default the app-state resources `<stage root>/api/v3/system/<api>`: the gateway checks only the app, and
-    JOB takes the user from `X-Bk-Username` (a current gateway has no skip-user-auth list for the user-state
-    `/api/v3/<api>`, which `path="user"` calls with `bk_username` in the auth header, for old gateways).
-    The gateway reads credentials only from `X-Bkapi-Authorization` (`allow_auth_from_params: false`), so they
-    are never put in a body or a query string. Its own refusals (`code_name`, HTTP 4xx/5xx) are told apart
-    from JOB's answers.
-    """
-
-    names_hosts_by_id = True
-
-    def __init__(self, *, path: Literal["system", "user"] = "system", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._path = path
-
-    def _headers(self, bk_username: str) -> dict[str, str]:
-        if self._path == "user":
-            return super()._headers(bk_username)
-        app = {"bk_app_code": self._app_code, "bk_app_secret": self._app_secret}
-        return {
-            "X-Bkapi-Authorization": json.dumps(app),
-            "X-Bk-Username": bk_username,
-            "Blueking-Language": self._language,
-            "Accept": "application/json",
-        }
-
-    async def _fetch_job_detail(self, *, bk_biz_id: int, bk_job_id: int, bk_username: str) -> JobDetail:
-        query = bk_v3.plan_detail_query(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id)
-        data = await self._call("get_job_plan_detail", "GET", bk_username=bk_username, query=query)
-        return self._parse("get_job_plan_detail", bk_v3.PlanDetailV3, data).to_domain()
-
-    async def execute_job(self, request: ExecuteJobRequest, *, bk_username: str) -> ExecuteJobData:
-        body = bk_v3.execute_body(request)
-        data = await self._call("execute_job_plan", "POST", bk_username=bk_username, body=body)
-        return self._parse("execute_job_plan", ExecuteJobData, data)
-
-    async def get_job_instance_status(
-        self, *, bk_biz_id: int, job_instance_id: int, bk_username: str
-    ) -> JobInstanceStatus:
-        query = bk_v3.instance_status_query(bk_biz_id=bk_biz_id, job_instance_id=job_instance_id)
-        data = await self._call("get_job_instance_status", "GET", bk_username=bk_username, query=query)
-        return self._parse("get_job_instance_status", bk_v3.InstanceStatusV3, data).to_domain()
-
-    async def get_job_instance_list(
-        self,
-        *,
-        bk_biz_id: int,
-        create_time_start_ms: int,
-        create_time_end_ms: int,
-        operator: str,
-        bk_username: str,
-    ) -> InstanceList:
-        query = bk_v3.instance_list_query(
-            bk_biz_id=bk_biz_id,
-            create_time_start_ms=create_time_start_ms,
-            create_time_end_ms=create_time_end_ms,
-            operator=operator,
-        )
-        data = await self._call("get_job_instance_list", "GET", bk_username=bk_username, query=query)
-        return self._parse("get_job_instance_list", InstanceList, data)
-
-    async def list_plans(
-        self, *, bk_biz_id: int, bk_username: str, name: str | None = None, start: int = 0, length: int = 1000
-    ) -> PlanPage:
-        query = bk_v3.plan_list_query(bk_biz_id=bk_biz_id, name=name, start=start, length=length)
-        data = await self._call("get_job_plan_list", "GET", bk_username=bk_username, query=query)
-        return self._parse("get_job_plan_list", bk_v3.PlanListV3, data).to_domain()
-
-    async def failed_host_results(
-        self, *, bk_biz_id: int, job_instance_id: int, steps: Sequence[StepInstance], bk_username: str
-    ) -> list[HostResult]:
-        """v3's status answer already carries each host's exit and error code: no call; logs are read per host."""
-        return host_results_from_status(steps)
-
-    async def host_logs(
-        self,
-        *,
-        bk_biz_id: int,
-        job_instance_id: int,
-        step_instance_id: int,
-        hosts: Sequence[HostRef],
-        bk_username: str,
-    ) -> list[HostLogEntry]:
-        self._check_batch(hosts)
-        api = "batch_get_job_instance_ip_log"
-        body = {**bk_v3.scope(bk_biz_id), **batch_log_body(step_instance_id, job_instance_id, hosts)}
-        data = await self._call(api, "POST", bk_username=bk_username, body=body, lenient=True)
-        return self._parse(api, IpLogsV3, data).entries()
-
-    async def secret_values(
-        self, *, bk_biz_id: int, bk_job_id: int, names: Collection[str], bk_username: str
-    ) -> list[str]:
-        """v3 masks every password default as `******`: only the named (string) variables' defaults are known."""
-        query = bk_v3.plan_detail_query(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id)
-        data = await self._call("get_job_plan_detail", "GET", bk_username=bk_username, query=query)
-        variables = data.get("global_var_list") if isinstance(data, dict) else None
-        return _secret_defaults(variables, type_key="type", names=names)
-
-    async def operate_job_instance(
-        self, *, bk_biz_id: int, job_instance_id: int, operation_code: int, bk_username: str
-    ) -> None:
-        body = bk_v3.operate_job_body(
-            bk_biz_id=bk_biz_id, job_instance_id=job_instance_id, operation_code=operation_code
-        )
-        await self._call("operate_job_instance", "POST", bk_username=bk_username, body=body)
-
-    async def operate_step_instance(
-        self, *, bk_biz_id: int, job_instance_id: int, step_instance_id: int, operation_code: int, bk_username: str
-    ) -> None:
-        body = bk_v3.operate_step_body(
-            bk_biz_id=bk_biz_id,
-            job_instance_id=job_instance_id,
-            step_instance_id=step_instance_id,
-            operation_code=operation_code,
-        )
-        await self._call("operate_step_instance", "POST", bk_username=bk_username, body=body)
-
-    async def _call(
-        self,
-        api: str,
-        method: Literal["GET", "POST"],
-        *,
-        bk_username: str,
-        query: Mapping[str, str] | None = None,
-        body: Mapping[str, Any] | None = None,
-        lenient: bool = False,
-    ) -> Any:
-        prefix = "/api/v3/system" if self._path == "system" else "/api/v3"
-        url = f"{self._root}{prefix}/{api}"
-        status, raw, request_id = await self._send(
-            api, method, url, headers=self._headers(bk_username), query=query, body=body
-        )
-        self._raise_refused_credentials(api, status, raw, request_id)
-        _raise_gateway_error(api, status, raw, request_id)
-        envelope = self._lenient_envelope(api, status, raw) if lenient else self._envelope(api, status, raw)
-        return self._data(api, status, envelope, request_id)
-
-    def _raise_refused_credentials(self, api: str, status: int, raw: bytes, request_id: str | None) -> None:
-        """The gateway's INVALID_ARGS / APP_NO_PERMISSION, and job-gateway's 401 without a user or app."""
-        if status not in (400, 401, 403):
-            return
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return
-        if not isinstance(body, dict):
-            return
-        code = body.get("code") if isinstance(body.get("code"), int) else None
-        message = str(body.get("message") or "")
-        if code == _APIGW_INVALID_ARGS and "user authentication failed" in message.lower():
-            hint = _HINT_APIGW_USER.format(app=self._app_code)
-        elif code == _APIGW_INVALID_ARGS and "app" in message.lower():
-            hint = _HINT_APP
-        elif code == _APIGW_APP_NO_PERMISSION:
-            prefix = "/api/v3/system/" if self._path == "system" else "/api/v3/"
-            hint = _HINT_APIGW_GRANT.format(app=self._app_code, resources=prefix + "*")
-        elif code in (_JOB_MISSING_USER, _JOB_MISSING_APP):
-            hint = _HINT_NO_USER if code == _JOB_MISSING_USER else _HINT_APP
-        else:
-            return
-        if isinstance(body.get("code_name"), str):
-            message = f"API gateway {body['code_name']}: {message}"
-        _refused(api, code, message, request_id, hint)
+    @staticmethod
+    def _secret_defaults(variables: Any, *, type_key: str, names: Collection[str]) -> list[str]:
+        """Values of password variables (type 4) and of the named ones, as far as BK-JOB shows them."""
+        out: list[str] = []
+        for var in variables if isinstance(variables, list) else []:
+            if not isinstance(var, dict):
+                continue
+            value = var.get("value")
+            if not isinstance(value, str) or not value or value == PASSWORD_PLACEHOLDER:
+                continue
+            if var.get(type_key) == 4 or var.get("name") in names:
+                out.append(value)
+        return out
 
 
 _PERMISSION_DENIED = 9900403
-_ESB_ERROR = 1306000
-_APIGW_INVALID_ARGS = 1640001
-_APIGW_APP_NO_PERMISSION = 1640301
-_JOB_MISSING_USER = 1247002
-_JOB_MISSING_APP = 1247004
 
 
 def _raise_permission_denied(api: str, status: int, envelope: Envelope, request_id: str | None) -> None:
@@ -641,60 +308,6 @@ def _raise_permission_denied(api: str, status: int, envelope: Envelope, request_
     )
 
 
-def _refused(api: str, code: int | None, message: str, request_id: str | None, hint: str) -> None:
-    """Every call fails the same way until an operator fixes the settings: say so loudly, and what to set."""
-    log.error("BK-JOB %s refused the bot's credentials: [%s] %s. %s", api, code, message, hint)
-    raise BkCredentialsRefused(api, code, message, request_id, hint=hint)
-
-
-class _PlanRows(BaseModel):
-    """v2 `get_job_list` data is a JSON array; wrapped so that one model validates it."""
-
-    rows: list[PlanSummary]
-
-
-def _raise_gateway_error(api: str, status: int, raw: bytes, request_id: str | None) -> None:
-    """The gateway's own refusals carry `code_name` (APIGW "gateway error response", reference §5.2).
-
-    A 4xx means the request never reached JOB: a `BkApiError`, so a launch is reported as not started. A 5xx
-    (BAD_GATEWAY, REQUEST_BACKEND_TIMEOUT) may come after JOB acted on it, so it is reported like a lost
-    answer: `BkTimeout` or `BkUnavailable`, which make the bot look for the instance instead of saying
-    nothing ran.
-    """
-    if status < 400:
-        return
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return
-    if not isinstance(body, dict) or not isinstance(body.get("code_name"), str):
-        return
-    code_name = body["code_name"]
-    code = body.get("code") if isinstance(body.get("code"), int) else None
-    message = str(body.get("message") or "").strip()
-    said = f"API gateway {code_name}" + (f": {message}" if message else "")
-    if status < 500:
-        raise BkApiError(api, code, said, request_id)
-    text = f"BK-JOB {api}: HTTP {status} [{code}] {said}"
-    if status == 504 or code_name == "REQUEST_BACKEND_TIMEOUT":
-        raise BkTimeout(text)
-    raise BkUnavailable(text)
-
-
-def _secret_defaults(variables: Any, *, type_key: str, names: Collection[str]) -> list[str]:
-    """Values of password variables (type 4) and of the named ones, as far as BK-JOB shows them."""
-    out: list[str] = []
-    for var in variables if isinstance(variables, list) else []:
-        if not isinstance(var, dict):
-            continue
-        value = var.get("value")
-        if not isinstance(value, str) or not value or value == PASSWORD_PLACEHOLDER:
-            continue
-        if var.get(type_key) == 4 or var.get("name") in names:
-            out.append(value)
-    return out
-
-
 def create_bk_client(settings: Settings, session: aiohttp.ClientSession) -> BkClient:
     """`BK_API_VERSION` picks the wire format; everything else is configured the same way for both."""
     common: dict[str, Any] = {
@@ -705,6 +318,10 @@ def create_bk_client(settings: Settings, session: aiohttp.ClientSession) -> BkCl
         "timeout": settings.bk_timeout,
         "plan_cache_ttl": settings.bk_plan_cache_ttl,
     }
+    # Imported here: both clients derive from BkClient, defined above.
+    from bot.bkjob.esb import EsbV2Client
+    from bot.bkjob.gateway import ApigwV3Client
+
     if settings.bk_api_version == "v3":
         return ApigwV3Client(path=settings.bk_api_v3_path, **common)
     return EsbV2Client(**common)

@@ -2,8 +2,8 @@
 
 Field names, types and nesting follow the `execute_job` doc and the JOB code (see shared/reference): the code
 wins where the two disagree (e.g. `execute_count`, `step_instances`). The v2 client reads and writes these
-directly; the v3 client (`bot.bkjob.gateway`) converts the API gateway's shapes into them, so callers never see which
-wire format is spoken.
+directly; the v3 client (`bot.bkjob.gateway`) converts the API gateway's shapes into them (`bot.bkjob.wire_v3`),
+so callers never see which wire format is spoken.
 """
 
 from __future__ import annotations
