@@ -354,7 +354,7 @@ async def test_no_permission_is_9900403_with_the_users_name(bkc: BkClient, bk: F
 
 
 async def test_plan_and_status_reads_can_be_refused_9900403_too(bkc: BkClient, bk: FakeBkJob) -> None:
-    """Viewing a plan needs `view_job_plan`, reading an instance `view_history` (reference §11)."""
+    """Viewing a plan needs `view_job_plan`, reading an instance `view_history` (docs/bkjob.md §permissions)."""
     data = await bkc.execute_job(ExecuteJobRequest(bk_biz_id=BIZ, bk_job_id=PLAN), bk_username=USER)
     bk.deny_user(USER, "view_job_plan")
     bk.deny_user(USER, "view_history")

@@ -201,7 +201,7 @@ async def test_host_defaults_with_groups_and_nodes_and_a_plan_without_variables(
         dynamic_group_id_list=["grp1"],
         topo_node_list=[TopoNode(id=1000, node_type="module")],
     )
-    # v3 masks every password default, an empty one too (reference §9.3): the bot cannot say "not set".
+    # v3 masks every password default, an empty one too (docs/bkjob.md §variables): the bot cannot say "not set".
     assert token.is_password and token.value == "******" and token.password_state() == "set (hidden)"
     empty = await bkc.get_job_detail(bk_biz_id=BIZ, bk_job_id=300, bk_username=USER)
     assert empty.variables == [] and empty.bk_job_id == 300
@@ -216,7 +216,7 @@ def test_plan_detail_reads_id_and_tolerates_the_docs_job_plan_id() -> None:
 
 
 def test_the_references_status_example_becomes_seconds_and_steps() -> None:
-    """The get_job_instance_status example of reference §3.4, verbatim."""
+    """bk-job's get_job_instance_status example (docs/bkjob.md §instance-status), its names shortened."""
     data = {
         "finished": True,
         "job_instance": {
@@ -560,7 +560,7 @@ async def test_a_launch_refused_for_its_credentials_tells_the_operator_what_to_s
 
 
 async def test_status_of_a_running_instance_counts_from_its_start(bot: Bot) -> None:
-    """`total_time` is null while a job runs (reference §9.4); v3's epoch-ms start time places it."""
+    """`total_time` is null while a job runs (docs/bkjob.md §instance-status); v3's epoch-ms start time places it."""
     await bot.command(f"run {PLAN} --yes version=2.0")
     await bot.bk.wait_for_request("execute_job")
     await bot.idle()

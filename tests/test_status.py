@@ -6,7 +6,7 @@ from bot.bkjob import status
 
 
 def test_there_is_no_status_12() -> None:
-    """JOB's docs list 12 "force-stop failed", RunStatusEnum has none (reference §3.5): shown as its number."""
+    """JOB's docs list 12 "force-stop failed", RunStatusEnum has none (docs/bkjob.md §status): shown as its number."""
     assert status.describe(12) == "status 12" and status.emoji(12) == ":grey_question:"
     assert [status.describe(c) for c in (11, 13)] == ["force-stopped", "confirmation terminated"]
 

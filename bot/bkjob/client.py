@@ -54,7 +54,7 @@ _LONE_SURROGATE = re.compile(
     r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 )
 
-# What an operator must configure when the credentials are refused (reference §5, §9.7).
+# What an operator must configure when the credentials are refused (docs/bkjob.md §auth).
 HINT_APP = "Check BK_APP_CODE and BK_APP_SECRET: they must be the BlueKing app's code and secret, as a pair."
 
 

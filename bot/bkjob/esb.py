@@ -156,7 +156,8 @@ class EsbV2Client(BkClient):
     async def secret_values(
         self, *, bk_biz_id: int, bk_job_id: int, names: Collection[str], bk_username: str
     ) -> list[str]:
-        """v2 `get_job_detail` returns password defaults decrypted (reference §9.2): read raw, never cached."""
+        """v2 `get_job_detail` returns password defaults decrypted (docs/bkjob.md §variables): read raw, never
+        cached."""
         data = await self._call(
             "get_job_detail", {"bk_biz_id": bk_biz_id, "bk_job_id": bk_job_id}, bk_username=bk_username
         )

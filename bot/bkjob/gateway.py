@@ -221,7 +221,7 @@ class ApigwV3Client(BkClient):
 
 
 def _raise_gateway_error(api: str, status: int, raw: bytes, request_id: str | None) -> None:
-    """The gateway's own refusals carry `code_name` (APIGW "gateway error response", reference §5.2).
+    """The gateway's own refusals carry `code_name` (APIGW "gateway error response", docs/bkjob.md §gateway-errors).
 
     A 4xx means the request never reached JOB: a `BkApiError`, so a launch is reported as not started. A 5xx
     (BAD_GATEWAY, REQUEST_BACKEND_TIMEOUT) may come after JOB acted on it, so it is reported like a lost

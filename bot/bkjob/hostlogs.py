@@ -3,7 +3,7 @@
     v2  get_job_instance_log            every step x every host of the latest attempt, grouped by (ip_status, tag),
                                         with exit and error codes; `log_content` is HTML-encoded by JOB
     v3  batch_get_job_instance_ip_log   one step, at most 500 hosts (`ip_list` or `host_id_list`), latest attempt:
-                                        `script_task_logs[]` or `file_task_logs[].file_logs[]` (reference §10)
+                                        `script_task_logs[]` or `file_task_logs[].file_logs[]` (docs/bkjob.md §logs)
 
 The text in here is raw: cleaning and masking happen in `bot.core.joblogs`, before anything reaches Slack.
 """

@@ -1,6 +1,6 @@
 """The BK-JOB domain models every caller uses, in the shape of ESB v2's wire format, plus the callback body.
 
-Field names, types and nesting follow the `execute_job` doc and the JOB code (see shared/reference): the code
+Field names, types and nesting follow the `execute_job` doc and the JOB code (see docs/bkjob.md): the code
 wins where the two disagree (e.g. `execute_count`, `step_instances`). The v2 client reads and writes these
 directly; the v3 client (`bot.bkjob.gateway`) converts the API gateway's shapes into them (`bot.bkjob.wire_v3`),
 so callers never see which wire format is spoken.
@@ -63,7 +63,7 @@ PASSWORD_PLACEHOLDER = "******"
 # Step statuses only an operator's hand produces: 5 SKIPPED (force skip), 6 IGNORE_ERROR (ignore error).
 _REVIVED_STEP = frozenset({5, 6})
 
-# Per-host statuses that count as success: 9 SUCCESS and 3 LAST_SUCCESS (reference §9.5).
+# Per-host statuses that count as success: 9 SUCCESS and 3 LAST_SUCCESS (docs/bkjob.md §host-status).
 HOST_SUCCESS = frozenset({3, 9})
 
 # BK-JOB's IDs are Java longs: anything outside (0, 2**63) is not one and would not fit the store's BIGINT either.

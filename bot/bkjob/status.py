@@ -1,6 +1,6 @@
 """BK-JOB's job and step status codes (RunStatusEnum), as words and emoji.
 
-There is no 12: JOB's docs list "force-stop failed", but RunStatusEnum has no such value (reference §3.5).
+There is no 12: JOB's docs list "force-stop failed", but RunStatusEnum has no such value (docs/bkjob.md §status).
 """
 
 from __future__ import annotations

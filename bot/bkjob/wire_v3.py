@@ -52,7 +52,7 @@ BIZ_SET = "biz_set"
 def scope(bk_biz_id: int) -> dict[str, str]:
     """v3 names the business as a scope; `bk_scope_id` is a string (`@NotBlank`), `bk_biz_id` is deprecated.
 
-    IDs 8000000–9999999 are business sets, as v2's `bk_biz_id` treats them (EsbAppScopeReq, reference §2.1).
+    IDs 8000000–9999999 are business sets, as v2's `bk_biz_id` treats them (EsbAppScopeReq, docs/bkjob.md §scope).
     """
     kind = BIZ_SET if 8_000_000 <= bk_biz_id <= 9_999_999 else SCOPE_TYPE
     return {"bk_scope_type": kind, "bk_scope_id": str(bk_biz_id)}
@@ -195,7 +195,7 @@ class GlobalVarV3(_Wire):
             name=self.name,
             category=self.type,
             value=self.value,
-            # v3 masks every password default, set or not (reference §9.3): whether one is set is unknown.
+            # v3 masks every password default, set or not (docs/bkjob.md §variables): whether one is set is unknown.
             value_hidden=self.type == 4,
             description=self.description,
             ip_list=[
@@ -239,7 +239,7 @@ class _PlanRowV3(_Wire):
 
 
 class PlanListV3(_Wire):
-    """`get_job_plan_list` data (EsbPageDataV3): the rows' plan ID is `id` here (reference §10)."""
+    """`get_job_plan_list` data (EsbPageDataV3): the rows' plan ID is `id` here (docs/bkjob.md §plans)."""
 
     start: int | None = None
     total: int | None = None

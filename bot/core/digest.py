@@ -30,7 +30,7 @@ MAX_STEPS = 3
 MAX_GROUPS = 3
 """Reasons shown per step; the rest are counted in one line."""
 
-# ExecuteObjectTaskStatusEnum (reference §3.5): how each per-host code reads.
+# ExecuteObjectTaskStatusEnum (docs/bkjob.md §host-status): how each per-host code reads.
 _HOST_STATUS: dict[int, str] = {
     0: "unknown error",
     1: "agent error",

@@ -53,7 +53,7 @@ class Operation(StrEnum):
     RERUN = "rerun"
 
 
-# StepOperationEnum codes (reference §10).
+# StepOperationEnum codes (docs/bkjob.md §run-control).
 _STEP_CODES = {
     Operation.RETRY_FAILED: 2,
     Operation.IGNORE: 3,

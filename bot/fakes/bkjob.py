@@ -26,9 +26,9 @@ __all__ = ["BkRequest", "CallbackAttempt", "FakeBkJob", "HostOutcome", "Instance
 
 JsonDict = dict[str, Any]
 
-# RunStatusEnum.FINISHED_STATUS_SET (reference §3.5).
+# RunStatusEnum.FINISHED_STATUS_SET (docs/bkjob.md §status).
 FINISHED_STATUSES = frozenset({3, 4, 5, 6, 8, 9, 11, 13, 14})
-# JobListener.finishJob runs (and so the callback fires) only for these (reference §4.1).
+# JobListener.finishJob runs (and so the callback fires) only for these (docs/bkjob.md §callback).
 CALLBACK_STATUSES = frozenset({3, 4, 9, 11, 14})
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -36,7 +36,7 @@ _JOBV3_APIS = frozenset(  # served by the ESB under `jobv3` (docs/apidoc/esb/job
     {"get_job_instance_list", "batch_get_job_instance_ip_log"}
 )
 _GET_APIS = frozenset({"get_job_detail", "get_job_instance_status", "get_job_list", "get_job_instance_log"})
-# The gateway's stage root, as a site's BK_API_URL names it (reference §1).
+# The gateway's stage root, as a site's BK_API_URL names it (docs/bkjob.md §endpoints).
 APIGW_STAGE_PATH = "/api/bk-job/prod"
 # APIGW v3 resources and their only method (support-files/bk-api-gateway/v3/resources.yaml).
 _V3_METHODS = {
@@ -61,7 +61,7 @@ _BARE_LIST = "__bare_list__"
 _MAX_HISTORY_MS = 30 * 24 * 60 * 60 * 1000  # Consts.MAX_SEARCH_TASK_HISTORY_RANGE_MILLS
 _IPV4 = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 
-# (zh, en) texts of JOB's message_*.properties for the codes the fake produces (reference §2.3, §3).
+# (zh, en) texts of JOB's message_*.properties for the codes the fake produces (docs/bkjob.md §language).
 _MESSAGES: dict[str, tuple[str, str]] = {
     "bad_request": ("错误的请求", "Bad Request"),
     "bad_biz": ("非法的业务 ID", "Invalid bk_biz_id"),
@@ -91,7 +91,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
 
 
 def _scope(biz: int) -> dict[str, str]:
-    """IDs 8000000–9999999 are business sets (EsbAppScopeReq; reference §2.1)."""
+    """IDs 8000000–9999999 are business sets (EsbAppScopeReq; docs/bkjob.md §scope)."""
     return {"bk_scope_type": "biz_set" if 8_000_000 <= biz <= 9_999_999 else "biz", "bk_scope_id": str(biz)}
 
 
@@ -101,7 +101,7 @@ def _fmt_time(epoch: float | None) -> str | None:
 
 
 def _total_time(start: float | None, end: float | None) -> float | None:
-    """Set when the job or step ends; null while it runs (reference §9.4)."""
+    """Set when the job or step ends; null while it runs (docs/bkjob.md §instance-status)."""
     if start is None or end is None:
         return None
     return round(end - start, 3)
@@ -194,7 +194,7 @@ class Instance:
         return self.status in FINISHED_STATUSES
 
     def callback_body(self) -> JsonDict:
-        """The JobCallbackDTO body: every step, run or not (reference §4.2)."""
+        """The JobCallbackDTO body: every step, run or not (docs/bkjob.md §callback)."""
         return {
             "job_instance_id": self.job_instance_id,
             "status": self.status,
@@ -438,7 +438,7 @@ class _HostLogs:
         return {"host_id": host.get("bk_host_id"), **where, "ipv6": None, "log_content": outcome.text()}
 
     def _batch_get_job_instance_ip_log(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
-        """At most 500 hosts by `host_id_list` or `ip_list`, the current attempt (reference §10)."""
+        """At most 500 hosts by `host_id_list` or `ip_list`, the current attempt (docs/bkjob.md §logs)."""
         host_ids = params.get("host_id_list") or []
         ips = params.get("ip_list") or []
         if not isinstance(host_ids, list) or not isinstance(ips, list):
@@ -505,7 +505,7 @@ class FakeBkJob(FakeServer, _HostLogs):
         self.app_secret = app_secret
         self.api_version = api_version
         # Whether the app is on the ESB's (or an old gateway's) skip-user-auth list, the only way a bare
-        # `bk_username` is believed; new gateways have retired the list (reference §5.1, §9.7).
+        # `bk_username` is believed; new gateways have retired the list (docs/bkjob.md §auth).
         self.skip_user_auth = skip_user_auth
         self.businesses: set[int] = set()
         self.plans: dict[tuple[int, int], _Plan] = {}
@@ -786,7 +786,7 @@ class FakeBkJob(FakeServer, _HostLogs):
     def retry_failed_hosts(self, instance_id: int) -> None:
         """ "Retry failed hosts" in BK-JOB's UI (operate_step_instance code 2) on the failed step: it runs again on
         its failed hosts (`execute_count` goes up, hosts that succeeded show 3, LAST_SUCCESS) and the job is running
-        again; the next `finish` calls back once more (reference §10)."""
+        again; the next `finish` calls back once more (docs/bkjob.md §run-control)."""
         inst = self.instances[instance_id]
         self._revive(inst, self._failed_step(inst), 2)
 
@@ -1203,7 +1203,7 @@ class FakeBkJob(FakeServer, _HostLogs):
             "create_time": _fmt_time(plan.create_time),
             "last_modify_time": _fmt_time(plan.create_time),
             "steps": [{k: v for k, v in s.items() if k not in _FAKE_STEP_KEYS} for s in plan.steps],
-            # Host defaults: topology nodes only inside `value`, JOB's TaskTargetDTO JSON (reference §9.2).
+            # Host defaults: topology nodes only inside `value`, JOB's TaskTargetDTO JSON (docs/bkjob.md §variables).
             "global_vars": [_v2_plan_var(v) for v in plan.global_vars],
         }
 
@@ -1288,7 +1288,7 @@ class FakeBkJob(FakeServer, _HostLogs):
 
     def _get_job_plan_detail(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """v3 view of the same plan: the plan ID is `id`, variables carry `type` and hosts in `server`,
-        passwords are masked, and `global_var_list` is null for a plan without variables (reference §3.2)."""
+        passwords are masked, and `global_var_list` is null for a plan without variables (docs/bkjob.md §variables)."""
         biz = self._biz_id(params)
         self._check_biz(biz)
         job_id = _as_int(params.get("job_plan_id"))
@@ -1312,7 +1312,8 @@ class FakeBkJob(FakeServer, _HostLogs):
         }
 
     def _get_job_instance_status_v3(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
-        """v3: `finished`, epoch-ms times (`total_time` too), one flat `step_instance_list` (reference §3.4)."""
+        """v3: `finished`, epoch-ms times (`total_time` too), one flat `step_instance_list`
+        (docs/bkjob.md §instance-status)."""
         biz = self._biz_id(params)
         self._check_biz(biz)
         instance_id = _as_int(params.get("job_instance_id"))
@@ -1396,7 +1397,7 @@ class FakeBkJob(FakeServer, _HostLogs):
         ]
         return {"start": start, "length": length, "total": len(plans), "data": rows}
 
-    # -- run control: operate_job_instance and operate_step_instance (reference §10) ----------------------------
+    # -- run control: operate_job_instance and operate_step_instance (docs/bkjob.md §run-control) ----------------------
 
     def _operate_job_instance(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """TaskOperationEnum: 1 terminate, only while the job runs (2) or waits for a user (7), else 1241003; the
@@ -1545,7 +1546,8 @@ def _like(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
 
 
-# StepOperationEnum codes (reference §10); the fake's states allow 2, 3, 6, 8 and 9, the rest answer 1241003.
+# StepOperationEnum codes (docs/bkjob.md §run-control); the fake's states allow 2, 3, 6, 8 and 9, the rest answer
+# 1241003.
 _STEP_OPERATIONS = frozenset({2, 3, 6, 8, 9, 10, 11, 12, 13})
 TRIGGER_USER_ROLE = "JOB_RESOURCE_TRIGGER_USER"
 """JOB's role for "whoever launched the job", which a confirmation step may name as its confirmer."""
@@ -1591,7 +1593,7 @@ def _job_response(body: JsonDict) -> web.Response:
 
 
 def _gateway_error(status: int, code: int, code_name: str, message: str) -> web.Response:
-    """APIGW's own error body (reference §5.2), with the request ID header the gateway always adds."""
+    """APIGW's own error body (docs/bkjob.md §gateway-errors), with the request ID header the gateway always adds."""
     body = {"code_name": code_name, "data": None, "code": code, "message": message, "result": False}
     headers = {"X-Bkapi-Request-Id": str(uuid.uuid4())}
     if status == 429:
@@ -1680,7 +1682,7 @@ def _total_ms(inst: Instance) -> int | None:
 
 
 def _finished_total(inst: Instance) -> float | None:
-    """`total_time` is set by finishJob: null while the job runs (reference §9.4)."""
+    """`total_time` is set by finishJob: null while the job runs (docs/bkjob.md §instance-status)."""
     if not inst.is_finished:
         return None
     return _total_time(inst.start_time, inst.end_time)
@@ -1742,7 +1744,7 @@ def _plan_var_v3(var: Mapping[str, Any]) -> JsonDict:
         server = {"ip_list": ips or None, "dynamic_group_list": groups or None, "topo_node_list": nodes or None}
     value = None if category == 3 else var.get("value")
     if category == 4:
-        value = "******"  # JobConstants.SENSITIVE_FIELD_PLACEHOLDER, set or not (reference §9.3)
+        value = "******"  # JobConstants.SENSITIVE_FIELD_PLACEHOLDER, set or not (docs/bkjob.md §variables)
     return {
         "id": var["id"],
         "name": var["name"],
