@@ -224,7 +224,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         identities=identities,
         directory=directory,
         audit=audit,
-        outbox=outbox,
+        messenger=messenger,
         launches=launches,
         approvals=approvals,
     )
@@ -233,7 +233,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         bk=bk,
         results=results,
         launches=launches,
-        outbox=outbox,
+        messenger=messenger,
         tick=settings.poll_tick,
         progress_interval=settings.progress_interval,
         bk_timeout=settings.bk_timeout,

@@ -7,14 +7,24 @@ store when they are sent, so edits racing each other always show the latest stat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bot.bkjob.models import JobInstanceStatus
 from bot.core.digest import FailureReport
-from bot.core.reasons import Reason
+from bot.core.reasons import People, Quoted, Reason, Slot, say
 from bot.store import ApprovalRecord, LaunchRecord, Vote
 
-__all__ = ["ApprovalCard", "Card", "LaunchCard", "Note", "ResultCard"]
+__all__ = [
+    "ApprovalCard",
+    "Card",
+    "Confirmation",
+    "ConfirmationCard",
+    "ConfirmationDecided",
+    "LaunchCard",
+    "Note",
+    "ResultCard",
+]
 
 
 @dataclass(frozen=True)
@@ -51,4 +61,65 @@ class Note:
     reason: Reason
 
 
-Card = LaunchCard | ApprovalCard | ResultCard | Note
+# -- run control: a manual confirmation waiting in a launch's thread, and its answer --------------------------------
+
+_TRIGGER_ROLE = "JOB_RESOURCE_TRIGGER_USER"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A step waiting in status 7 for its confirmer, and what BK-JOB says of it (v2 names no confirmers)."""
+
+    step_instance_id: int
+    step_number: int
+    step_name: str
+    message: str | None
+    users: Sequence[str]
+    roles: Sequence[str]
+    named: bool
+    """Whether BK-JOB told who may confirm (v3's plan detail does, v2's does not)."""
+    people: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """BK-JOB user -> the chat users the policy maps to it, so the thread can name who may answer."""
+
+    def confirmers(self) -> Reason:
+        """Who may confirm: the BK-JOB users (with the people the policy maps to each) and roles the plan names."""
+        if not self.named:
+            return say("the step's confirmers in BK-JOB (BK-JOB's v2 API does not name them; BK-JOB checks)")
+        parts: list[str] = []
+        slots: dict[str, Slot] = {}
+        for i, user in enumerate(self.users):
+            slots[f"user{i}"] = Quoted(user)
+            if self.people.get(user):
+                slots[f"people{i}"] = People(tuple(self.people[user]))
+                parts.append(f"`{{user{i}}}` ({{people{i}}})")
+            else:
+                parts.append(f"`{{user{i}}}`")
+        for i, role in enumerate(self.roles):
+            if role == _TRIGGER_ROLE:
+                parts.append(f"whoever launched the job (role `{_TRIGGER_ROLE}`)")
+            else:
+                slots[f"role{i}"] = Quoted(role)
+                parts.append(f"role `{{role{i}}}`")
+        return Reason(", ".join(parts) or "nobody (the plan names no confirmer)", slots)
+
+
+@dataclass(frozen=True)
+class ConfirmationCard:
+    """Posted in the launch's thread when the job waits in 7: the step's message, who may confirm, and a way to
+    confirm it or stop the job there."""
+
+    launch: LaunchRecord
+    confirmation: Confirmation
+
+
+@dataclass(frozen=True)
+class ConfirmationDecided:
+    """What the confirmation card becomes once BK-JOB accepted a decision: nothing left to answer."""
+
+    step_number: int
+    step_name: str
+    by: str
+    confirmed: bool
+
+
+Card = LaunchCard | ApprovalCard | ResultCard | Note | ConfirmationCard | ConfirmationDecided

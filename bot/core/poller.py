@@ -15,11 +15,12 @@ from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
 from bot.bkjob.models import InstanceSummary, JobInstanceStatus
 from bot.core.background import Background, failure_delay
+from bot.core.cards import Note
 from bot.core.launches import Launches
+from bot.core.ports import Messenger
+from bot.core.reasons import Moment, Plain, Quoted, Reason, Tone, plain_time, say
 from bot.core.results import Results
 from bot.core.runcontrol import Operations
-from bot.slack.blocks import escape, notice, untrusted, utc_time, when
-from bot.slack.outbox import Outbox
 from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["Poller"]
@@ -46,7 +47,7 @@ class Poller:
         bk: BkClient,
         results: Results,
         launches: Launches,
-        outbox: Outbox,
+        messenger: Messenger,
         tick: float,
         progress_interval: float,
         bk_timeout: float,
@@ -67,7 +68,7 @@ class Poller:
         self._bk = bk
         self._results = results
         self._launches = launches
-        self._outbox = outbox
+        self._messenger = messenger
         self._tick = tick
         self._progress_interval = progress_interval
         self._bk_timeout = bk_timeout
@@ -161,7 +162,7 @@ class Poller:
             return
         await self._store.set_progress(launch.id, {**progress, "elapsed": _elapsed(launch, detail, now)}, now=now)
         fresh = await self._store.get_launch(launch.id)
-        await self._outbox.refresh_launch(fresh or launch)
+        await self._messenger.refresh_launch(fresh or launch)
 
     def _edit_allowed(self, now: float) -> bool:
         """chat.update is Slack's Tier 3 (about 50 a minute per workspace, shared with result and approval edits):
@@ -200,8 +201,11 @@ class Poller:
             ids = ", ".join(str(i.job_instance_id) for i in candidates)
             await self._say(
                 launch,
-                f":grey_question: Several instances of this plan match the lost launch: {ids}. "
-                "Check BK-JOB; I will not guess.",
+                say(
+                    "Several instances of this plan match the lost launch: {ids}. Check BK-JOB; I will not guess.",
+                    Tone.UNKNOWN,
+                    ids=ids,
+                ),
             )
             await self._store.schedule_poll(launch.id, at=None)
         elif await self._store.claim_instance(launch.id, candidates[0].job_instance_id, now=self._clock()):
@@ -210,15 +214,22 @@ class Poller:
             await self._store.schedule_poll(launch.id, at=self._clock() + 15, attempts=launch.poll_attempts + 1)
 
     async def _found(self, launch: LaunchRecord, instance: InstanceSummary) -> None:
-        at = when(instance.create_time / 1000) if instance.create_time else "the launch time"
+        at = Moment(instance.create_time / 1000) if instance.create_time else "the launch time"
         await self._say(
             launch,
-            f":mag: Found it: BK-JOB started instance {instance.job_instance_id} ({at}) "
-            f"(matched by plan {launch.bk_job_id}, operator `{untrusted(launch.bk_username)}` and time).",
+            say(
+                "Found it: BK-JOB started instance {instance} ({at}) (matched by plan {plan}, operator `{operator}` "
+                "and time).",
+                Tone.FOUND,
+                instance=instance.job_instance_id,
+                at=at,
+                plan=launch.bk_job_id,
+                operator=Quoted(launch.bk_username),
+            ),
         )
         await self._store.schedule_poll(launch.id, at=self._clock(), attempts=0)
         fresh = await self._store.get_launch(launch.id)
-        await self._outbox.refresh_launch(fresh or launch)
+        await self._messenger.refresh_launch(fresh or launch)
 
     async def _not_found(self, launch: LaunchRecord) -> None:
         if self._clock() < launch.created_at + self._bk_timeout + self._window:
@@ -228,30 +239,36 @@ class Poller:
             return
         error = (
             f"BK-JOB has no instance of plan {launch.bk_job_id} started by `{launch.bk_username}` around "
-            f"{utc_time(launch.created_at)}: it was not launched"
+            f"{plain_time(launch.created_at)}: it was not launched"
         )
         await self._store.set_outcome(launch.id, LaunchState.NOT_STARTED, now=self._clock(), error=error)
         await self._store.schedule_poll(launch.id, at=None)
-        await self._say(launch, f":no_entry: {escape(error)}. Launch it again if it is still needed.")
+        await self._say(
+            launch, say("{error}. Launch it again if it is still needed.", Tone.REFUSED, error=Plain(error))
+        )
         fresh = await self._store.get_launch(launch.id)
-        await self._outbox.refresh_launch(fresh or launch)
+        await self._messenger.refresh_launch(fresh or launch)
 
     async def _reconcile_failed(self, launch: LaunchRecord, why: str) -> None:
         attempts = launch.poll_attempts + 1
         if attempts >= _MAX_RECONCILE_ATTEMPTS:
             await self._say(
                 launch,
-                f":grey_question: I could not find out whether the launch started ({escape(why)}). Check BK-JOB.",
+                say(
+                    "I could not find out whether the launch started ({why}). Check BK-JOB.",
+                    Tone.UNKNOWN,
+                    why=Plain(why),
+                ),
             )
             await self._store.schedule_poll(launch.id, at=None)
             return
         await self._store.schedule_poll(launch.id, at=self._clock() + min(300, 10 * 2**attempts), attempts=attempts)
 
-    async def _say(self, launch: LaunchRecord, text: str) -> None:
+    async def _say(self, launch: LaunchRecord, reason: Reason) -> None:
         if launch.message_ts is None:
-            log.warning("launch %s has no message to reply to: %s", launch.id, text)
+            log.warning("launch %s has no message to reply to: %s", launch.id, reason)
             return
-        await self._outbox.post(launch.channel, notice(text), thread_ts=launch.message_ts)
+        await self._messenger.post(launch.channel, Note(reason), thread_ts=launch.message_ts)
 
 
 def _progress(detail: JobInstanceStatus) -> dict[str, Any]:

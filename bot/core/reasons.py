@@ -43,6 +43,11 @@ class Tone(Enum):
     DONE = "done"  # what was asked happened
     STOPPED = "stopped"  # a run was stopped or a step ended by a person
     FILE = "file"  # a file was (or will be) attached
+    # run control
+    STARTED = "started"  # something was set going in BK-JOB (an operation sent, a re-run launched)
+    INFO = "info"  # nothing was done, and nothing is wrong: the state moved on
+    ASKED = "asked"  # a request waits for a person's answer (an approval, a confirmation)
+    FOUND = "found"  # a lost thing was found
 
 
 @dataclass(frozen=True)

@@ -14,22 +14,14 @@ from bot.bkjob.errors import BkApiError, BkError
 from bot.bkjob.models import JobInstanceStatus, PlanStep, StepInstance, VariableType
 from bot.core.approvals import Approvals
 from bot.core.audit import Audit
+from bot.core.cards import Confirmation, ConfirmationCard, ConfirmationDecided, Note
 from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchRequest
 from bot.core.policy import APPROVERS, REQUESTER, Policy
-from bot.core.ports import Directory
+from bot.core.ports import Directory, Messenger
+from bot.core.reasons import Channel, Failure, People, Person, Reason, Tone, say
 from bot.errors import BotError
-from bot.slack.blocks import (
-    Confirmation,
-    Message,
-    confirmation_decided,
-    confirmation_message,
-    confirmers_text,
-    notice,
-)
-from bot.slack.outbox import Outbox
-from bot.slack.words import explain
 from bot.store import LaunchRecord, LaunchState, Store
 
 __all__ = ["Answer", "Operation", "Operations"]
@@ -76,6 +68,7 @@ _VERB = {
     Operation.IGNORE: "ignore errors of",
     Operation.RERUN: "re-run",
 }
+_ROLES = {REQUESTER: "the requester", APPROVERS: "the channel's approvers"}
 _FAILED_STEP_OPERATIONS = frozenset({Operation.RETRY_FAILED, Operation.IGNORE, Operation.RETRY_STEP})
 _CONFIRM_OPERATIONS = frozenset({Operation.CONFIRM, Operation.END_CONFIRM})
 
@@ -84,8 +77,8 @@ _CONFIRM_OPERATIONS = frozenset({Operation.CONFIRM, Operation.END_CONFIRM})
 class Answer:
     """What the person who asked is told (only them); `replace` is what the clicked message becomes."""
 
-    text: str
-    replace: Message | None = None
+    reason: Reason
+    replace: ConfirmationDecided | None = None
     refused: bool = False
     """BK-JOB did nothing for this person (not a confirmer, no permission): the claim is given back, so that
     someone it allows may still do it. A 1241003 keeps it: the state moved on, the operation is spent."""
@@ -111,7 +104,7 @@ class Operations:
         identities: Identities,
         directory: Directory | None,
         audit: Audit,
-        outbox: Outbox,
+        messenger: Messenger,
         launches: Launches,
         approvals: Approvals,
         clock: Callable[[], float] = time.time,
@@ -122,7 +115,7 @@ class Operations:
         self._identities = identities
         self._directory = directory
         self._audit = audit
-        self._outbox = outbox
+        self._messenger = messenger
         self._launches = launches
         self._approvals = approvals
         self._clock = clock
@@ -139,35 +132,40 @@ class Operations:
     ) -> Answer:
         launch = await self._store.get_launch(launch_id)
         if launch is None or launch.channel != channel:
-            return Answer("That button belongs to no launch of mine in this channel; nothing was sent.")
+            return Answer(say("That button belongs to no launch of mine in this channel; nothing was sent."))
         if op not in _CONFIRM_OPERATIONS:
             refusal = await self._refusal(launch, op, user)
             if refusal is not None:
                 await self._audit.record(
-                    user, f"{op.value}_refused", channel=channel, launch_id=launch.id, detail=refusal
+                    user, f"{op.value}_refused", channel=channel, launch_id=launch.id, detail=str(refusal)
                 )
-                return Answer(f":no_entry: {refusal}")
+                return Answer(say("{refusal}", Tone.REFUSED, refusal=refusal))
         if op is Operation.RERUN:
             return await self._rerun(launch, user)
         if launch.job_instance_id is None:
-            return Answer("This launch has no BK-JOB instance (yet); nothing was sent.")
+            return Answer(say("This launch has no BK-JOB instance (yet); nothing was sent."))
         try:
             bk_user = await self._identities.bk_username(user)
             detail = await self._bk.get_job_instance_status(
                 bk_biz_id=launch.bk_biz_id, job_instance_id=launch.job_instance_id, bk_username=bk_user
             )
         except BotError as exc:
-            return Answer(explain(exc))
+            return Answer(say("{error}", error=Failure(exc)))
         target = _target(op, detail, step_instance_id)
         if target is None:
-            await self._outbox.refresh_launch(launch)
+            await self._messenger.refresh_launch(launch)
             return Answer(
-                f"That no longer applies: the job is {status.describe(detail.job_instance.status)} now, with no "
-                "failed step to act on. Nothing was sent; the buttons are refreshed."
+                say(
+                    "That no longer applies: the job is {status} now, with no failed step to act on. Nothing was "
+                    "sent; the buttons are refreshed.",
+                    status=status.describe(detail.job_instance.status),
+                )
             )
         key = _claim_key(launch, op, detail, target)
         if not await self._store.claim(key, now=self._clock()):
-            return Answer("That was already sent to BK-JOB (a second click, or someone else's); nothing more was sent.")
+            return Answer(
+                say("That was already sent to BK-JOB (a second click, or someone else's); nothing more was sent.")
+            )
         answer = await self._send(launch, op, user, bk_user, target)
         if answer.refused:
             await self._store.release(key)  # BK-JOB did nothing: someone else (a confirmer) may still do it
@@ -203,17 +201,26 @@ class Operations:
             job_instance_id=launch.job_instance_id,
             detail=f"{what} as {bk_user}: BK-JOB accepted",
         )
-        await self._say(launch, f":arrow_forward: <@{user}> asked BK-JOB to {what} (as `{bk_user}`); BK-JOB accepted.")
+        await self._say(
+            launch,
+            say(
+                "{user} asked BK-JOB to {what} (as `{bk_user}`); BK-JOB accepted.",
+                Tone.STARTED,
+                user=Person(user),
+                what=what,
+                bk_user=bk_user,
+            ),
+        )
         await self._follow(launch, op)
         replace = None
         if op in _CONFIRM_OPERATIONS and target.step is not None:
-            replace = confirmation_decided(
-                target.number,
-                target.step.name or str(target.step.step_instance_id),
+            replace = ConfirmationDecided(
+                step_number=target.number,
+                step_name=target.step.name or str(target.step.step_instance_id),
                 by=user,
                 confirmed=op is Operation.CONFIRM,
             )
-        return Answer(f":white_check_mark: BK-JOB accepted: {what}.", replace=replace)
+        return Answer(say("BK-JOB accepted: {what}.", Tone.DONE, what=what), replace=replace)
 
     async def _refused(
         self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: _Target, exc: BkError
@@ -231,22 +238,37 @@ class Operations:
         if isinstance(exc, BkApiError) and exc.code == UNSUPPORTED_OPERATION:
             if launch.state is LaunchState.RUNNING:
                 await self._store.schedule_poll(launch.id, at=self._clock())
-            await self._outbox.refresh_launch(launch)
+            await self._messenger.refresh_launch(launch)
             return Answer(
-                text=f":information_source: BK-JOB says that no longer applies ({outcome}): the job has moved on since "
-                "the button was shown. Nothing was done; the buttons are refreshed.",
+                say(
+                    "BK-JOB says that no longer applies ({outcome}): the job has moved on since the button was shown. "
+                    "Nothing was done; the buttons are refreshed.",
+                    Tone.INFO,
+                    outcome=outcome,
+                )
             )
         if isinstance(exc, BkApiError) and exc.code == NOT_CONFIRMER:
             confirmation = await self._confirmation(launch, target)
-            who = confirmers_text(confirmation) if confirmation is not None else "the step's confirmers"
+            who = confirmation.confirmers() if confirmation is not None else "the step's confirmers"
             return Answer(
+                say(
+                    "BK-JOB allows only the step's confirmers to answer it ({outcome}). You act as `{bk_user}`; who "
+                    "may confirm: {who}.",
+                    Tone.REFUSED,
+                    outcome=outcome,
+                    bk_user=bk_user,
+                    who=who,
+                ),
                 refused=True,
-                text=f":no_entry: BK-JOB allows only the step's confirmers to answer it ({outcome}). You act as "
-                f"`{bk_user}`; who may confirm: {who}.",
             )
         if isinstance(exc, BkApiError):
-            return Answer(explain(exc), refused=True)
-        return Answer(f"{explain(exc)} It may or may not have reached BK-JOB: check there; I will not send it again.")
+            return Answer(say("{error}", error=Failure(exc)), refused=True)
+        return Answer(
+            say(
+                "{error} It may or may not have reached BK-JOB: check there; I will not send it again.",
+                error=Failure(exc),
+            )
+        )
 
     async def _follow(self, launch: LaunchRecord, op: Operation) -> None:
         """A retried step or an ignored error makes a finished job run again: the launch is running again and the
@@ -257,9 +279,9 @@ class Operations:
         elif launch.state is LaunchState.RUNNING:
             await self._store.schedule_poll(launch.id, at=now)
         fresh = await self._store.get_launch(launch.id)
-        await self._outbox.refresh_launch(fresh or launch)
+        await self._messenger.refresh_launch(fresh or launch)
 
-    async def _refusal(self, launch: LaunchRecord, op: Operation, user: str) -> str | None:
+    async def _refusal(self, launch: LaunchRecord, op: Operation, user: str) -> str | Reason | None:
         """The channel's policy: may look into the business at all, then `[operators]` for this operation."""
         policy = self._policy.for_channel(launch.channel)
         refusal = policy.read_refusal(channel=launch.channel, bk_biz_id=launch.bk_biz_id)
@@ -273,12 +295,14 @@ class Operations:
             named += list(policy.approvers)
         if await self._is_member(named, user):
             return None
-        who = [w for w in allowed if w in (REQUESTER, APPROVERS)] + [
-            _mention(a) for a in allowed if a not in (REQUESTER, APPROVERS)
-        ]
-        return (
-            f"In <#{launch.channel}> only {', '.join(_people(w) for w in who) or 'nobody'} may {_VERB[op]} a launch "
-            "(the channel's policy); nothing was sent."
+        listed = tuple(a for a in allowed if a not in (REQUESTER, APPROVERS))
+        who = [_ROLES[w] for w in allowed if w in (REQUESTER, APPROVERS)] + (["{listed}"] if listed else [])
+        return say(
+            f"In {{channel}} only {', '.join(who) or 'nobody'} may {{verb}} a launch (the channel's policy); "
+            "nothing was sent.",
+            channel=Channel(launch.channel),
+            listed=People(listed),
+            verb=_VERB[op],
         )
 
     async def _is_member(self, listed: Sequence[str], user: str) -> bool:
@@ -300,9 +324,9 @@ class Operations:
         policy = self._policy.for_channel(launch.channel)
         refusal = policy.refusal(channel=launch.channel, bk_biz_id=launch.bk_biz_id, bk_job_id=launch.bk_job_id)
         if refusal is not None:
-            return Answer(f":no_entry: {refusal}")
+            return Answer(say("{refusal}", Tone.REFUSED, refusal=refusal))
         if not await self._store.claim(f"op:{launch.id}:rerun", now=self._clock()):
-            return Answer("A re-run of this launch was already requested; nothing more was sent.")
+            return Answer(say("A re-run of this launch was already requested; nothing more was sent."))
         request = LaunchRequest(
             requester=user,
             channel=launch.channel,
@@ -321,11 +345,11 @@ class Operations:
         try:
             if policy.rerun_needs_approval:
                 await self._approvals.request(request, policy)
-                return Answer(":raised_hand: Re-run requested: it waits for an approval in the channel.")
+                return Answer(say("Re-run requested: it waits for an approval in the channel.", Tone.ASKED))
             await self._launches.launch(request)
         except BotError as exc:
-            return Answer(explain(exc))
-        return Answer(":arrow_forward: Re-run launched: see the new launch message in the channel.")
+            return Answer(say("{error}", error=Failure(exc)))
+        return Answer(say("Re-run launched: see the new launch message in the channel.", Tone.STARTED))
 
     # -- manual confirmation: shown when the poller sees status 7 -------------------------------------------------
 
@@ -342,7 +366,9 @@ class Operations:
         confirmation = await self._confirmation(launch, _Target(step=step, number=number))
         if confirmation is None:
             confirmation = _confirmation(step, number, None)
-        await self._outbox.post(launch.channel, confirmation_message(launch, confirmation), thread_ts=launch.message_ts)
+        await self._messenger.post(
+            launch.channel, ConfirmationCard(launch=launch, confirmation=confirmation), thread_ts=launch.message_ts
+        )
         return True
 
     async def _confirmation(self, launch: LaunchRecord, target: _Target) -> Confirmation | None:
@@ -365,9 +391,9 @@ class Operations:
                 people.setdefault(bk_user, []).append(slack_user)
         return replace(confirmation, people=people)
 
-    async def _say(self, launch: LaunchRecord, text: str) -> None:
+    async def _say(self, launch: LaunchRecord, reason: Reason) -> None:
         if launch.message_ts is not None:
-            await self._outbox.post(launch.channel, notice(text), thread_ts=launch.message_ts)
+            await self._messenger.post(launch.channel, Note(reason), thread_ts=launch.message_ts)
 
 
 def _target(op: Operation, detail: JobInstanceStatus, step_instance_id: int | None) -> _Target | None:
@@ -432,11 +458,3 @@ def _values(launch: LaunchRecord) -> dict[str, str]:
             continue
         values[var.name] = var.shown.partition(": ")[2] if var.category == VariableType.HOST_LIST else var.shown
     return values
-
-
-def _people(who: str) -> str:
-    return {"requester": "the requester", "approvers": "the channel's approvers"}.get(who, who)
-
-
-def _mention(slack_id: str) -> str:
-    return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -28,6 +28,7 @@ from slack_sdk.models.views import View
 from bot.bkjob import status
 from bot.bkjob.models import JobDetail, JobInstanceStatus, PlanSummary, PlanVariable, VariableType
 from bot.bkjob.variables import MASK, default_text, host_hint, type_name
+from bot.core.cards import Confirmation
 from bot.store.records import ApprovalRecord, ApprovalState, LaunchRecord, LaunchState, SentVariable, Vote
 
 __all__ = [
@@ -49,10 +50,8 @@ __all__ = [
     "RETRY_FAILED_ACTION",
     "RETRY_STEP_ACTION",
     "STOP_ACTION",
-    "Confirmation",
     "confirmation_decided",
     "confirmation_message",
-    "confirmers_text",
     "run_controls",
     "REASON_ACTION",
     "REASON_BLOCK",
@@ -908,40 +907,9 @@ def run_controls(launch: LaunchRecord, *, url: str | None) -> ActionsBlock | Non
     return ActionsBlock(block_id=f"run:{launch.id}", elements=buttons)
 
 
-@dataclass(frozen=True)
-class Confirmation:
-    """A step waiting in status 7 for its confirmer, and what BK-JOB says of it (v2 names no confirmers)."""
-
-    step_instance_id: int
-    step_number: int
-    step_name: str
-    message: str | None
-    users: Sequence[str]
-    roles: Sequence[str]
-    named: bool
-    """Whether BK-JOB told who may confirm (v3's plan detail does, v2's does not)."""
-    people: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    """BK-JOB user -> the Slack users the policy maps to it, so the thread can mention who may answer."""
-
-
-def confirmers_text(confirmation: Confirmation) -> str:
-    if not confirmation.named:
-        return "the step's confirmers in BK-JOB (BK-JOB's v2 API does not name them; BK-JOB checks)"
-    who = [
-        f"`{_esc(u)}`" + (f" ({mentions(confirmation.people[u])})" if confirmation.people.get(u) else "")
-        for u in confirmation.users
-    ]
-    who += [
-        "whoever launched the job (role `JOB_RESOURCE_TRIGGER_USER`)"
-        if r == "JOB_RESOURCE_TRIGGER_USER"
-        else f"role `{_esc(r)}`"
-        for r in confirmation.roles
-    ]
-    return ", ".join(who) or "nobody (the plan names no confirmer)"
-
-
-def confirmation_message(launch: LaunchRecord, confirmation: Confirmation) -> Message:
-    """In the launch's thread when the job waits in 7: the step's message, who may confirm, and two buttons."""
+def confirmation_message(launch: LaunchRecord, confirmation: Confirmation, *, who: str) -> Message:
+    """In the launch's thread when the job waits in 7: the step's message, who may confirm (`who`: the
+    confirmation's confirmers in words), and two buttons."""
     head = (
         f":raised_hand: *Waiting for confirmation* at step {confirmation.step_number} "
         f"(*{_esc(confirmation.step_name)}*) of {_esc(launch.plan_name)}, instance {launch.job_instance_id}"
@@ -951,9 +919,7 @@ def confirmation_message(launch: LaunchRecord, confirmation: Confirmation) -> Me
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=_cut(head, _MAX_SECTION))),
         SectionBlock(text=MarkdownTextObject(text=_cut(said, _MAX_SECTION))),
-        ContextBlock(
-            elements=[MarkdownTextObject(text=_cut(f"*Who may confirm:* {confirmers_text(confirmation)}", 2000))]
-        ),
+        ContextBlock(elements=[MarkdownTextObject(text=_cut(f"*Who may confirm:* {who}", 2000))]),
         ActionsBlock(
             block_id=f"confirm:{confirmation.step_instance_id}",
             elements=[

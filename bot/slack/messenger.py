@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from bot.core.cards import ApprovalCard, Card, LaunchCard, Note, ResultCard
+from bot.core.cards import (
+    ApprovalCard,
+    Card,
+    ConfirmationCard,
+    ConfirmationDecided,
+    LaunchCard,
+    Note,
+    ResultCard,
+)
 from bot.core.reasons import Reason
-from bot.slack.blocks import Message, approval_message, launch_message, notice, queued, result_reply
+from bot.slack.blocks import (
+    Message,
+    approval_message,
+    confirmation_decided,
+    confirmation_message,
+    launch_message,
+    notice,
+    queued,
+    result_reply,
+)
 from bot.slack.digest import sections
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
@@ -37,6 +54,10 @@ class SlackMessenger:
                 digest=sections(card.report) if card.report is not None else [],
                 logs_button=card.logs_button,
             )
+        if isinstance(card, ConfirmationCard):
+            return confirmation_message(card.launch, card.confirmation, who=words(card.confirmation.confirmers()))
+        if isinstance(card, ConfirmationDecided):
+            return confirmation_decided(card.step_number, card.step_name, by=card.by, confirmed=card.confirmed)
         assert isinstance(card, Note)
         return notice(words(card.reason))
 

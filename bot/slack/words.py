@@ -28,6 +28,11 @@ TONES = {
     Tone.DONE: ":white_check_mark:",
     Tone.STOPPED: ":octagonal_sign:",
     Tone.FILE: ":page_facing_up:",
+    # run control
+    Tone.STARTED: ":arrow_forward:",
+    Tone.INFO: ":information_source:",
+    Tone.ASKED: ":raised_hand:",
+    Tone.FOUND: ":mag:",
 }
 
 

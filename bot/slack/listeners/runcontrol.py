@@ -17,11 +17,13 @@ from bot.slack.blocks import (
     RETRY_FAILED_ACTION,
     RETRY_STEP_ACTION,
     STOP_ACTION,
+    confirmation_decided,
 )
 from bot.slack.commands import RetryCommand, StopCommand
 from bot.slack.errors import SlackError
 from bot.slack.listeners.shared import Ack, Respond, clicker, ephemeral, origin
 from bot.slack.notifier import Notifier
+from bot.slack.words import words
 from bot.store import Store
 
 __all__ = ["OPERATIONS", "RunControlListeners"]
@@ -74,7 +76,7 @@ class RunControlListeners:
             return
         op = Operation.STOP if isinstance(cmd, StopCommand) else Operation.RETRY_FAILED
         answer = await self._operations.operate(op, launch_id=launch.id, user=user, channel=channel)
-        await ephemeral(respond, answer.text)
+        await ephemeral(respond, words(answer.reason))
 
     async def on_operation(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
@@ -100,15 +102,16 @@ class RunControlListeners:
             channel=channel,
             step_instance_id=int(step) if step.isdigit() else None,
         )
-        if answer.replace is not None:
+        if (decided := answer.replace) is not None:
             # The confirmation message loses its buttons: nobody else presses a question already answered.
+            done = confirmation_decided(
+                decided.step_number, decided.step_name, by=decided.by, confirmed=decided.confirmed
+            )
             try:
-                await self._notifier.update(
-                    channel, str((body.get("container") or {}).get("message_ts", "")), answer.replace
-                )
+                await self._notifier.update(channel, str((body.get("container") or {}).get("message_ts", "")), done)
             except SlackError as exc:
                 log.warning("the answered confirmation message could not be updated: %s", exc.error)
-        await ephemeral(respond, answer.text, replace_original=False)
+        await ephemeral(respond, words(answer.reason), replace_original=False)
 
     async def on_open(self, ack: Ack) -> None:
         """The link button opens BK-JOB in the browser; Slack still sends the click, which only needs an ack."""
