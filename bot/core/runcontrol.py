@@ -1,4 +1,4 @@
-"""Run control from Slack: stop, retry, ignore an error, confirm a manual step, re-run; each sent to BK-JOB once."""
+"""Run control: stop, retry, ignore an error, confirm a manual step, re-run; each sent to BK-JOB once."""
 
 from __future__ import annotations
 
