@@ -208,11 +208,9 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     approvals = Approvals(
         store=store,
         launches=launches,
-        notifier=notifier,
+        messenger=messenger,
         directory=directory,
         audit=audit,
-        outbox=outbox,
-        web_root=settings.job_web_root(),
         identities=identities,
         policy=policy,
         bk=bk,

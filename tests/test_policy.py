@@ -9,6 +9,7 @@ import pytest
 
 from bot.core.policy import ChannelPolicy, Policy, load_policy, parse_duration
 from bot.errors import ConfigError
+from bot.slack.words import words
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "bkjob.example.toml"
 
@@ -56,10 +57,10 @@ def test_example_file_is_deny_by_default() -> None:
     assert policy is not None
     for channel in ("C0UNLISTED", "D0DIRECT", "G0PRIVATE"):
         refused = policy.for_channel(channel).refusal(channel=channel, bk_biz_id=3, bk_job_id=100)
-        assert refused is not None and "allows nothing here" in refused
+        assert refused is not None and "allows nothing here" in words(refused)
         assert policy.for_channel(channel).read_refusal(channel=channel, bk_biz_id=3) is not None
     dm = policy.for_channel("D0DIRECT").refusal(channel="D0DIRECT", bk_biz_id=3, bk_job_id=1)
-    assert dm is not None and dm.startswith("Direct messages")
+    assert dm is not None and words(dm).startswith("Direct messages")
 
 
 def test_no_path_and_no_file_is_no_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -384,22 +385,22 @@ def test_refusal_none_when_allowed() -> None:
 
 def test_refusal_for_a_business() -> None:
     policy = ChannelPolicy(allowed_biz=frozenset({4, 3}))
-    assert policy.refusal(channel="C0OPS", bk_biz_id=7, bk_job_id=100) == (
+    assert words(policy.refusal(channel="C0OPS", bk_biz_id=7, bk_job_id=100)) == (
         "This channel (<#C0OPS>) may launch only in businesses 3, 4; business 7 is not allowed by its policy."
     )
     single = ChannelPolicy(allowed_biz=frozenset({3}))
-    assert single.refusal(channel="C0OPS", bk_biz_id=7, bk_job_id=100) == (
+    assert words(single.refusal(channel="C0OPS", bk_biz_id=7, bk_job_id=100)) == (
         "This channel (<#C0OPS>) may launch only in business 3; business 7 is not allowed by its policy."
     )
 
 
 def test_refusal_for_a_plan() -> None:
     policy = ChannelPolicy(allowed_jobs=frozenset({101, 100}))
-    assert policy.refusal(channel="C0OPS", bk_biz_id=3, bk_job_id=102) == (
+    assert words(policy.refusal(channel="C0OPS", bk_biz_id=3, bk_job_id=102)) == (
         "This channel (<#C0OPS>) may launch only plans 100, 101; plan 102 is not allowed by its policy."
     )
     single = ChannelPolicy(allowed_jobs=frozenset({100}))
-    assert single.refusal(channel="C0DEV", bk_biz_id=3, bk_job_id=102) == (
+    assert words(single.refusal(channel="C0DEV", bk_biz_id=3, bk_job_id=102)) == (
         "This channel (<#C0DEV>) may launch only plan 100; plan 102 is not allowed by its policy."
     )
 
@@ -408,7 +409,7 @@ def test_refusal_from_the_example_channels() -> None:
     policy = load_policy(str(EXAMPLE))
     assert policy.for_channel("C0OPS").refusal(channel="C0OPS", bk_biz_id=3, bk_job_id=100) is None
     refused = policy.for_channel("C0STAGING").refusal(channel="C0STAGING", bk_biz_id=3, bk_job_id=100)
-    assert refused is not None and "<#C0STAGING>" in refused and "businesses 4, 5" in refused
+    assert refused is not None and "<#C0STAGING>" in words(refused) and "businesses 4, 5" in words(refused)
 
 
 # -- [operators]: who may control a launch's run (issue 15) -------------------------------------------------------

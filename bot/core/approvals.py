@@ -15,16 +15,14 @@ from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
 from bot.bkjob.models import JobDetail
 from bot.core.audit import Audit
-from bot.core.errors import ChatError
+from bot.core.cards import ApprovalCard, Note
+from bot.core.errors import ChatError, Refusal
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchFailed, LaunchRequest
 from bot.core.policy import ChannelPolicy, Policy
-from bot.core.ports import Directory
+from bot.core.ports import Directory, Messenger
+from bot.core.reasons import Failure, Moment, Person, Quoted, Reason, people, say
 from bot.errors import BotError
-from bot.slack.blocks import approval_message, mention, notice, queued, untrusted, when
-from bot.slack.notifier import Notifier
-from bot.slack.outbox import Outbox
-from bot.slack.words import explain
 from bot.store import ApprovalRecord, ApprovalState, Store, Vote
 
 __all__ = ["Approvals", "Decision", "plan_changes", "plan_version"]
@@ -32,8 +30,8 @@ __all__ = ["Approvals", "Decision", "plan_changes", "plan_version"]
 log = logging.getLogger(__name__)
 
 
-class Decision(BotError):
-    """A click that changes nothing; `str(err)` tells the clicker why (ephemerally)."""
+class Decision(Refusal):
+    """A click or a request that changes nothing; its reason tells the person why (ephemerally)."""
 
 
 class Approvals:
@@ -44,11 +42,9 @@ class Approvals:
         *,
         store: Store,
         launches: Launches,
-        notifier: Notifier,
+        messenger: Messenger,
         directory: Directory | None,
         audit: Audit,
-        outbox: Outbox,
-        web_root: str | None,
         identities: Identities | None = None,
         policy: Policy | None = None,
         bk: BkClient | None = None,
@@ -61,11 +57,9 @@ class Approvals:
         self._creating = asyncio.Lock()
         self._store = store
         self._launches = launches
-        self._notifier = notifier
+        self._messenger = messenger
         self._directory = directory
-        self._outbox = outbox
         self._audit = audit
-        self._web_root = web_root
         self._clock = clock
 
     async def request(self, request: LaunchRequest, policy: ChannelPolicy) -> ApprovalRecord:
@@ -95,11 +89,7 @@ class Approvals:
             await self._store.create_approval(approval)
         try:
             # Paced with the channel's other posts; a busy channel delays the request rather than refusing it.
-            ts = await self._outbox.send_now(
-                approval.channel,
-                approval_message(approval, [], web_root=self._web_root),
-                on_queued=lambda wait: self._notifier.tell(approval.channel, approval.requester, queued(wait)),
-            )
+            ts = await self._messenger.announce(approval.channel, ApprovalCard(approval), requester=approval.requester)
         except ChatError as exc:
             # Nobody could ever see or decide it: close it now rather than let it expire unseen.
             await self._store.decide(
@@ -127,8 +117,11 @@ class Approvals:
             )
         except BkError as exc:
             raise Decision(
-                f"I could not read plan {approval.bk_job_id} to check it is unchanged ({exc}); nothing "
-                "was approved. Try again."
+                say(
+                    "I could not read plan {plan} to check it is unchanged ({error}); nothing was approved. Try again.",
+                    plan=approval.bk_job_id,
+                    error=str(exc),
+                )
             ) from exc
         changes = plan_changes(approval.plan_version, plan_version(plan))
         if not changes:
@@ -145,12 +138,19 @@ class Approvals:
             await self._refresh(closed)
             await self._reply(
                 closed,
-                f"<@{approval.requester}> the plan changed in BK-JOB before this request was approved ({what}), so "
-                "nothing was launched. Run the command again to ask for the plan as it is now.",
+                say(
+                    "{requester} the plan changed in BK-JOB before this request was approved ({what}), so nothing "
+                    "was launched. Run the command again to ask for the plan as it is now.",
+                    requester=Person(approval.requester),
+                    what=what,
+                ),
             )
         raise Decision(
-            f"The plan changed in BK-JOB since this request was made: {what}. Nothing was approved or launched; "
-            "the requester has to ask again for the plan as it is now."
+            say(
+                "The plan changed in BK-JOB since this request was made: {what}. Nothing was approved or launched; "
+                "the requester has to ask again for the plan as it is now.",
+                what=what,
+            )
         )
 
     async def _within_caps(self, request: LaunchRequest, policy: ChannelPolicy) -> None:
@@ -159,13 +159,21 @@ class Approvals:
         mine = sum(1 for approval in pending if approval.requester == request.requester)
         if mine >= policy.max_pending_per_person:
             raise Decision(
-                f"You already have {mine} approval requests waiting here (at most {policy.max_pending_per_person}): "
-                "wait for them to be decided or to expire (`/bkjob pending` lists them). Nothing was requested."
+                say(
+                    "You already have {mine} approval requests waiting here (at most {cap}): wait for them to be "
+                    "decided or to expire (`/bkjob pending` lists them). Nothing was requested.",
+                    mine=mine,
+                    cap=policy.max_pending_per_person,
+                )
             )
         if len(pending) >= policy.max_pending:
             raise Decision(
-                f"This channel already has {len(pending)} approval requests waiting (at most {policy.max_pending}): "
-                "try again once some are decided. Nothing was requested."
+                say(
+                    "This channel already has {pending} approval requests waiting (at most {cap}): try again once "
+                    "some are decided. Nothing was requested.",
+                    pending=len(pending),
+                    cap=policy.max_pending,
+                )
             )
 
     async def check_approver(
@@ -178,21 +186,26 @@ class Approvals:
         """
         approval = await self._store.get_approval(approval_id)
         if approval is None:
-            raise Decision("This approval request is unknown to me; nothing changed.")
+            raise Decision(say("This approval request is unknown to me; nothing changed."))
         if origin is not None and not _same_message(approval, origin):
             log.warning("approval %s clicked from another message (%s)", approval.id, origin[0])
-            raise Decision("This button does not belong to that approval request; nothing changed.")
+            raise Decision(say("This button does not belong to that approval request; nothing changed."))
         self._still_open(approval)
         if user == approval.requester:
-            raise Decision("You cannot approve or reject your own launch: another approver has to.")
+            raise Decision(say("You cannot approve or reject your own launch: another approver has to."))
         approvers = self._current_approvers(approval)
         if not await self._is_approver(approvers, user):
-            raise Decision(f"Only {', '.join(mention(a) for a in approvers)} may decide this request; nothing changed.")
+            # Nobody listed any more reads "Only  may decide", as it always has.
+            who = people(approvers) if approvers else ""
+            raise Decision(say("Only {who} may decide this request; nothing changed.", who=who))
         if await self._bk_user(user) == approval.bk_username:
             # A second Slack account of the requester's BK-JOB user is still the requester.
             raise Decision(
-                f"You act as the same BK-JOB user as the requester (`{approval.bk_username}`), so you cannot decide "
-                "this request: another approver has to."
+                say(
+                    "You act as the same BK-JOB user as the requester (`{bk_username}`), so you cannot decide this "
+                    "request: another approver has to.",
+                    bk_username=approval.bk_username,
+                )
             )
         return approval
 
@@ -210,7 +223,7 @@ class Approvals:
         try:
             return await self._identities.bk_username(user)
         except BotError as exc:
-            raise Decision(f"{exc} Nothing changed.") from exc
+            raise Decision(say("{error} Nothing changed.", error=str(exc))) from exc
 
     async def _distinct_voters(self, votes: Sequence[Vote]) -> int:
         """Approvals count once per BK-JOB user: two Slack accounts of one person are one approval."""
@@ -222,7 +235,7 @@ class Approvals:
                 log.warning("approver %s no longer maps to a BK-JOB user; the vote is not counted", vote.approver)
         return len(users)
 
-    def _policy_refusal(self, approval: ApprovalRecord) -> str | None:
+    def _policy_refusal(self, approval: ApprovalRecord) -> Reason | None:
         """The channel's policy as it is now: a plan forbidden since the request was made does not launch."""
         if self._policy is None:
             return None
@@ -235,20 +248,24 @@ class Approvals:
         refusal = self._policy_refusal(approval)
         if refusal is not None:
             await self._audit.record(user, "approval_refused", channel=approval.channel, approval_id=approval.id)
-            raise Decision(f"{refusal} Nothing was approved or launched.")
+            raise Decision(say("{refusal} Nothing was approved or launched.", refusal=refusal))
         await self._same_plan(approval, user)
         me = await self._bk_user(user)
         for vote in await self._store.votes(approval.id):
             if vote.approver != user and await self._bk_user_or_none(vote.approver) == me:
                 raise Decision(
-                    f"{mention(vote.approver)} has already approved as the same BK-JOB user (`{me}`); "
-                    "it counts once, so another approver is needed."
+                    say(
+                        "{approver} has already approved as the same BK-JOB user (`{me}`); it counts once, so "
+                        "another approver is needed.",
+                        approver=Person(vote.approver),
+                        me=me,
+                    )
                 )
         now = self._clock()
         if not await self._store.add_vote(approval.id, user, now=now):
             fresh = await self._store.get_approval(approval.id) or approval
             self._still_open(fresh)
-            raise Decision("You have already approved this request.")
+            raise Decision(say("You have already approved this request."))
         votes = await self._store.votes(approval.id)
         await self._audit.record(
             user, "approval_vote", channel=approval.channel, approval_id=approval.id, detail=f"{len(votes)}"
@@ -259,7 +276,7 @@ class Approvals:
         if not await self._store.decide(approval.id, ApprovalState.APPROVED, by=user, now=self._clock()):
             fresh = await self._store.get_approval(approval.id) or approval
             self._still_open(fresh)
-            raise Decision("This request could not be approved; try again.")
+            raise Decision(say("This request could not be approved; try again."))
         await self._audit.record(user, "approved", channel=approval.channel, approval_id=approval.id)
         approved = await self._store.get_approval(approval.id) or approval
         await self._refresh(approved)
@@ -270,14 +287,19 @@ class Approvals:
         if not await self._store.decide(approval.id, ApprovalState.REJECTED, by=user, now=self._clock(), reason=reason):
             fresh = await self._store.get_approval(approval.id) or approval
             self._still_open(fresh)
-            raise Decision("This request could not be rejected; try again.")
+            raise Decision(say("This request could not be rejected; try again."))
         await self._audit.record(
             user, "rejected", channel=approval.channel, approval_id=approval.id, detail=reason or None
         )
         rejected = await self._store.get_approval(approval.id) or approval
         await self._refresh(rejected)
-        because = f": {untrusted(reason)}" if reason else "."
-        await self._reply(rejected, f"<@{rejected.requester}> your launch was rejected by <@{user}>{because}")
+        said = say(
+            "{requester} your launch was rejected by {user}" + (": {reason}" if reason else "."),
+            requester=Person(rejected.requester),
+            user=Person(user),
+            reason=Quoted(reason or ""),
+        )
+        await self._reply(rejected, said)
 
     async def expire_due(self) -> int:
         """Expire every request past its deadline; the sweeper calls this, at start-up too."""
@@ -286,7 +308,11 @@ class Approvals:
             await self._audit.record("bkjob-bot", "expired", channel=approval.channel, approval_id=approval.id)
             await self._refresh(approval)
             await self._reply(
-                approval, f"<@{approval.requester}> your launch request expired without enough approvals."
+                approval,
+                say(
+                    "{requester} your launch request expired without enough approvals.",
+                    requester=Person(approval.requester),
+                ),
             )
         return len(expired)
 
@@ -302,10 +328,19 @@ class Approvals:
             launch = await self._launches.launch(request, approval=approval, approved_by=[v.approver for v in votes])
         except LaunchFailed as exc:
             await self._store.set_approval_launch(approval.id, exc.launch.id, now=self._clock())
-            await self._reply(approval, f"<@{approval.requester}> {explain(exc)}")
+            await self._reply(
+                approval, say("{requester} {error}", requester=Person(approval.requester), error=Failure(exc))
+            )
             return
         except BotError as exc:
-            await self._reply(approval, f"<@{approval.requester}> the approved launch could not start. {explain(exc)}")
+            await self._reply(
+                approval,
+                say(
+                    "{requester} the approved launch could not start. {error}",
+                    requester=Person(approval.requester),
+                    error=Failure(exc),
+                ),
+            )
             return
         await self._store.set_approval_launch(approval.id, launch.id, now=self._clock())
 
@@ -316,13 +351,18 @@ class Approvals:
             return None
 
     def _still_open(self, approval: ApprovalRecord) -> None:
-        if approval.state is ApprovalState.PENDING and approval.expires_at <= self._clock():
-            raise Decision(f"This request expired {when(approval.expires_at)}; nothing changed.")
-        if approval.state is ApprovalState.EXPIRED:
-            raise Decision(f"This request expired {when(approval.expires_at)}; nothing changed.")
+        expired = approval.state is ApprovalState.PENDING and approval.expires_at <= self._clock()
+        if expired or approval.state is ApprovalState.EXPIRED:
+            raise Decision(say("This request expired {at}; nothing changed.", at=Moment(approval.expires_at)))
         if approval.state is not ApprovalState.PENDING:
-            at = when(approval.decided_at) if approval.decided_at else "earlier"
-            raise Decision(f"This request was already {approval.state.value} by {mention(approval.decided_by)} ({at}).")
+            raise Decision(
+                say(
+                    "This request was already {state} by {who} ({at}).",
+                    state=approval.state.value,
+                    who=Person(approval.decided_by),
+                    at=Moment(approval.decided_at) if approval.decided_at else "earlier",
+                )
+            )
 
     async def _is_approver(self, approvers: Sequence[str], user: str) -> bool:
         if user in approvers:
@@ -338,11 +378,11 @@ class Approvals:
         return False
 
     async def _refresh(self, approval: ApprovalRecord) -> None:
-        """Through the outbox: rendered from the store when sent, so concurrent votes coalesce into one edit."""
-        await self._outbox.refresh_approval(approval)
+        """Rendered from the store when sent, so concurrent votes coalesce into one edit."""
+        await self._messenger.refresh_approval(approval)
 
-    async def _reply(self, approval: ApprovalRecord, text: str) -> None:
-        await self._outbox.post(approval.channel, notice(text), thread_ts=approval.message_ts)
+    async def _reply(self, approval: ApprovalRecord, reason: Reason) -> None:
+        await self._messenger.post(approval.channel, Note(reason), thread_ts=approval.message_ts)
 
 
 def _same_message(approval: ApprovalRecord, origin: tuple[str, str]) -> bool:

@@ -188,7 +188,7 @@ class LogFiles:
             )
         refusal = policy.refusal(channel=channel, bk_biz_id=launch.bk_biz_id, bk_job_id=launch.bk_job_id)
         if refusal is not None:
-            return say("{refusal}", refusal=refusal)  # the policy's words, already Slack's (until they are a reason)
+            return refusal
         if launch.job_instance_id is None or launch.message_ts is None:
             return say("That launch has no BK-JOB instance, so it has no logs.")
         if policy.log_viewers is not None and not await self._is_viewer(user, policy.log_viewers):

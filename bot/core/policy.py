@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from bot.core.presets import Preset, PresetName
+from bot.core.reasons import Channel, Reason, say
 from bot.errors import ConfigError
 
 __all__ = [
@@ -218,20 +219,23 @@ class ChannelPolicy(BaseModel):
             raise _problem(f"is {value} but only {len(approvers)} {people} listed")
         return value
 
-    def refusal(self, *, channel: str, bk_biz_id: int, bk_job_id: int) -> str | None:
+    def refusal(self, *, channel: str, bk_biz_id: int, bk_job_id: int) -> Reason | None:
         """Why this channel may not launch the plan, for the person who asked; None when it may."""
         if self.closed:
             return _closed(channel)
         if self.allowed_biz is not None and bk_biz_id not in self.allowed_biz:
-            allowed = _numbers("business", "businesses", self.allowed_biz)
-            return (
-                f"This channel (<#{channel}>) may launch only in {allowed}; "
-                f"business {bk_biz_id} is not allowed by its policy."
+            return say(
+                "This channel ({channel}) may launch only in {allowed}; business {biz} is not allowed by its policy.",
+                channel=Channel(channel),
+                allowed=_numbers("business", "businesses", self.allowed_biz),
+                biz=bk_biz_id,
             )
         if self.allowed_jobs is not None and bk_job_id not in self.allowed_jobs:
-            allowed = _numbers("plan", "plans", self.allowed_jobs)
-            return (
-                f"This channel (<#{channel}>) may launch only {allowed}; plan {bk_job_id} is not allowed by its policy."
+            return say(
+                "This channel ({channel}) may launch only {allowed}; plan {plan} is not allowed by its policy.",
+                channel=Channel(channel),
+                allowed=_numbers("plan", "plans", self.allowed_jobs),
+                plan=bk_job_id,
             )
         return None
 
@@ -240,13 +244,17 @@ class ChannelPolicy(BaseModel):
         """Nothing at all may be launched here (`allowed_biz = []` or `allowed_jobs = []`)."""
         return self.allowed_biz == frozenset() or self.allowed_jobs == frozenset()
 
-    def read_refusal(self, *, channel: str, bk_biz_id: int | None = None) -> str | None:
+    def read_refusal(self, *, channel: str, bk_biz_id: int | None = None) -> Reason | None:
         """Why this channel may not look into a business (status, history, pending); None when it may."""
         if self.closed:
             return _closed(channel)
         if bk_biz_id is not None and self.allowed_biz is not None and bk_biz_id not in self.allowed_biz:
-            allowed = _numbers("business", "businesses", self.allowed_biz)
-            return f"This channel (<#{channel}>) may look only into {allowed}; business {bk_biz_id} is not allowed."
+            return say(
+                "This channel ({channel}) may look only into {allowed}; business {biz} is not allowed.",
+                channel=Channel(channel),
+                allowed=_numbers("business", "businesses", self.allowed_biz),
+                biz=bk_biz_id,
+            )
         return None
 
     @property
@@ -255,11 +263,12 @@ class ChannelPolicy(BaseModel):
         return self.allowed_biz is None and self.allowed_jobs is None and not self.approval
 
 
-def _closed(channel: str) -> str:
-    where = "Direct messages with me" if channel.startswith("D") else f"This channel (<#{channel}>)"
-    return (
-        f"{where} may not launch or look into BK-JOB plans: the bot's policy allows nothing here. "
-        "Use a channel the policy names, or ask a bkjob-bot admin to add this one."
+def _closed(channel: str) -> Reason:
+    where = say("Direct messages with me") if channel.startswith("D") else say("This channel ({c})", c=Channel(channel))
+    return say(
+        "{where} may not launch or look into BK-JOB plans: the bot's policy allows nothing here. "
+        "Use a channel the policy names, or ask a bkjob-bot admin to add this one.",
+        where=where,
     )
 
 
@@ -331,7 +340,7 @@ class Policy(BaseModel):
     def preset(self, name: str) -> Preset | None:
         return self.presets.get(name)
 
-    def preset_refusal(self, name: str, preset: Preset, channel: str) -> str | None:
+    def preset_refusal(self, name: str, preset: Preset, channel: str) -> Reason | None:
         """Why `channel` may not use the preset: its own channel list first, then the channel's policy."""
         return preset.where_refused(name, channel) or self.for_channel(channel).refusal(
             channel=channel, bk_biz_id=preset.bk_biz_id, bk_job_id=preset.plan

@@ -9,7 +9,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from bot.errors import UserInputError
+from bot.core.errors import Refusal
+from bot.core.reasons import Channel, Reason, say
 
 __all__ = ["MAX_PRESET_NAME", "Preset", "PresetName", "PresetRefused"]
 
@@ -18,7 +19,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 
-class PresetRefused(UserInputError):
+class PresetRefused(Refusal):
     """A preset cannot be used as asked (a locked variable overridden, another business, another channel)."""
 
 
@@ -72,20 +73,27 @@ class Preset(BaseModel):
     def locked_values(self) -> dict[str, str]:
         return {name: value for name, value in self.values.items() if name in self.locked}
 
-    def where_refused(self, name: str, channel: str) -> str | None:
+    def where_refused(self, name: str, channel: str) -> Reason | None:
         """Why the preset may not be used in `channel` by its own list (the channel's policy is checked apart)."""
         if self.channels is not None and channel not in self.channels:
-            return f"Preset `{name}` is not offered in <#{channel}>."
+            return say("Preset `{name}` is not offered in {channel}.", name=name, channel=Channel(channel))
         return None
 
     def merge(self, name: str, overrides: Mapping[str, str], *, biz_id: int | None = None) -> dict[str, str]:
         """The preset's values with the person's overrides over them; a locked variable cannot be overridden."""
         if biz_id is not None and biz_id != self.bk_biz_id:
-            raise PresetRefused(f"preset `{name}` launches in business {self.bk_biz_id}, not {biz_id}")
+            raise PresetRefused(
+                say(
+                    "preset `{name}` launches in business {biz}, not {asked}",
+                    name=name,
+                    biz=self.bk_biz_id,
+                    asked=biz_id,
+                )
+            )
         locked = {n: v for n, v in self.locked_values.items() if n in overrides and overrides[n] != v}
         if locked:
             listed = ", ".join(f"`{n}` (always `{v}`)" for n, v in locked.items())
-            raise PresetRefused(f"preset `{name}` locks {listed}: it cannot be changed")
+            raise PresetRefused(say("preset `{name}` locks {listed}: it cannot be changed", name=name, listed=listed))
         return {**self.values, **overrides}
 
     def summary(self) -> str:

@@ -21,7 +21,7 @@ from bot.slack.listeners.forms import RunForms
 from bot.slack.listeners.shared import Ack, Respond, cut, ephemeral, message
 from bot.slack.notifier import Notifier
 from bot.slack.payloads import PickMeta, RunMeta, verified
-from bot.slack.words import explain
+from bot.slack.words import explain, words
 from bot.store import Store
 
 __all__ = ["OPTIONS_BUDGET", "FinderListeners"]
@@ -73,7 +73,7 @@ class FinderListeners:
             return None, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here)."
         refusal = policy.read_refusal(channel=channel, bk_biz_id=biz)
         if refusal is not None:
-            return None, f":no_entry: {refusal}"
+            return None, f":no_entry: {words(refusal)}"
         return biz, None
 
     async def _recent(self, user: str, channel: str, biz: int) -> list[int]:
@@ -195,8 +195,8 @@ class FinderListeners:
         else:
             refusal = self._policy.for_channel(meta.c).refusal(channel=meta.c, bk_biz_id=meta.b, bk_job_id=int(key))
             if refusal is not None:
-                await self._audit.record(meta.u, "launch_refused", channel=meta.c, detail=refusal)
-                form = await self._picker_view(picker, note=f":no_entry: {refusal}")
+                await self._audit.record(meta.u, "launch_refused", channel=meta.c, detail=words(refusal))
+                form = await self._picker_view(picker, note=f":no_entry: {words(refusal)}")
             else:
                 form = await self._forms.build({**picker, "p": "run", "j": int(key)}, prefill={}, picker=True)
         try:
@@ -206,7 +206,8 @@ class FinderListeners:
 
     async def _picked_preset(self, name: str, picker: dict[str, Any]) -> dict[str, Any]:
         preset = self._policy.preset(name)
-        refusal = self._policy.preset_refusal(name, preset, picker["c"]) if preset else f"No preset `{name}`."
+        refused = self._policy.preset_refusal(name, preset, picker["c"]) if preset else None
+        refusal = words(refused) if refused is not None else None if preset else f"No preset `{name}`."
         if preset is None or refusal is not None or preset.bk_biz_id != picker["b"]:
             return await self._picker_view(
                 picker, note=f":no_entry: {refusal or 'That preset is not for this business.'}"

@@ -13,6 +13,7 @@ from bot.core.background import Background
 from bot.core.launches import Launches, LaunchRequest
 from bot.core.policy import Policy
 from bot.core.presets import Preset, PresetRefused
+from bot.core.reasons import say
 from bot.core.tokens import Signer
 from bot.errors import BotError
 from bot.slack.blocks import PlanChoice, error_modal, escape, untrusted
@@ -22,7 +23,7 @@ from bot.slack.listeners.forms import RunForms, read_form
 from bot.slack.listeners.shared import Ack, Respond, cut, ephemeral
 from bot.slack.notifier import Notifier
 from bot.slack.payloads import RunMeta, verified
-from bot.slack.words import explain
+from bot.slack.words import explain, words
 from bot.store import Store
 
 __all__ = ["LaunchListeners"]
@@ -90,8 +91,8 @@ class LaunchListeners:
         refusal = self._policy.for_channel(channel).refusal(channel=channel, bk_biz_id=biz, bk_job_id=job_id)
         if refusal is None:
             return True
-        await self._audit.record(user, "launch_refused", channel=channel, detail=refusal)
-        await ephemeral(respond, f":no_entry: {refusal}")
+        await self._audit.record(user, "launch_refused", channel=channel, detail=words(refusal))
+        await ephemeral(respond, f":no_entry: {words(refusal)}")
         return False
 
     async def _start(self, request: LaunchRequest) -> None:
@@ -119,7 +120,7 @@ class LaunchListeners:
             try:
                 values = self._preset_values(meta, values)
             except PresetRefused as exc:
-                await ack(response_action="update", view=error_modal(f"{exc}; nothing was launched."))
+                await ack(response_action="update", view=error_modal(f"{words(exc.reason)}; nothing was launched."))
                 return
         await ack()
         request = LaunchRequest(requester=user, channel=meta.c, bk_biz_id=meta.b, bk_job_id=meta.j, values=values)
@@ -133,8 +134,10 @@ class LaunchListeners:
             channel=request.channel, bk_biz_id=request.bk_biz_id, bk_job_id=request.bk_job_id
         )
         if refusal is not None:
-            await self._audit.record(request.requester, "launch_refused", channel=request.channel, detail=refusal)
-            await self._notifier.tell(request.channel, request.requester, f":no_entry: {refusal}")
+            await self._audit.record(
+                request.requester, "launch_refused", channel=request.channel, detail=words(refusal)
+            )
+            await self._notifier.tell(request.channel, request.requester, f":no_entry: {words(refusal)}")
             return
         try:
             await self._start(request)
@@ -168,13 +171,13 @@ class LaunchListeners:
         user, channel = str(command["user_id"]), str(command["channel_id"])
         refusal = self._policy.preset_refusal(name, preset, channel)
         if refusal is not None:
-            await self._audit.record(user, "launch_refused", channel=channel, detail=refusal)
-            await ephemeral(respond, f":no_entry: {refusal}")
+            await self._audit.record(user, "launch_refused", channel=channel, detail=words(refusal))
+            await ephemeral(respond, f":no_entry: {words(refusal)}")
             return
         try:
             values = preset.merge(name, cmd.overrides, biz_id=cmd.biz_id)
         except PresetRefused as exc:
-            await ephemeral(respond, f":warning: {exc}")
+            await ephemeral(respond, explain(exc))
             return
         if not cmd.confirm:
             await self._forms.open(
@@ -194,7 +197,7 @@ class LaunchListeners:
         name = meta.s or ""
         preset = self._policy.preset(name)
         if preset is None or (preset.bk_biz_id, preset.plan) != (meta.b, meta.j):
-            raise PresetRefused(f"preset `{name}` has changed since this form was opened: run it again")
+            raise PresetRefused(say("preset `{name}` has changed since this form was opened: run it again", name=name))
         refusal = self._policy.preset_refusal(name, preset, meta.c)
         if refusal is not None:
             raise PresetRefused(refusal)

@@ -14,7 +14,7 @@ from bot.slack.blocks import history_list, instance_status, pending_list
 from bot.slack.commands import HistoryCommand, StatusCommand
 from bot.slack.listeners.shared import Respond, ephemeral
 from bot.slack.notifier import Notifier
-from bot.slack.words import explain
+from bot.slack.words import explain, words
 from bot.store import Store
 
 __all__ = ["ListListeners"]
@@ -51,7 +51,7 @@ class ListListeners:
         """
         refusal = self._policy.for_channel(channel).read_refusal(channel=channel, bk_biz_id=biz)
         if refusal is not None:
-            await ephemeral(respond, f":no_entry: {refusal}")
+            await ephemeral(respond, f":no_entry: {words(refusal)}")
             return None
         try:
             return await self._identities.bk_username(user)
