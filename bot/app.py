@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import ssl
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from urllib.parse import parse_qsl
+from collections.abc import AsyncIterator
+from typing import Protocol, TypeVar
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from aiohttp.typedefs import Handler
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_bolt.request.async_internals import build_async_context
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -45,42 +40,34 @@ from bot.errors import ConfigError
 from bot.logs import request_ids
 from bot.proxy import Proxies, shown
 from bot.slack.directory import Directory
+from bot.slack.http import MAX_SLACK_BODY, SLACK_PATH, SlackEvents
 from bot.slack.listeners import Listeners
 from bot.slack.messenger import SlackMessenger
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
-from bot.slack.payloads import payload_problem
 from bot.slack.socket_mode import SocketState, SocketTransport
 from bot.store import Store, open_store
 from bot.web.callback import CallbackRoute
 from bot.web.connections import QuietParserErrors
+from bot.web.deadline import deadline
+from bot.web.health import Health
+from bot.web.metrics import Scrape
 
 __all__ = ["BACKGROUND", "HEARTBEATS", "OUTBOX", "SOCKET", "STORE", "create_app"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 STORE = web.AppKey("store", Store)
 BACKGROUND = web.AppKey("background", Background)
 OUTBOX = web.AppKey("outbox", Outbox)
-_BOLT = web.AppKey("bolt", AsyncApp)
-_CALLBACK = web.AppKey("callback", CallbackRoute)
-_POLICY_MODE = web.AppKey("policy_mode", str)
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
-_METRICS_TOKEN = web.AppKey("metrics_token", str)
 SOCKET = web.AppKey("socket", SocketState)
-"""Present in Socket Mode only: the connection's state, for /healthz and the tests."""
-
-MAX_SLACK_BODY = 1024 * 1024
-"""aiohttp answers 413 above this; Slack's own payloads stay far below it."""
-SLACK_PATH = "/slack/events"
-_DEADLINE = web.AppKey("deadline", float)
-# What a hostile body can make Bolt's parser raise: bad UTF-8 or charset, bad JSON, too deep, or a JSON payload
-# whose shape Bolt's context extraction indexes blindly (`"user": "x"`, `"payload": [1]`).
-_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
-_SIGNATURE_MAX_AGE_S = 300
-_UNREADABLE = (ValueError, LookupError, RecursionError, TypeError, AttributeError, KeyError, IndexError)
+"""Present in Socket Mode only: the connection's state, for /healthz, /metrics and the tests."""
+# Each route's handler, built in `_resources` once what it serves from exists (the router is frozen by then).
+_SLACK = web.AppKey("slack_events", SlackEvents)
+_CALLBACK = web.AppKey("callback", CallbackRoute)
+_HEALTH = web.AppKey("health", Health)
+_METRICS = web.AppKey("metrics", Scrape)
 
 
 def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Application:
@@ -93,26 +80,39 @@ def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Appli
         )
     app = web.Application(
         client_max_size=MAX_SLACK_BODY,
-        middlewares=[request_ids, _deadline],
+        middlewares=[request_ids, deadline(settings.request_timeout, exempt={SLACK_PATH})],
         # aiohttp closes a connection that has not sent a whole request head (or has idled) for this long, and
         # reads what is left of a refused request's body (so its sender sees the answer) for at most a second.
         handler_args={"keepalive_timeout": settings.header_timeout, "lingering_time": 1.0},
     )
-    app[_DEADLINE] = settings.request_timeout
-    app[_POLICY_MODE] = "file" if policy is not None else "open"
     governed = policy
     app.cleanup_ctx.append(lambda a: _resources(a, settings, governed))
     if settings.socket_mode():
         # Slack's side is the WebSocket the bot dials out; nothing may arrive here claiming to be Slack.
         app[SOCKET] = SocketState()
     else:
-        app.router.add_post(SLACK_PATH, _slack_events)
-    app.router.add_post("/bkjob/callback/{token}", _callback)
-    app.router.add_get("/healthz", _healthz)
+        app.router.add_post(SLACK_PATH, _served_by(_SLACK))
+    app.router.add_post("/bkjob/callback/{token}", _served_by(_CALLBACK))
+    app.router.add_get("/healthz", _served_by(_HEALTH))
     if settings.metrics == "on":
-        app[_METRICS_TOKEN] = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
-        app.router.add_get("/metrics", _metrics)
+        app.router.add_get("/metrics", _served_by(_METRICS))
     return app
+
+
+class _Route(Protocol):
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+
+
+_R = TypeVar("_R", bound=_Route)
+
+
+def _served_by(key: web.AppKey[_R]) -> Handler:
+    """The handler of a route whose object `_resources` builds and keeps under `key`."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await request.app[key].handle(request)
+
+    return handle
 
 
 async def _resources(app: web.Application, settings: Settings, governed: Policy | None) -> AsyncIterator[None]:
@@ -272,8 +272,17 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     app[BACKGROUND] = background
     app[OUTBOX] = outbox
     app[HEARTBEATS] = heartbeats
-    app[_BOLT] = bolt
-    app[_CALLBACK] = CallbackRoute(store=store, results=results, background=background, bk=bk)
+    socket_report = app[SOCKET].report if SOCKET in app else None
+    app[_SLACK] = SlackEvents(bolt=bolt, deadline=settings.request_timeout)
+    app[_CALLBACK] = CallbackRoute(store=store, results=results, background=background)
+    app[_HEALTH] = Health(
+        store=store,
+        stalled=heartbeats.stale,
+        policy="file" if governed is not None else "open",
+        socket=socket_report,
+    )
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    app[_METRICS] = Scrape(store=store, token=token or None, socket=socket_report, states=SocketState.STATES)
     # On start-up these resume whatever the store holds: unsent messages, unfinished launches, due expiries.
     loops = [
         asyncio.create_task(outbox.run(), name="outbox"),
@@ -384,136 +393,3 @@ def _socket(
     )
     transport.start()
     return transport
-
-
-@web.middleware
-async def _deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A slow store must not hold a connection (or a load balancer's health probe) forever: 503 after a bound.
-
-    Slack's route is left to Bolt, whose listeners ack first and hand slow work to `Background`.
-    """
-    if request.path == SLACK_PATH:
-        return await handler(request)
-    limit = request.app[_DEADLINE]
-    try:
-        async with asyncio.timeout(limit):
-            return await handler(request)
-    except TimeoutError:
-        # The route's pattern, not the path: a callback path carries its token.
-        resource = request.match_info.route.resource
-        log.warning("%s %s took longer than %g s; answered 503", request.method, resource and resource.canonical, limit)
-        return web.json_response({"ok": False, "message": f"no answer within {limit:g} s; try again"}, status=503)
-
-
-async def _slack_events(request: web.Request) -> web.StreamResponse:
-    """Bolt checks the signature and timestamp (401 otherwise) and acks within Slack's 3 seconds.
-
-    Bolt parses the body before it checks the signature, and raises on bodies it cannot read: those are
-    answered 400 here rather than aiohttp's 500 with a traceback in the log.
-    """
-    stamp = request.headers.get("X-Slack-Request-Timestamp")
-    if stamp is not None and not (stamp.isascii() and stamp.isdigit()):
-        # slack_sdk's verifier calls int() on it and raises: a traceback for what is only an unsigned request.
-        log.info("non-numeric X-Slack-Request-Timestamp on %s; answered 401", SLACK_PATH)
-        return web.json_response({"error": "invalid request"}, status=401)
-    bolt = request.app[_BOLT]
-    if (request.content_length or 0) > MAX_SLACK_BODY:
-        return web.json_response({"error": f"body larger than {MAX_SLACK_BODY} bytes"}, status=413)
-    problem = _signature_headers_problem(request)
-    if problem is not None:
-        # Before the body is read: a client without plausible signature headers costs no body read and no log line.
-        return web.json_response({"error": problem}, status=401)
-    try:
-        async with asyncio.timeout(request.app[_DEADLINE]):
-            bolt_request = await to_bolt_request(request)
-    except TimeoutError:
-        return web.json_response({"error": "the body did not arrive in time"}, status=408)
-    except _UNREADABLE as exc:
-        log.warning("unreadable body on %s (%s); answered 400", SLACK_PATH, type(exc).__name__)
-        return web.json_response({"error": "the body is not a Slack request"}, status=400)
-    if not isinstance(bolt_request.body, dict):
-        return web.json_response({"error": "the body is not a Slack request"}, status=400)
-    _reparse_slash_command(bolt_request)
-    problem = payload_problem(bolt_request.body)
-    if problem is not None:
-        log.warning("%s on %s; answered 400", problem, SLACK_PATH)
-        return web.json_response({"error": problem}, status=400)
-    try:
-        response = await bolt.async_dispatch(bolt_request)
-    except _UNREADABLE as exc:
-        # Bolt's error path indexes the payload too; a shape we do not validate (an event) can fail there.
-        log.warning("Bolt could not handle a payload on %s (%s); answered 400", SLACK_PATH, type(exc).__name__)
-        return web.json_response({"error": "the payload could not be handled"}, status=400)
-    return await to_aiohttp_response(response)
-
-
-def _signature_headers_problem(request: web.Request) -> str | None:
-    """Slack signs every request (v0 HMAC-SHA256 over a timestamp at most 5 minutes old): without headers of that
-    shape the request cannot be Slack's. Bolt checks the signature itself, once the body is in."""
-    timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
-    signature = request.headers.get("X-Slack-Signature", "")
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-        return "missing or malformed X-Slack-Request-Timestamp"
-    if abs(time.time() - int(timestamp)) > _SIGNATURE_MAX_AGE_S:
-        return "X-Slack-Request-Timestamp is too old"
-    if not _SIGNATURE.fullmatch(signature):
-        return "missing or malformed X-Slack-Signature"
-    return None
-
-
-def _reparse_slash_command(bolt_request: AsyncBoltRequest) -> None:
-    """Bolt takes any form body containing the text "payload" for an interactivity payload, so a slash command
-    such as `/bkjob run 100 payload_size=10` (or from a user or channel so named) reached no listener (404).
-    A form with a `command` field and no `payload` field is a slash command: parse it as one."""
-    if bolt_request.body or "payload" not in bolt_request.raw_body:
-        return
-    form = dict(parse_qsl(bolt_request.raw_body, keep_blank_values=True))
-    if "command" in form and "payload" not in form:
-        bolt_request.body = form
-        bolt_request.context = build_async_context(AsyncBoltContext({}), form)
-
-
-async def _callback(request: web.Request) -> web.StreamResponse:
-    response = await request.app[_CALLBACK].handle(request)
-    metrics.callback_answered(response.status)
-    return response
-
-
-async def _metrics(request: web.Request) -> web.StreamResponse:
-    """Prometheus' scrape: counters kept as things happen, gauges read now from the store and the socket."""
-    if not metrics.authorized(request.headers, request.app[_METRICS_TOKEN] or None):
-        return web.Response(status=401, text="metrics need the bearer token (METRICS_TOKEN)\n")
-    store = request.app[STORE]
-    now = time.time()
-    pending = await store.outbox_messages(state="pending")
-    launches = await store.unfinished_launches()
-    socket = request.app[SOCKET] if SOCKET in request.app else None
-    body = metrics.render(
-        outbox_created=[m.created_at for m in pending],
-        due_polls=[lr.next_poll_at for lr in launches if lr.next_poll_at is not None and lr.next_poll_at <= now],
-        socket=socket.report() if socket is not None else None,
-        states=SocketState.STATES,
-        now=now,
-    )
-    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
-
-
-async def _healthz(request: web.Request) -> web.StreamResponse:
-    """Load balancers take a replica out of rotation on 503: the database is what a replica cannot do without, and
-    a worker that has stopped completing rounds (outbox, poller, approval sweeper) means results are not going out."""
-    store = request.app[STORE]
-    up = await store.ping()
-    stalled = request.app[HEARTBEATS].stale()
-    ok = up and not stalled
-    body: dict[str, object] = {
-        "ok": ok,
-        "store": "up" if up else "down",
-        "database": store.kind,
-        "policy": request.app[_POLICY_MODE],
-    }
-    if stalled:
-        body["stalled_workers"] = {name: f"no round completed for {age:g} s" for name, age in stalled.items()}
-    if SOCKET in request.app:
-        # Reported, not judged: a replica whose socket is down still serves BK-JOB's callbacks and its outbox.
-        body["socket"] = request.app[SOCKET].report()
-    return web.json_response(body, status=200 if ok else 503)

@@ -140,6 +140,18 @@ class Results:
                 return
             await asyncio.sleep(0.2)
 
+    async def instance_plan(self, launch: LaunchRecord, job_instance_id: int) -> int | None:
+        """The plan BK-JOB says an instance named by a callback runs, read as the launch's user; None when that
+        cannot be told (a callback carries no signature: its word alone ties no instance to a launch)."""
+        try:
+            detail = await self._bk.get_job_instance_status(
+                bk_biz_id=launch.bk_biz_id, job_instance_id=job_instance_id, bk_username=launch.bk_username
+            )
+        except BkError as exc:
+            log.warning("instance %s named by a callback could not be read: %s", job_instance_id, exc)
+            return None
+        return detail.job_instance.bk_job_id
+
     async def _read_status(self, launch: LaunchRecord) -> JobInstanceStatus | None:
         assert launch.job_instance_id is not None
         try:

@@ -34,7 +34,7 @@ __all__ = ["SocketState", "SocketTransport"]
 
 log = logging.getLogger(__name__)
 
-# What Bolt's parsing can raise on a payload shape we do not validate (see bot.app).
+# What Bolt's parsing can raise on a payload shape we do not validate (see bot.slack.http).
 _UNREADABLE = (ValueError, LookupError, RecursionError, TypeError, AttributeError, KeyError, IndexError)
 # What opening a connection can fail with: apps.connections.open refused or unreachable, the WebSocket handshake.
 _CONNECT_FAILURES = (SlackClientError, aiohttp.ClientError, OSError, TimeoutError)

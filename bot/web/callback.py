@@ -11,8 +11,7 @@ from aiohttp import web
 from cachetools import TTLCache
 from pydantic import ValidationError
 
-from bot.bkjob.client import BkClient
-from bot.bkjob.errors import BkError
+from bot import metrics
 from bot.bkjob.models import CallbackBody
 from bot.bodies import read_at_most
 from bot.core.background import Background
@@ -42,19 +41,22 @@ class CallbackRoute:
         store: Store,
         results: Results,
         background: Background,
-        bk: BkClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._results = results
         self._background = background
-        self._bk = bk
         self._clock = clock
         self._recent: TTLCache[str, list[float]] = TTLCache(maxsize=10_000, ttl=REPLAY_WINDOW_S, timer=clock)
         # (launch, the callback's content, the launch's recorded end) already looked into: a replay costs nothing.
         self._seen: TTLCache[tuple[str, str, int | None, float | None], bool] = TTLCache(maxsize=10_000, ttl=3600)
 
     async def handle(self, request: web.Request) -> web.Response:
+        response = await self._respond(request)
+        metrics.callback_answered(response.status)
+        return response
+
+    async def _respond(self, request: web.Request) -> web.Response:
         token = request.match_info.get("token", "")
         well_formed = is_well_formed(token)
         if well_formed and self._replayed(hash_token(token)):
@@ -123,7 +125,7 @@ class CallbackRoute:
     async def _unanswered(self, launch: LaunchRecord, body: CallbackBody) -> web.Response:
         """execute_job's answer is not in yet (or was lost): the callback names an instance, which is believed only
         when BK-JOB says it is this launch's plan; otherwise the poller finds the instance itself."""
-        instance = await self._instance_plan(launch, body.job_instance_id)
+        instance = await self._results.instance_plan(launch, body.job_instance_id)
         if instance is None:
             await self._store.schedule_poll(launch.id, at=self._clock(), attempts=launch.poll_attempts)
             return _answer(200, "ok")
@@ -134,19 +136,6 @@ class CallbackRoute:
             return _answer(409, "this callback URL belongs to another job instance")
         self._background.spawn(self._report(launch), name=f"report-{body.job_instance_id}")
         return _answer(200, "ok")
-
-    async def _instance_plan(self, launch: LaunchRecord, job_instance_id: int) -> int | None:
-        """The plan BK-JOB says the instance runs, read as the launch's user; None when that cannot be told."""
-        if self._bk is None:
-            return None
-        try:
-            detail = await self._bk.get_job_instance_status(
-                bk_biz_id=launch.bk_biz_id, job_instance_id=job_instance_id, bk_username=launch.bk_username
-            )
-        except BkError as exc:
-            log.warning("instance %s named by a callback could not be read: %s", job_instance_id, exc)
-            return None
-        return detail.job_instance.bk_job_id
 
 
 def _parse(raw: bytes) -> CallbackBody | None:
