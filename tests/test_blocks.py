@@ -9,7 +9,7 @@ import pytest
 
 from bot.bkjob import status
 from bot.bkjob.models import JobDetail, JobInstanceStatus
-from bot.slack.blocks import (
+from bot.slack.blocks.launch import (
     RUN_VIEW,
     error_modal,
     job_url,

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.slack.blocks import MAX_PRIVATE_TEXT, OPEN_ACTION
+from bot.slack.blocks.launch import MAX_PRIVATE_TEXT, OPEN_ACTION
 from tests.conftest import BIZ, CHANNEL, USER, Bot
 
 

@@ -12,7 +12,7 @@ from bot.core.cards import (
     ResultCard,
 )
 from bot.core.reasons import Reason
-from bot.slack.blocks import (
+from bot.slack.blocks.launch import (
     Message,
     approval_message,
     confirmation_decided,

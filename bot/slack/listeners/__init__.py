@@ -25,7 +25,7 @@ from bot.core.logfiles import LogFiles
 from bot.core.policy import Policy
 from bot.core.runcontrol import Operations
 from bot.core.tokens import Signer
-from bot.slack.blocks import (
+from bot.slack.blocks.launch import (
     APPROVE_ACTION,
     LOGS_ACTION,
     OPEN_ACTION,

@@ -14,7 +14,15 @@ from bot.core.policy import Policy
 from bot.core.presets import Preset
 from bot.core.tokens import Signer
 from bot.errors import BotError
-from bot.slack.blocks import PlanChoice, error_modal, finding_modal, picker_modal, plan_options, plans_list, untrusted
+from bot.slack.blocks.launch import (
+    PlanChoice,
+    error_modal,
+    finding_modal,
+    picker_modal,
+    plan_options,
+    plans_list,
+    untrusted,
+)
 from bot.slack.commands import PlansCommand, RunCommand
 from bot.slack.errors import SlackError
 from bot.slack.listeners.forms import RunForms

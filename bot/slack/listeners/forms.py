@@ -14,7 +14,7 @@ from bot.core.policy import ChannelPolicy, Policy
 from bot.core.presets import Preset
 from bot.core.tokens import Signer
 from bot.errors import BotError
-from bot.slack.blocks import error_modal, loading_modal, parse_var_block_id, run_modal
+from bot.slack.blocks.launch import error_modal, loading_modal, parse_var_block_id, run_modal
 from bot.slack.errors import SlackError
 from bot.slack.listeners.shared import Respond, ephemeral
 from bot.slack.notifier import Notifier

@@ -10,7 +10,7 @@ from bot.core.identity import Identities
 from bot.core.launches import Launches
 from bot.core.policy import Policy
 from bot.errors import BotError
-from bot.slack.blocks import history_list, instance_status, pending_list
+from bot.slack.blocks.launch import history_list, instance_status, pending_list
 from bot.slack.commands import HistoryCommand, StatusCommand
 from bot.slack.listeners.shared import Respond, ephemeral
 from bot.slack.notifier import Notifier
