@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.load import send_all
 from bench.rig import BIZ, rig, wait_until
-from bot.slack.blocks.launch import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK
+from bot.slack.blocks.finder import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK
 
 __all__ = ["picker_latency"]
 

@@ -12,14 +12,14 @@ from bot.bkjob.models import JobDetail, JobInstanceStatus
 from bot.slack.blocks.launch import (
     RUN_VIEW,
     error_modal,
-    job_url,
     launch_message,
     loading_modal,
     parse_var_block_id,
-    result_reply,
     run_modal,
     var_block_id,
 )
+from bot.slack.blocks.results import result_reply
+from bot.slack.blocks.text import job_url
 from bot.store.records import LaunchRecord, LaunchState, SentVariable
 from tests.conftest import PLAN_VARS
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bot.app import STORE
-from bot.slack.blocks.launch import APPROVE_ACTION, REJECT_ACTION
+from bot.slack.blocks.approvals import APPROVE_ACTION, REJECT_ACTION
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 

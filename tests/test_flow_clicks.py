@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.slack.blocks.launch import MAX_PRIVATE_TEXT, OPEN_ACTION
+from bot.slack.blocks.runcontrol import OPEN_ACTION
+from bot.slack.blocks.text import MAX_PRIVATE_TEXT
 from tests.conftest import BIZ, CHANNEL, USER, Bot
 
 

@@ -223,7 +223,7 @@ async def request_approval(bot: Bot, user: str = ALICE) -> tuple[str, str]:
 
 
 async def approve(bot: Bot, approval: tuple[str, str], user: str) -> None:
-    from bot.slack.blocks.launch import APPROVE_ACTION
+    from bot.slack.blocks.approvals import APPROVE_ACTION
 
     resp = await bot.click(APPROVE_ACTION, approval[0], user=user, channel=OPS, message_ts=approval[1])
     assert resp.status == 200

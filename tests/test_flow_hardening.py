@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.logs import configure
-from bot.slack.blocks.launch import APPROVE_ACTION, RUN_VIEW
+from bot.slack.blocks.approvals import APPROVE_ACTION
+from bot.slack.blocks.launch import RUN_VIEW
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.fakes.bkjob import HostOutcome, file_log
-from bot.slack.blocks.launch import LOGS_ACTION
+from bot.slack.blocks.results import LOGS_ACTION
 from tests.conftest import BIZ, CHANNEL, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack.blocks.launch import APPROVE_ACTION, REJECT_ACTION
+from bot.slack.blocks.approvals import APPROVE_ACTION, REJECT_ACTION
 from tests.conftest import BIZ, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 

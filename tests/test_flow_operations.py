@@ -17,7 +17,7 @@ import pytest
 from bot.app import STORE
 from bot.bkjob.client import create_bk_client
 from bot.bkjob.errors import BkApiError
-from bot.slack.blocks.launch import (
+from bot.slack.blocks.runcontrol import (
     CONFIRM_ACTION,
     END_CONFIRM_ACTION,
     IGNORE_ACTION,

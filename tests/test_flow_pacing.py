@@ -11,7 +11,7 @@ import pytest
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.blocks.launch import notice
+from bot.slack.blocks.text import notice
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
 from bot.store import open_store

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.slack.blocks.launch import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK, RUN_PLAN_ACTION
+from bot.slack.blocks.finder import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK, RUN_PLAN_ACTION
 from tests.conftest import BIZ, CHANNEL, PLAN, PLAN_VARS, USER, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import OUTBOX, STORE
-from bot.slack.blocks.launch import notice
+from bot.slack.blocks.text import notice
 from tests.conftest import CHANNEL, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack, SlackCall
 

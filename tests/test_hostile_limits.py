@@ -14,7 +14,7 @@ import pytest
 
 from bot.app import STORE
 from bot.core.tokens import Signer
-from bot.slack.blocks.launch import APPROVE_ACTION
+from bot.slack.blocks.approvals import APPROVE_ACTION
 from bot.web.callback import MAX_CALLBACK_BYTES
 from tests.conftest import PLAN, SIGNING_SECRET, USER, Bot
 from tests.fakes import FakeBkJob, FakeSlack

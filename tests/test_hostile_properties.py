@@ -22,7 +22,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.core.tokens import Signer
-from bot.slack.blocks.launch import APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW, RUN_VIEW
+from bot.slack.blocks.approvals import APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW
+from bot.slack.blocks.launch import RUN_VIEW
 from tests.conftest import CHANNEL, PLAN, SIGNING_SECRET, USER
 from tests.test_hostile_harness import APPROVAL_CHANNEL, APPROVER, MARKERS, LiveBot, examples, leaks, stored_decisions
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.slack.blocks.launch import APPROVE_ACTION
+from bot.slack.blocks.approvals import APPROVE_ACTION
 from tests.conftest import APP_SECRET, BOT_TOKEN, PLAN, SIGNING_SECRET, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 from tests.test_hostile_harness import APPROVAL_CHANNEL, APPROVER, POLICY

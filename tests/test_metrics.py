@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.slack.blocks.launch import APPROVE_ACTION
+from bot.slack.blocks.approvals import APPROVE_ACTION
 from tests.conftest import CHANNEL, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 

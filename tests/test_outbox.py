@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.blocks.launch import Message, notice
+from bot.slack.blocks.text import Message, notice
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
 from bot.store import SqliteStore, Store

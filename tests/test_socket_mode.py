@@ -18,7 +18,7 @@ import pytest
 from bot.app import SOCKET
 from bot.fakes.slack_rules import manifest_scopes
 from bot.fakes.socket_mode import FakeSocketMode
-from bot.slack.blocks.launch import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK
+from bot.slack.blocks.finder import PLAN_PICKER_ACTION, PLAN_PICKER_BLOCK
 from bot.slack.socket_mode import SocketState, backoff
 from tests.conftest import (
     APP_CODE,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.fakes.socket_mode import FakeSocketMode
-from bot.slack.blocks.launch import APPROVE_ACTION
+from bot.slack.blocks.approvals import APPROVE_ACTION
 from tests.conftest import APP_TOKEN, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 from tests.stores import PgSchema, postgres_url_or_skip

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from bot.app import STORE
-from bot.slack.blocks.launch import APPROVE_ACTION
+from bot.slack.blocks.approvals import APPROVE_ACTION
 from bot.store import LaunchState, Store
 from tests.conftest import APP_CODE, APP_SECRET, BOT_TOKEN, PLAN, SIGNING_SECRET, Bot
 from tests.fakes import FakeBkJob, FakeSlack

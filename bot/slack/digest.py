@@ -9,7 +9,7 @@ from __future__ import annotations
 from bot.bkjob import status
 from bot.bkjob.hostlogs import FILE_STEP, HostResult
 from bot.core.digest import MAX_GROUPS, MAX_STEPS, FailedStep, FailureReport, Group, group_hosts
-from bot.slack.blocks.launch import untrusted
+from bot.slack.blocks.text import untrusted
 
 __all__ = ["MAX_SECTION", "sections"]
 

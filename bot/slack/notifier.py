@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack.blocks.launch import Message, fit_text
+from bot.slack.blocks.text import Message, fit_text
 from bot.slack.errors import SlackError
 
 __all__ = ["Notifier"]

@@ -13,7 +13,9 @@ from typing import Any
 
 from bot.core.background import failure_delay
 from bot.metrics import RESULTS_DELIVERED
-from bot.slack.blocks.launch import Message, approval_message, launch_message
+from bot.slack.blocks.approvals import approval_message
+from bot.slack.blocks.launch import launch_message
+from bot.slack.blocks.text import Message
 from bot.slack.errors import SlackError
 from bot.slack.notifier import Notifier
 from bot.store import ApprovalRecord, LaunchRecord, OutboxKind, OutboxMessage, Store

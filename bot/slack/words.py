@@ -12,7 +12,7 @@ from bot.core.errors import Refusal
 from bot.core.launches import LaunchFailed
 from bot.core.reasons import Channel, Failure, Moment, People, Person, Plain, Quoted, Reason, Slot, Tone
 from bot.errors import BotError, UserInputError
-from bot.slack.blocks.launch import escape, mention, mentions, untrusted, when
+from bot.slack.blocks.text import escape, mention, mentions, untrusted, when
 from bot.slack.errors import SlackError
 from bot.store import LaunchState
 

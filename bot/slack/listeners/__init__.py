@@ -25,16 +25,11 @@ from bot.core.logfiles import LogFiles
 from bot.core.policy import Policy
 from bot.core.runcontrol import Operations
 from bot.core.tokens import Signer
-from bot.slack.blocks.launch import (
-    APPROVE_ACTION,
-    LOGS_ACTION,
-    OPEN_ACTION,
-    PLAN_PICKER_ACTION,
-    REJECT_ACTION,
-    REJECT_VIEW,
-    RUN_PLAN_ACTION,
-    RUN_VIEW,
-)
+from bot.slack.blocks.approvals import APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW
+from bot.slack.blocks.finder import PLAN_PICKER_ACTION, RUN_PLAN_ACTION
+from bot.slack.blocks.launch import RUN_VIEW
+from bot.slack.blocks.results import LOGS_ACTION
+from bot.slack.blocks.runcontrol import OPEN_ACTION
 from bot.slack.listeners.approvals import ApprovalListeners
 from bot.slack.listeners.finder import OPTIONS_BUDGET, FinderListeners
 from bot.slack.listeners.forms import RunForms

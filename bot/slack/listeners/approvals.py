@@ -9,7 +9,8 @@ from bot.core.approvals import Approvals
 from bot.core.background import Background
 from bot.core.tokens import Signer
 from bot.errors import BotError
-from bot.slack.blocks.launch import REASON_ACTION, REASON_BLOCK, error_modal, reject_modal
+from bot.slack.blocks.approvals import REASON_ACTION, REASON_BLOCK, reject_modal
+from bot.slack.blocks.launch import error_modal
 from bot.slack.listeners.shared import Ack, Respond, clicker, ephemeral, origin
 from bot.slack.notifier import Notifier
 from bot.slack.payloads import RejectMeta, verified

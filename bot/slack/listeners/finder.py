@@ -14,15 +14,9 @@ from bot.core.policy import Policy
 from bot.core.presets import Preset
 from bot.core.tokens import Signer
 from bot.errors import BotError
-from bot.slack.blocks.launch import (
-    PlanChoice,
-    error_modal,
-    finding_modal,
-    picker_modal,
-    plan_options,
-    plans_list,
-    untrusted,
-)
+from bot.slack.blocks.finder import PlanChoice, finding_modal, plan_options, plans_list
+from bot.slack.blocks.launch import error_modal, picker_modal
+from bot.slack.blocks.text import untrusted
 from bot.slack.commands import PlansCommand, RunCommand
 from bot.slack.errors import SlackError
 from bot.slack.listeners.forms import RunForms

@@ -16,7 +16,9 @@ from bot.core.presets import Preset, PresetRefused
 from bot.core.reasons import say
 from bot.core.tokens import Signer
 from bot.errors import BotError
-from bot.slack.blocks.launch import PlanChoice, error_modal, escape, untrusted
+from bot.slack.blocks.finder import PlanChoice
+from bot.slack.blocks.launch import error_modal
+from bot.slack.blocks.text import escape, untrusted
 from bot.slack.commands import USAGE, RunCommand
 from bot.slack.listeners.finder import FinderListeners
 from bot.slack.listeners.forms import RunForms, read_form

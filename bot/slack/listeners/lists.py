@@ -10,7 +10,9 @@ from bot.core.identity import Identities
 from bot.core.launches import Launches
 from bot.core.policy import Policy
 from bot.errors import BotError
-from bot.slack.blocks.launch import history_list, instance_status, pending_list
+from bot.slack.blocks.approvals import pending_list
+from bot.slack.blocks.lists import history_list
+from bot.slack.blocks.results import instance_status
 from bot.slack.commands import HistoryCommand, StatusCommand
 from bot.slack.listeners.shared import Respond, ephemeral
 from bot.slack.notifier import Notifier

@@ -11,7 +11,8 @@ from typing import Any
 from slack_bolt.response import BoltResponse
 
 from bot.core.background import Background
-from bot.slack.blocks.launch import error_modal, escape, fit_text, untrusted
+from bot.slack.blocks.launch import error_modal
+from bot.slack.blocks.text import escape, fit_text, untrusted
 from bot.slack.commands import (
     USAGE,
     Command,

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.core.background import Background
 from bot.core.runcontrol import Operation, Operations
-from bot.slack.blocks.launch import (
+from bot.slack.blocks.runcontrol import (
     CONFIRM_ACTION,
     END_CONFIRM_ACTION,
     IGNORE_ACTION,

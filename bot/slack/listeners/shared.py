@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from bot.slack.blocks.launch import Message
+from bot.slack.blocks.text import Message
 
 __all__ = ["Ack", "Respond", "clicker", "cut", "ephemeral", "message", "origin"]
 
