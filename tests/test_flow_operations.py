@@ -30,7 +30,7 @@ from bot.slack.blocks.runcontrol import (
 from bot.store import Store
 from tests.conftest import BIZ, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
-from tests.stores import PgSchema, postgres_url_or_skip
+from tests.stores import PgSchema
 
 OPS, GATED = "C0OPS", "C0GATED"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
@@ -478,12 +478,6 @@ async def test_bk_jobs_codes_for_a_bad_code_and_the_wrong_state(ops: Bot) -> Non
 
 
 # -- two replicas on one PostgreSQL ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[PgSchema]:
-    async with PgSchema(await postgres_url_or_skip()) as schema:
-        yield schema
 
 
 async def test_clicks_spread_over_two_replicas_send_the_retry_once(

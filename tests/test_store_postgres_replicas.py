@@ -23,7 +23,7 @@ from bot.slack.blocks.approvals import APPROVE_ACTION
 from bot.store import LaunchState, Store
 from tests.conftest import APP_CODE, APP_SECRET, BOT_TOKEN, PLAN, SIGNING_SECRET, Bot
 from tests.fakes import FakeBkJob, FakeSlack
-from tests.stores import PgSchema, postgres_url_or_skip
+from tests.stores import PgSchema
 
 OPS = "C0OPS"  # approval by one of the approvers
 OPEN = "C0OPEN"  # no approval: `--yes` launches at once
@@ -45,12 +45,6 @@ approval_ttl = "30m"
 [defaults]
 approval = false
 """
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[PgSchema]:
-    async with PgSchema(await postgres_url_or_skip()) as schema:
-        yield schema
 
 
 async def start_replicas(
