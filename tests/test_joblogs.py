@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from bot.bkjob.hostlogs import FILE_STEP, SCRIPT_STEP, FileLog, HostRef, HostResult
 from bot.core.digest import FailedStep, FailureReport, group_hosts
 from bot.core.joblogs import DIGEST_TAIL, MASK, Masker, _merge, _safe_tail, clean
-from bot.slack.digest import MAX_SECTION, sections
+from bot.slack.blocks.digest import MAX_SECTION, sections
 
 SECRET = "hunter2-plan-secret"
 

@@ -1,4 +1,4 @@
-"""The failure digest: failed hosts grouped by what went wrong (rendered for Slack by `bot.slack.digest`).
+"""The failure digest: failed hosts grouped by what went wrong (Slack renders it in `bot.slack.blocks.digest`).
 
 For each failed step: one group per reason (exit code, BK-JOB error code, time-out, agent missing, other per-host
 status), largest first, with a count, a few host addresses and the last lines of one representative host's log;

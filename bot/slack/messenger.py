@@ -13,11 +13,11 @@ from bot.core.cards import (
 )
 from bot.core.reasons import Reason
 from bot.slack.blocks.approvals import approval_message
+from bot.slack.blocks.digest import sections
 from bot.slack.blocks.launch import launch_message
 from bot.slack.blocks.results import result_reply
 from bot.slack.blocks.runcontrol import confirmation_decided, confirmation_message
 from bot.slack.blocks.text import Message, notice, queued
-from bot.slack.digest import sections
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
 from bot.slack.words import words
