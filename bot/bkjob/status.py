@@ -1,11 +1,11 @@
-"""BK-JOB's job and step status codes (RunStatusEnum), as words and emoji.
+"""BK-JOB's job and step status codes (RunStatusEnum): their words, and which are finished or successful.
 
 There is no 12: JOB's docs list "force-stop failed", but RunStatusEnum has no such value (docs/bkjob.md §status).
 """
 
 from __future__ import annotations
 
-__all__ = ["FINISHED", "SUCCESSFUL", "describe", "describe_step", "emoji", "is_finished"]
+__all__ = ["FINISHED", "SUCCESSFUL", "describe", "describe_step", "is_finished"]
 
 _WORDS: dict[int, str] = {
     1: "waiting",
@@ -23,22 +23,6 @@ _WORDS: dict[int, str] = {
     14: "abandoned",
     15: "rolling wait",
 }
-_EMOJI: dict[int, str] = {
-    1: ":hourglass_flowing_sand:",
-    2: ":arrows_counterclockwise:",
-    3: ":white_check_mark:",
-    4: ":x:",
-    5: ":fast_forward:",
-    6: ":warning:",
-    7: ":raised_hand:",
-    8: ":octagonal_sign:",
-    9: ":rotating_light:",
-    10: ":hourglass:",
-    11: ":octagonal_sign:",
-    13: ":octagonal_sign:",
-    14: ":wastebasket:",
-    15: ":hourglass_flowing_sand:",
-}
 
 FINISHED = frozenset({3, 4, 5, 6, 8, 9, 11, 13, 14})
 SUCCESSFUL = frozenset({3, 5, 6})
@@ -54,10 +38,6 @@ def describe_step(code: int, *, job_finished: bool) -> str:
     if code == 1 and job_finished:
         return "not run"
     return describe(code)
-
-
-def emoji(code: int) -> str:
-    return _EMOJI.get(code, ":grey_question:")
 
 
 def is_finished(code: int) -> bool:

@@ -6,10 +6,9 @@ failed host, with "n more" where it was cut.
 
 from __future__ import annotations
 
-from bot.bkjob import status
 from bot.bkjob.hostlogs import FILE_STEP, HostResult
 from bot.core.digest import MAX_GROUPS, MAX_STEPS, FailedStep, FailureReport, Group, group_hosts
-from bot.slack.blocks.text import untrusted
+from bot.slack.blocks.text import status_emoji, untrusted
 
 __all__ = ["MAX_SECTION", "sections"]
 
@@ -39,7 +38,7 @@ def sections(report: FailureReport) -> list[str]:
 def _step_sections(step: FailedStep) -> list[str]:
     groups = group_hosts(step.hosts)
     name = _esc(_cut(step.name, 100))
-    head = f"{status.emoji(step.status)} *{name}*: {len(step.hosts):,} of {step.total_hosts:,} hosts failed"
+    head = f"{status_emoji(step.status)} *{name}*: {len(step.hosts):,} of {step.total_hosts:,} hosts failed"
     out: list[str] = []
     for i, group in enumerate(groups[:MAX_GROUPS]):
         text = _group_text(group, step)

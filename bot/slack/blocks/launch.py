@@ -31,6 +31,7 @@ from bot.slack.blocks.text import (
     job_url,
     mentions,
     modal,
+    status_emoji,
     untrusted,
     variables_text,
 )
@@ -274,7 +275,7 @@ def _status_line(launch: LaunchRecord) -> str:
     progress = launch.progress or {}
     if launch.state is LaunchState.RUNNING and isinstance(progress.get("status"), int):
         code = progress["status"]  # waiting for a confirmer (7) or stopping (10) shows as such
-    line = f"{status.emoji(code)} *{status.describe(code).capitalize()}*"
+    line = f"{status_emoji(code)} *{status.describe(code).capitalize()}*"
     if launch.state is LaunchState.RUNNING and progress.get("total"):
         line += f": {min(int(progress.get('done', 0)), int(progress['total']))} of {progress['total']} steps done"
         if progress.get("current"):

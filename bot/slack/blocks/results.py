@@ -10,7 +10,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, Markdown
 
 from bot.bkjob import status
 from bot.bkjob.models import JobInstanceStatus
-from bot.slack.blocks.text import MAX_SECTION, Message, cut, duration, job_url, untrusted
+from bot.slack.blocks.text import MAX_SECTION, Message, cut, duration, job_url, status_emoji, untrusted
 from bot.store.records import LaunchRecord
 
 __all__ = [
@@ -34,7 +34,7 @@ def result_reply(
     url = job_url(web_root, launch.job_instance_id)
     instance = f"<{url}|{launch.job_instance_id}>" if url else str(launch.job_instance_id)
     lines = [
-        f"{status.emoji(job_status)} *{word.capitalize()}*{_after_retry(detail)}: {untrusted(launch.plan_name)}, "
+        f"{status_emoji(job_status)} *{word.capitalize()}*{_after_retry(detail)}: {untrusted(launch.plan_name)}, "
         f"instance {instance}"
     ]
     if detail is not None and detail.job_instance.total_time is not None:
@@ -86,7 +86,7 @@ def _step_lines(detail: JobInstanceStatus | None) -> list[str]:
     for step in detail.steps:
         took = f" ({duration(step.total_time)})" if step.total_time is not None else ""
         name = untrusted(step.name or str(step.step_instance_id))
-        line = f"{status.emoji(step.status)} {name}: {status.describe_step(step.status, job_finished=True)}{took}"
+        line = f"{status_emoji(step.status)} {name}: {status.describe_step(step.status, job_finished=True)}{took}"
         if step.status not in status.SUCCESSFUL and step.status != 1 and step.step_ip_status:
             ok, total = step.host_counts()
             line += f", {total - ok} of {total} hosts failed"
@@ -115,12 +115,12 @@ def instance_status(detail: JobInstanceStatus, *, web_root: str | None) -> str:
     if job.total_time is None and started is not None:  # null until the job finishes: count from its start
         took = f", {duration(max(0.0, datetime.now(UTC).timestamp() - started))} so far"
     name = untrusted(job.name or "job")
-    lines = [f"{status.emoji(job.status)} *{name}*, instance {instance}: {status.describe(job.status)}{took}"]
+    lines = [f"{status_emoji(job.status)} *{name}*, instance {instance}: {status.describe(job.status)}{took}"]
     for step in detail.steps[:40]:
         step_took = f" ({duration(step.total_time)})" if step.total_time is not None else ""
         step_name = untrusted(step.name or str(step.step_instance_id))
         word = status.describe_step(step.status, job_finished=detail.is_finished)
-        lines.append(f"• {status.emoji(step.status)} {step_name}: {word}{step_took}")
+        lines.append(f"• {status_emoji(step.status)} {step_name}: {word}{step_took}")
     if len(detail.steps) > 40:
         lines.append(f"• and {len(detail.steps) - 40} more steps")
     return cut("\n".join(lines), 3000)

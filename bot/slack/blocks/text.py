@@ -1,4 +1,5 @@
-"""What every message shares: mrkdwn escaping, mentions, times, Slack's length limits, Message, modal, notice."""
+"""What every message shares: mrkdwn escaping, mentions, times, status emoji, Slack's length limits, Message, modal,
+notice."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ __all__ = [
     "mention",
     "when",
     "utc_time",
+    "status_emoji",
 ]
 
 MAX_SECTION = 3000
@@ -174,3 +176,27 @@ def when(epoch: float) -> str:
 
 def utc_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# How Slack shows each of BK-JOB's job and step statuses (bot.bkjob.status) at a glance.
+_STATUS_EMOJI: dict[int, str] = {
+    1: ":hourglass_flowing_sand:",
+    2: ":arrows_counterclockwise:",
+    3: ":white_check_mark:",
+    4: ":x:",
+    5: ":fast_forward:",
+    6: ":warning:",
+    7: ":raised_hand:",
+    8: ":octagonal_sign:",
+    9: ":rotating_light:",
+    10: ":hourglass:",
+    11: ":octagonal_sign:",
+    13: ":octagonal_sign:",
+    14: ":wastebasket:",
+    15: ":hourglass_flowing_sand:",
+}
+
+
+def status_emoji(code: int) -> str:
+    """A status code BK-JOB may add later (or the 12 its docs list and RunStatusEnum lacks) shows as unknown."""
+    return _STATUS_EMOJI.get(code, ":grey_question:")
