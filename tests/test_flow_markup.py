@@ -114,3 +114,40 @@ async def test_markup_from_people_and_bk_job_is_never_interpreted(hostile_bot: B
     assert "&lt;job_id&gt;" in everything  # the usage text's placeholder no longer vanishes
     assert "1244012" in everything and "rejected" in everything
     assert interpreted(slack) == [] and [t for t in acked if any(raw in t for raw in RAW)] == []
+
+
+async def test_help_placeholders_are_escaped_so_slack_shows_them(
+    slack: FakeSlack, bk: FakeBkJob, tmp_path: Path
+) -> None:
+    """`<bk_biz_id>` and `<your BK-JOB username>` in the bot's own help: Slack would take them for links and show
+    nothing, so they go out escaped."""
+    carol = "U0CAROL"
+    bk.add_plan(BIZ, PLAN, "Deploy", [{"id": 1, "name": "msg", "category": 1, "value": "x"}])
+    policy = tmp_path / "bkjob.toml"
+    policy.write_text(
+        f'[users]\n{ALICE} = "alice"\n\n[identity]\nservice_account_fallback = false\n\n'
+        f'[channels.{OPS}]\nbk_biz_id = {BIZ}\napproval = true\napprovers = ["{carol}"]\n\n'
+        f"[defaults]\nallowed_biz = [{BIZ}]\n"
+    )
+    slack.users[carol] = {"email": "carol@elsewhere.example"}
+    bot = Bot(slack=slack, bk=bk, db_path=tmp_path / "help.sqlite3", BKJOB_CONFIG=str(policy), BK_BIZ_ID="")
+    await bot.start()
+    try:
+        texts = [await bot.answered(f"{command}", channel=OPEN, user=ALICE) for command in ("plans", "history")]
+        await bot.command("run", channel=OPEN, user=ALICE)
+        await bot.idle()
+        # An approver with no BK-JOB user is told how to get one.
+        await bot.command(f'run {PLAN} --yes "msg=1"', channel=OPS, user=ALICE)
+        await bot.idle()
+        request = slack.messages(OPS)[-1]
+        approval_id = next(b for b in request["blocks"] if b["type"] == "actions")["elements"][0]["value"]
+        await bot.click(APPROVE_ACTION, approval_id, user=carol, channel=OPS, message_ts=request["ts"])
+        await bot.idle()
+        sent = [c.args for c in slack.calls()] + [r.body for r in slack.responses()]
+        everything = [*texts, *(text for body in sent for text in mrkdwn_texts(body))]
+        joined = " ".join(everything)
+        assert joined.count("--biz &lt;bk_biz_id&gt;") >= 3, everything
+        assert "&lt;your BK-JOB username&gt;" in joined, everything
+        assert [t for t in everything if "<bk_biz_id>" in t or "<your BK-JOB username>" in t] == []
+    finally:
+        await bot.close()

@@ -21,7 +21,7 @@ from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchFailed, LaunchRequest
 from bot.core.policy import ChannelPolicy, Policy
 from bot.core.ports import Directory, Messenger
-from bot.core.reasons import Failure, Moment, Person, Quoted, Reason, people, say
+from bot.core.reasons import Failure, Moment, Person, Plain, Quoted, Reason, people, say
 from bot.errors import BotError
 from bot.store import ApprovalRecord, ApprovalState, Store, Vote
 
@@ -120,7 +120,7 @@ class Approvals:
                 say(
                     "I could not read plan {plan} to check it is unchanged ({error}); nothing was approved. Try again.",
                     plan=approval.bk_job_id,
-                    error=str(exc),
+                    error=Quoted(str(exc)),
                 )
             ) from exc
         changes = plan_changes(approval.plan_version, plan_version(plan))
@@ -223,7 +223,7 @@ class Approvals:
         try:
             return await self._identities.bk_username(user)
         except BotError as exc:
-            raise Decision(say("{error} Nothing changed.", error=str(exc))) from exc
+            raise Decision(say("{error} Nothing changed.", error=Plain(str(exc)))) from exc
 
     async def _distinct_voters(self, votes: Sequence[Vote]) -> int:
         """Approvals count once per BK-JOB user: two Slack accounts of one person are one approval."""

@@ -72,7 +72,7 @@ class FinderListeners:
         policy = self._policy.for_channel(channel)
         biz = biz_id or policy.bk_biz_id or self._default_biz
         if biz is None:
-            return None, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here)."
+            return None, ":warning: Which business? Add `--biz &lt;bk_biz_id&gt;` (no default is set here)."
         refusal = policy.read_refusal(channel=channel, bk_biz_id=biz)
         if refusal is not None:
             return None, f":no_entry: {words(refusal)}"

@@ -73,7 +73,9 @@ class LaunchListeners:
         policy = self._policy.for_channel(channel)
         biz = cmd.biz_id or policy.bk_biz_id or self._default_biz
         if biz is None:
-            await ephemeral(respond, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here).")
+            await ephemeral(
+                respond, ":warning: Which business? Add `--biz &lt;bk_biz_id&gt;` (no default is set here)."
+            )
             return
         if not await self._allowed(user, channel, biz, cmd.job_id, respond):
             return

@@ -81,7 +81,9 @@ class ListListeners:
         user, channel = str(command["user_id"]), str(command["channel_id"])
         biz = cmd.biz_id or self._policy.for_channel(channel).bk_biz_id or self._default_biz
         if biz is None:
-            await ephemeral(respond, ":warning: Which business? Add `--biz <bk_biz_id>` (no default is set here).")
+            await ephemeral(
+                respond, ":warning: Which business? Add `--biz &lt;bk_biz_id&gt;` (no default is set here)."
+            )
             return
         bk_username = await self._may_read(user, channel, respond, biz)
         if bk_username is None:
