@@ -154,8 +154,8 @@ async def test_run_without_a_plan_opens_the_picker_and_offers_plans_as_the_perso
     assert offered(two_words) == ["preset:deploy-web", "plan:100"]
     assert offered(await suggest(pbot, view, "203")) == ["plan:203"]  # an ID finds its plan
     assert offered(await suggest(pbot, view, "no such plan")) == []
-    # One read of the plan list served every keystroke.
-    assert len(pbot.bk.requests("get_job_list")) == 1
+    # One read of the plan list served every keystroke (a page, then the empty page that ends it).
+    assert [r.body["start"] for r in pbot.bk.requests("get_job_list")] == [0, 1000]
 
 
 async def test_the_picker_offers_only_what_the_channels_policy_allows(pbot: Bot) -> None:
@@ -199,7 +199,8 @@ async def test_a_slow_bk_job_never_makes_slack_wait_past_its_deadline(
         assert "Still reading the plans from BK-JOB" in json.dumps(answer)
         await bot.idle()  # the load went on in the background
         assert offered(await suggest(bot, view, "deploy")) == ["preset:deploy-web", "plan:100"]
-        assert len(bk.requests("get_job_list")) == 1  # keystrokes never started a second load
+        # Keystrokes never started a second load (a page, then the empty page that ends it).
+        assert [r.body["start"] for r in bk.requests("get_job_list")] == [0, 1000]
     finally:
         await bot.close()
 
@@ -385,3 +386,33 @@ async def test_an_options_request_without_a_form_gets_no_options(pbot: Bot) -> N
     status, answer = await post_payload(pbot, payload)
     assert status == 200 and offered(answer) == []
     assert pbot.bk.requests() == []
+
+
+async def test_one_plan_list_per_business_is_read_for_everyone(pbot: Bot) -> None:
+    """BK-JOB lists every plan of a business to whoever may access it (no per-person filter): two people's
+    pickers are answered from one read, and the channel's policy still filters what each is offered."""
+    view = await pbot.open_form("run")
+    assert "plan:201" in offered(await suggest(pbot, view, ""))
+    await pbot.command("run", user="U0SOMEONE", channel=OTHER_CHANNEL)
+    (update,) = [c for c in await pbot.slack.wait_for_call("views.update", count=2)][-1:]
+    other = pbot.slack.view(update.args["view_id"])
+    assert other is not None
+    answer = offered(await suggest(pbot, other, "", user="U0SOMEONE"))
+    assert "plan:201" in answer and "plan:202" not in answer  # the channel's allowed_jobs still apply
+    assert [r.body["start"] for r in pbot.bk.requests("get_job_list")] == [0, 1000]  # one load: to the empty page
+    assert {r.body["bk_username"] for r in pbot.bk.requests("get_job_list")} == {"alice"}
+
+
+async def test_a_page_that_comes_back_short_is_not_the_end_of_the_list(pbot: Bot) -> None:
+    """BK-JOB cuts a page, then drops the plans whose template is gone: a short page is not the last one.
+    The bot reads on until a page comes back empty (v3: until `start` reaches `total`)."""
+    for i in range(1200):
+        pbot.bk.add_plan(BIZ, 5000 + i, f"batch {i:04d}", steps=[{"name": "one"}])
+    pbot.bk.lose_template(BIZ, 5000 + 1199)  # the newest: in the first page, which comes back with 999 rows
+    view = await pbot.open_form("run")
+    await suggest(pbot, view, "")
+    await pbot.idle()
+    # Plan 100 ("Deploy web") was changed first, so it is last: on the second page.
+    answer = offered(await suggest(pbot, view, "web"))
+    assert "plan:100" in answer and "plan:203" in answer
+    assert "plan:6199" not in offered(await suggest(pbot, view, "1199"))

@@ -3,8 +3,9 @@
 Slack waits 3 s for a select menu's options and shows nothing after that. Reading 10,000 plans from BK-JOB
 takes longer than a keystroke, so the finder answers from what it holds (a TTL cache, cachetools), refreshes
 it in the background once it is older than `ttl`, and never makes a request wait on BK-JOB for longer than
-the caller's budget. The list is read as the person who asks (BK-JOB checks `list_business` per user), so a
-person is only ever offered what BK-JOB lists for them.
+the caller's budget. BK-JOB does not filter its plan lists by the caller's permissions (whoever may access the
+business sees every plan of it), so one list per business serves everyone; the channel's policy filters what each
+person is offered (`search`'s `allowed`), and BK-JOB still checks the person's own permissions on every launch.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PAGE = 1000
 MAX_PLANS = 100_000
 """A business with more plans than this is read only this far: the picker still answers, from the newest."""
 MAX_LISTS = 64
-"""(business, BK-JOB user) lists held at once; the least recently read is dropped first."""
+"""Business lists held at once; the least recently read is dropped first."""
 RETRY_AFTER = 10.0
 """Seconds before a list BK-JOB refused is asked for again: a keystroke each is not a reason to ask again."""
 FOUND_WORDS = 64
@@ -42,7 +43,7 @@ STALE_FACTOR = 60
 
 @dataclass(frozen=True)
 class Catalogue:
-    """The plans of one business as BK-JOB listed them for one user, newest change first.
+    """The plans of one business as BK-JOB lists them, newest change first.
 
     Names are case-folded once, here, so that a keystroke is one scan of plain strings (10,000 plans: a few ms).
     """
@@ -78,7 +79,12 @@ class Catalogue:
 
 
 class PlanFinder:
-    """Per (business, BK-JOB user): the plan list, one load at a time, refreshed in the background."""
+    """Per business: the plan list, one load at a time, refreshed in the background.
+
+    A load is made as the BK-JOB user of the person whose request found the list missing or stale; a refusal
+    (BK-JOB checks `access_business` on every call) is remembered for that person only, so it neither holds up
+    nor is shown to anyone else.
+    """
 
     def __init__(
         self,
@@ -97,23 +103,20 @@ class PlanFinder:
         self._max_plans = max_plans
         self._clock = clock
         # 10,000 plans take about 8 MB with their index: 64 lists bound the memory at a few hundred MB at worst.
-        self._lists: TTLCache[tuple[int, str], Catalogue] = TTLCache(
-            maxsize=MAX_LISTS, ttl=self._ttl * STALE_FACTOR, timer=clock
-        )
-        self._loading: dict[tuple[int, str], asyncio.Task[Catalogue | None]] = {}
+        self._lists: TTLCache[int, Catalogue] = TTLCache(maxsize=MAX_LISTS, ttl=self._ttl * STALE_FACTOR, timer=clock)
+        self._loading: dict[int, asyncio.Task[Catalogue | None]] = {}
         self._failed: TTLCache[tuple[int, str], tuple[float, BkError]] = TTLCache(
             maxsize=256, ttl=RETRY_AFTER * 6, timer=clock
         )
 
     def cached(self, bk_biz_id: int, bk_username: str) -> Catalogue | None:
         """What is held now, fresh or stale, without waiting; a stale or missing list starts a refresh."""
-        key = (bk_biz_id, bk_username)
-        held = self._lists.get(key)
-        failed = self._failed.get(key)
+        held = self._lists.get(bk_biz_id)
+        failed = self._failed.get((bk_biz_id, bk_username))
         if failed is not None and self._clock() - failed[0] < RETRY_AFTER:
             return held
         if held is None or self._clock() - held.loaded_at >= self._ttl:
-            self._refresh(key)
+            self._refresh(bk_biz_id, bk_username)
         return held
 
     def failure(self, bk_biz_id: int, bk_username: str) -> BkError | None:
@@ -126,7 +129,7 @@ class PlanFinder:
         held = self.cached(bk_biz_id, bk_username)
         if held is not None:
             return held
-        task = self._loading.get((bk_biz_id, bk_username))
+        task = self._loading.get(bk_biz_id)
         if task is None or wait <= 0:
             return None
         # asyncio.wait leaves the load running when the budget is spent: the next keystroke finds it done.
@@ -173,17 +176,21 @@ class PlanFinder:
             seen.add(plan.bk_job_id)
             found.append(plan)
 
-    def _refresh(self, key: tuple[int, str]) -> None:
-        """One load per key at a time; it outlives the request that started it (Background holds it)."""
-        if key in self._loading:
+    def _refresh(self, bk_biz_id: int, bk_username: str) -> None:
+        """One load per business at a time; it outlives the request that started it (Background holds it)."""
+        if bk_biz_id in self._loading:
             return
-        task = self._background.spawn(self._load(key), name=f"plan-list-{key[0]}")
-        self._loading[key] = task
-        task.add_done_callback(lambda _: self._loading.pop(key, None))
+        task = self._background.spawn(self._load(bk_biz_id, bk_username), name=f"plan-list-{bk_biz_id}")
+        self._loading[bk_biz_id] = task
+        task.add_done_callback(lambda _: self._loading.pop(bk_biz_id, None))
 
-    async def _load(self, key: tuple[int, str]) -> Catalogue | None:
-        """Every page, newest change first; a failure keeps what was held (a picker on a stale list beats none)."""
-        bk_biz_id, bk_username = key
+    async def _load(self, bk_biz_id: int, bk_username: str) -> Catalogue | None:
+        """Every page, newest change first; a failure keeps what was held (a picker on a stale list beats none).
+
+        BK-JOB cuts a page, then drops the plans whose template is gone: a page can come back short (even empty)
+        before the end. So v3 reads while `start < total`, and v2 (no total) until a page comes back empty.
+        """
+        key = (bk_biz_id, bk_username)
         plans: list[PlanSummary] = []
         seen: set[int] = set()
         start = 0
@@ -199,18 +206,19 @@ class PlanFinder:
                         seen.add(plan.bk_job_id)
                         plans.append(plan)
                 start += self._page
-                if len(page.plans) < self._page or (page.total is not None and start >= page.total):
+                ended = start >= page.total if page.total is not None else not page.plans
+                if ended:
                     complete = True
                     break
         except BkError as exc:
             log.warning("reading the plan list of business %s failed: %s", bk_biz_id, exc)
             self._failed[key] = (self._clock(), exc)
-            return self._lists.get(key)
+            return self._lists.get(bk_biz_id)
         self._failed.pop(key, None)
         if not complete:
             log.warning("business %s has more than %s plans; the picker offers the newest", bk_biz_id, len(plans))
         catalogue = Catalogue(plans=tuple(plans), loaded_at=self._clock(), complete=complete)
-        self._lists[key] = catalogue
+        self._lists[bk_biz_id] = catalogue
         return catalogue
 
 

@@ -211,6 +211,7 @@ class _Plan:
     steps: list[JsonDict]
     creator: str = "admin"
     create_time: float = field(default_factory=time.time)
+    template_missing: bool = False  # its template was deleted: listed in no page, yet counted and paged over
 
 
 @dataclass
@@ -596,6 +597,12 @@ class FakeBkJob(FakeServer, _HostLogs):
             global_vars=[self._normalise_var(v) for v in global_vars],
             steps=[self._normalise_step(i, s) for i, s in enumerate(steps, start=1)],
         )
+
+    def lose_template(self, bk_biz_id: int, bk_job_id: int) -> None:
+        """The plan's template is gone (deleted under it): the plan lists still count it and page over it, then
+        drop its row after the page is cut (TaskPlanServiceImpl.fillTemplateInfo), so a page comes back short
+        before the end of the list."""
+        self.plans[(bk_biz_id, bk_job_id)].template_missing = True
 
     def deny_user(self, username: str, action: str = "launch_job_plan") -> None:
         """`username` lacks an IAM action, so the API that needs it answers 9900403 with the apply payload:
@@ -1344,7 +1351,10 @@ class FakeBkJob(FakeServer, _HostLogs):
 
     def _matching_plans(self, params: Mapping[str, Any], operator: str) -> list[_Plan]:
         """TaskPlanDAOImpl.listPageTaskPlans: the business's plans, `name LIKE '%<name>%'` (unescaped, so `%`
-        and `_` are wildcards; case-insensitive under MySQL's default collation), newest change first."""
+        and `_` are wildcards; case-insensitive under MySQL's default collation), newest change first.
+
+        Neither list filters by the caller's permissions: whoever may access the business (AuthAppInterceptor
+        checks `access_business` on every `/esb/api/**` call) sees every plan of it."""
         biz = self._biz_id(params)
         self._check_biz(biz)
         self._check_permission("access_business", operator, biz)
@@ -1372,6 +1382,7 @@ class FakeBkJob(FakeServer, _HostLogs):
                 "last_modify_time": _fmt_time(p.create_time),
             }
             for p in page
+            if not p.template_missing  # dropped after the page was cut: the page comes back short
         ]
         return {_BARE_LIST: rows}
 
@@ -1394,6 +1405,7 @@ class FakeBkJob(FakeServer, _HostLogs):
                 "last_modify_time": int(p.create_time),
             }
             for p in plans[start : start + length]
+            if not p.template_missing  # dropped after the page was cut; `total` still counts it
         ]
         return {"start": start, "length": length, "total": len(plans), "data": rows}
 
