@@ -1443,7 +1443,8 @@ class FakeBkJob(FakeServer, _HostLogs):
     def _operate_step_instance(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """StepOperationEnum: 2 retry failed hosts, 8 retry all and 3 ignore error on a failed step of a failed
         job; 6 confirm and 9 end the confirmation on a step waiting for its confirmer (7), only by a confirmer
-        (1244016). Codes outside the enum are 1241002, an operation the state does not allow is 1241003."""
+        (1244016) when the step names roles (with none, by anyone). Codes outside the enum are 1241002, an
+        operation the state does not allow is 1241003."""
         inst = self._named_instance(params)
         step_id = _as_int(params.get("step_instance_id"))
         if step_id is None or step_id < 1:
@@ -1507,8 +1508,10 @@ class FakeBkJob(FakeServer, _HostLogs):
         await self._deliver_callback(inst)
 
     def _may_confirm(self, inst: Instance, step: StepInstance, operator: str) -> bool:
-        """The step's users, the trigger user when the step names that role, and members of its other roles."""
-        if operator in step.confirm_users:
+        """The step's users, the trigger user when the step names that role, and members of its other roles; when
+        the step names no role (users only, or nobody), anyone: job-execute's `checkConfirmUser` checks the roles
+        only when there are some, and `operate_step_instance` has no permission check of its own."""
+        if operator in step.confirm_users or not step.confirm_roles:
             return True
         for role in step.confirm_roles:
             if role == TRIGGER_USER_ROLE and operator == inst.operator:
