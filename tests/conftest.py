@@ -72,6 +72,7 @@ BOTH_API_VERSIONS = (
     "test_plan_list",
     "test_flow_logs",
     "test_flow_operations",
+    "test_flow_confirm",
 )
 # Tests that assert v2's exact wire body; their v3 counterparts are in tests/test_bk_v3.py.
 V2_WIRE_ONLY = {

@@ -47,6 +47,9 @@ bk_biz_id = {BIZ}
 allowed_biz = [{BIZ}]
 approvers = ["{BOB}"]
 
+[channels.{OPS}.operators]  # carol may answer confirmations here, as far as the channel is concerned
+confirm = ["requester", "approvers", "{CAROL}"]
+
 [channels.{GATED}]
 bk_biz_id = {BIZ}
 allowed_biz = [{BIZ}]

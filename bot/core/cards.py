@@ -80,6 +80,26 @@ class Confirmation:
     """Whether BK-JOB told who may confirm (v3's plan detail does, v2's does not)."""
     people: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """BK-JOB user -> the chat users the policy maps to it, so the thread can name who may answer."""
+    allowed: Reason | None = None
+    """Who the channel's policy (`[operators] confirm`) lets answer it, checked on the chat user who clicks."""
+
+    def who_may_answer(self) -> Reason:
+        """The channel's policy first (it always applies), then what BK-JOB itself requires, where it says."""
+        if self.allowed is None:
+            return self.confirmers()
+        if not self.named:
+            return say(
+                "{allowed} (the channel's policy), acting in BK-JOB as one of the step's confirmers where it names "
+                "any (BK-JOB's v2 API does not name them; BK-JOB checks)",
+                allowed=self.allowed,
+            )
+        if not self.users and not self.roles:
+            return say("{allowed} (the channel's policy; the plan names no confirmer)", allowed=self.allowed)
+        return say(
+            "{allowed} (the channel's policy), acting in BK-JOB as one of the step's confirmers: {bk}",
+            allowed=self.allowed,
+            bk=self.confirmers(),
+        )
 
     def confirmers(self) -> Reason:
         """Who may confirm: the BK-JOB users (with the people the policy maps to each) and roles the plan names."""

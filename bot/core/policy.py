@@ -99,8 +99,11 @@ _EVERYONE_WHO_MAY_OPERATE = (REQUESTER, APPROVERS)
 
 class OperatorsPolicy(BaseModel):
     """Who may control a launch's run from Slack in a channel: Slack user IDs, user-group IDs, and the words
-    "requester" (whoever launched it) and "approvers" (the channel's approvers). Confirming a manual step is
-    BK-JOB's own rule (the step's confirmers), not this file's."""
+    "requester" (whoever launched it) and "approvers" (the channel's approvers). `confirm` says who may answer a
+    manual confirmation step (*Confirm* or *Stop here*), checked on the Slack person who clicks: BK-JOB lets anyone
+    pass a step that names no role, and with the service-account fallback its confirmer check sees only
+    BK_USERNAME. Where BK-JOB names the step's confirm users, the clicker's BK-JOB user must also be one of them;
+    where it names roles, BK-JOB checks those too."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -108,10 +111,11 @@ class OperatorsPolicy(BaseModel):
     retry: tuple[StrictStr, ...] = _EVERYONE_WHO_MAY_OPERATE
     ignore: tuple[StrictStr, ...] = _EVERYONE_WHO_MAY_OPERATE
     rerun: tuple[StrictStr, ...] = _EVERYONE_WHO_MAY_OPERATE
+    confirm: tuple[StrictStr, ...] = _EVERYONE_WHO_MAY_OPERATE
     # Whether a re-run asks for an approval again; unset: as a launch in the channel does.
     rerun_approval: StrictBool | None = None
 
-    @field_validator("stop", "retry", "ignore", "rerun")
+    @field_validator("stop", "retry", "ignore", "rerun", "confirm")
     @classmethod
     def _who(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         bad = [

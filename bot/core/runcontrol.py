@@ -20,7 +20,7 @@ from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchRequest
 from bot.core.policy import APPROVERS, REQUESTER, Policy
 from bot.core.ports import Directory, Messenger
-from bot.core.reasons import Channel, Failure, People, Person, Reason, Tone, say
+from bot.core.reasons import Channel, Failure, People, Person, Reason, Slot, Tone, say
 from bot.errors import BotError
 from bot.store import LaunchRecord, LaunchState, Store
 
@@ -53,13 +53,15 @@ _STEP_CODES = {
     Operation.CONFIRM: 6,
     Operation.END_CONFIRM: 9,
 }
-# Which policy list (`[operators]`) governs each; confirming is BK-JOB's rule (the step's confirmers).
+# Which policy list (`[operators]`) governs each: checked on the Slack person who clicks, never on the BK-JOB user.
 _POLICY_KEY = {
     Operation.STOP: "stop",
     Operation.RETRY_FAILED: "retry",
     Operation.RETRY_STEP: "retry",
     Operation.IGNORE: "ignore",
     Operation.RERUN: "rerun",
+    Operation.CONFIRM: "confirm",
+    Operation.END_CONFIRM: "confirm",
 }
 _VERB = {
     Operation.STOP: "stop",
@@ -67,6 +69,8 @@ _VERB = {
     Operation.RETRY_STEP: "retry",
     Operation.IGNORE: "ignore errors of",
     Operation.RERUN: "re-run",
+    Operation.CONFIRM: "answer a confirmation step of",
+    Operation.END_CONFIRM: "answer a confirmation step of",
 }
 _ROLES = {REQUESTER: "the requester", APPROVERS: "the channel's approvers"}
 _FAILED_STEP_OPERATIONS = frozenset({Operation.RETRY_FAILED, Operation.IGNORE, Operation.RETRY_STEP})
@@ -133,13 +137,12 @@ class Operations:
         launch = await self._store.get_launch(launch_id)
         if launch is None or launch.channel != channel:
             return Answer(say("That button belongs to no launch of mine in this channel; nothing was sent."))
-        if op not in _CONFIRM_OPERATIONS:
-            refusal = await self._refusal(launch, op, user)
-            if refusal is not None:
-                await self._audit.record(
-                    user, f"{op.value}_refused", channel=channel, launch_id=launch.id, detail=str(refusal)
-                )
-                return Answer(say("{refusal}", Tone.REFUSED, refusal=refusal))
+        refusal = await self._refusal(launch, op, user)
+        if refusal is not None:
+            await self._audit.record(
+                user, f"{op.value}_refused", channel=channel, launch_id=launch.id, detail=str(refusal)
+            )
+            return Answer(say("{refusal}", Tone.REFUSED, refusal=refusal))
         if op is Operation.RERUN:
             return await self._rerun(launch, user)
         if launch.job_instance_id is None:
@@ -161,6 +164,10 @@ class Operations:
                     status=status.describe(detail.job_instance.status),
                 )
             )
+        if op in _CONFIRM_OPERATIONS:
+            refusal = await self._not_a_named_confirmer(launch, op, user, bk_user, target)
+            if refusal is not None:
+                return Answer(refusal)
         key = _claim_key(launch, op, detail, target)
         if not await self._store.claim(key, now=self._clock()):
             return Answer(
@@ -270,6 +277,33 @@ class Operations:
             )
         )
 
+    async def _not_a_named_confirmer(
+        self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: _Target
+    ) -> Reason | None:
+        """Where BK-JOB names the step's confirm users and no role, it lets anyone pass (its confirmer check reads
+        the roles only): the clicker's BK-JOB user must be one of those users. Roles named: BK-JOB decides that
+        part; nobody named (v2, or a plan that names no one): the channel's policy alone."""
+        confirmation = await self._confirmation(launch, target)
+        if confirmation is None or not confirmation.named or confirmation.roles or not confirmation.users:
+            return None
+        if bk_user in confirmation.users:
+            return None
+        refusal = say(
+            "BK-JOB names the step's confirmers: {who}. You act as `{bk_user}`, not one of them; nothing was sent.",
+            Tone.REFUSED,
+            who=confirmation.confirmers(),
+            bk_user=bk_user,
+        )
+        await self._audit.record(
+            user,
+            f"{op.value}_refused",
+            channel=launch.channel,
+            launch_id=launch.id,
+            job_instance_id=launch.job_instance_id,
+            detail=f"{_describe(op, target)} as {bk_user}: not one of the step's confirm users",
+        )
+        return refusal
+
     async def _follow(self, launch: LaunchRecord, op: Operation) -> None:
         """A retried step or an ignored error makes a finished job run again: the launch is running again and the
         poller watches it; otherwise the poller reads the new state at once (a stop, an ended confirmation)."""
@@ -366,6 +400,8 @@ class Operations:
         confirmation = await self._confirmation(launch, _Target(step=step, number=number))
         if confirmation is None:
             confirmation = _confirmation(step, number, None)
+        if confirmation.allowed is None:
+            confirmation = replace(confirmation, allowed=_allowed(self._policy, launch.channel))
         await self._messenger.post(
             launch.channel, ConfirmationCard(launch=launch, confirmation=confirmation), thread_ts=launch.message_ts
         )
@@ -389,7 +425,7 @@ class Operations:
         for slack_user, bk_user in self._policy.users.items():
             if bk_user in confirmation.users:
                 people.setdefault(bk_user, []).append(slack_user)
-        return replace(confirmation, people=people)
+        return replace(confirmation, people=people, allowed=_allowed(self._policy, launch.channel))
 
     async def _say(self, launch: LaunchRecord, reason: Reason) -> None:
         if launch.message_ts is not None:
@@ -447,6 +483,24 @@ def _confirmation(step: StepInstance, number: int, plan_step: PlanStep | None) -
         roles=list(plan_step.confirm_roles or []) if plan_step else [],
         named=named,
     )
+
+
+def _allowed(policy: Policy, channel: str) -> Reason:
+    """Who the channel's `[operators] confirm` lets answer a confirmation, in words (the approvers by name)."""
+    listed = policy.for_channel(channel)
+    parts: list[str] = []
+    slots: dict[str, Slot] = {}
+    for who in listed.operators.confirm:
+        if who == REQUESTER:
+            parts.append("the requester")
+        elif who == APPROVERS and listed.approvers:
+            parts.append("the channel's approvers ({approvers})")
+            slots["approvers"] = People(listed.approvers)
+    named = tuple(a for a in listed.operators.confirm if a not in (REQUESTER, APPROVERS))
+    if named:
+        parts.append("{listed}")
+        slots["listed"] = People(named)
+    return Reason(", ".join(parts) or "nobody (the channel's `[operators] confirm` names no one)", slots)
 
 
 def _values(launch: LaunchRecord) -> dict[str, str]:

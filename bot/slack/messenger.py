@@ -50,7 +50,7 @@ class SlackMessenger:
                 logs_button=card.logs_button,
             )
         if isinstance(card, ConfirmationCard):
-            return confirmation_message(card.launch, card.confirmation, who=words(card.confirmation.confirmers()))
+            return confirmation_message(card.launch, card.confirmation, who=words(card.confirmation.who_may_answer()))
         if isinstance(card, ConfirmationDecided):
             return confirmation_decided(card.step_number, card.step_name, by=card.by, confirmed=card.confirmed)
         assert isinstance(card, Note)
