@@ -362,6 +362,16 @@ def _announce_policy(governed: Policy | None) -> Policy:
             "the policy's [defaults] allow any business and plan without approval: channels it does not name, "
             "and DMs, may launch anything (set allowed_biz = [] there to refuse them)"
         )
+    for channel, keys in governed.operators_left_out().items():
+        log.warning(
+            "the policy's [channels.%s.operators] leaves out %s, which [defaults.operators] sets: a channel's own "
+            "[operators] table replaces [defaults]'s, so there %s the built-in default (the requester and the "
+            "channel's approvers); write %s in the channel's table to keep [defaults]'s",
+            channel,
+            ", ".join(keys),
+            "it takes" if len(keys) == 1 else "they take",
+            "it" if len(keys) == 1 else "them",
+        )
     return governed
 
 

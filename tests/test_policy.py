@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.app import _announce_policy
 from bot.core.policy import ChannelPolicy, Policy, load_policy, parse_duration
 from bot.errors import ConfigError
 from bot.slack.words import words
@@ -435,6 +437,42 @@ rerun_approval = true
     assert any("channels.C0OPS.operators.stop" in line and "'alice'" in line for line in lines), lines
     typo = problems(tmp_path, "[defaults.operators]\nretyr = []\n")
     assert typo == ["defaults.operators.retyr: is not a known key (did you mean retry?)"], typo
+
+
+def test_the_bot_warns_when_a_channels_operators_leave_out_a_key_the_defaults_set(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A channel's own [operators] table replaces [defaults]'s (keys it leaves out take the built-in defaults, not
+    [defaults]'s): kept as it is, and said at start wherever [defaults.operators] sets a key the channel leaves out."""
+    policy = load_policy(
+        write(
+            tmp_path,
+            """
+[channels.C0OPS]
+approvers = ["U0BOB"]
+
+[channels.C0OPS.operators]
+retry = ["approvers"]
+
+[channels.C0DEV]
+approvers = ["U0BOB"]
+
+[defaults.operators]
+confirm = ["S0ONCALL"]
+stop = ["approvers"]
+""",
+        )
+    )
+    assert policy is not None
+    ops, dev = policy.for_channel("C0OPS").operators, policy.for_channel("C0DEV").operators
+    assert ops.confirm == ("requester", "approvers") and ops.stop == ("requester", "approvers")
+    assert dev.confirm == ("S0ONCALL",) and dev.stop == ("approvers",)  # no table of its own: [defaults]'s
+    assert policy.operators_left_out() == {"C0OPS": ("confirm", "stop")}
+    with caplog.at_level(logging.WARNING, logger="bot.app"):
+        _announce_policy(policy)
+    (line,) = [r.getMessage() for r in caplog.records if "[channels.C0OPS.operators]" in r.getMessage()]
+    assert "leaves out confirm, stop" in line and "C0DEV" not in caplog.text
+    assert Policy().operators_left_out() == {} and load_policy(str(EXAMPLE)).operators_left_out() == {}  # type: ignore[union-attr]
 
 
 def test_a_rerun_approval_needs_approvers(tmp_path: Path) -> None:

@@ -324,6 +324,19 @@ class Policy(BaseModel):
     def for_channel(self, channel: str) -> ChannelPolicy:
         return self.channels.get(channel, self.defaults)
 
+    def operators_left_out(self) -> dict[str, tuple[str, ...]]:
+        """Channels whose own `[operators]` table leaves out keys that `[defaults.operators]` sets: a channel's
+        table replaces the defaults' whole, so those keys take the built-in defaults there (worth a warning)."""
+        if "operators" not in self.defaults.model_fields_set:
+            return {}
+        set_by_defaults = self.defaults.operators.model_fields_set
+        left_out: dict[str, tuple[str, ...]] = {}
+        for channel, listed in self.channels.items():
+            missing = tuple(sorted(set_by_defaults - listed.operators.model_fields_set))
+            if missing:
+                left_out[channel] = missing
+        return left_out
+
     # -- presets (issue 17) ----------------------------------------------------------------------------------
 
     @model_validator(mode="after")

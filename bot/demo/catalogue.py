@@ -188,7 +188,12 @@ def demo_policy() -> Policy:
             "channels": {
                 approving.id: {"approval": True, "approvers": ["U0BOB", "S0ONCALL"], "approval_ttl": "30m"},
                 # A failed job's reply there has a digest and a Logs button (the approval channel: digest only).
-                next(c for c in CHANNELS if not c.approval).id: {"logs": "full"},
+                # Bob (whom plan 112's confirmation step names) may answer confirmations there too, as well as
+                # whoever launched the job; in the approval channel he is an approver, which the default allows.
+                next(c for c in CHANNELS if not c.approval).id: {
+                    "logs": "full",
+                    "operators": {"confirm": ["requester", "approvers", "U0BOB"]},
+                },
             },
             "defaults": {"bk_biz_id": BIZ, "approval": False},
             # `/bkjob run deploy-web`: plan 100 with its version pre-filled and its namespace locked.
