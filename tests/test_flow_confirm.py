@@ -6,6 +6,7 @@ channel's approvers); where BK-JOB names confirm users, the clicker's BK-JOB use
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -175,3 +176,18 @@ async def test_the_service_account_fallback_does_not_let_another_person_confirm(
     await click(CONFIRM_ACTION, ERIN)  # the requester: the policy allows her, the step's trigger role too
     await told(ops, "BK-JOB accepted: confirm step 2")
     assert ops.bk.instances[instance_id].steps[1].status == 3
+
+
+async def test_the_question_notifies_who_may_answer_and_is_shown_in_the_channel_once(ops: Bot) -> None:
+    """Point 18: v2 names no BK-JOB confirmer and a thread reply notifies nobody: the question mentions the people
+    the channel lets answer (the requester, the approvers, those listed) and is broadcast to the channel, once."""
+    instance_id, ts, message = await waiting(ops, CONFIRM_PLAN)
+    assert message.get("subtype") == "thread_broadcast" and message["thread_ts"] == ts
+    for person in (ALICE, BOB, CAROL):
+        assert f"<@{person}>" in message["text"], message["text"]
+    await asyncio.sleep(0.5)  # the poller reads the waiting job again every 0.1 s
+    await ops.idle()
+    asked = [c for c in ops.slack.calls("chat.postMessage") if "Waiting for confirmation" in json.dumps(c.args)]
+    assert len(asked) == 1 and asked[0].args.get("reply_broadcast") in (True, "true")
+    assert ops.bk.instances[instance_id].status == 7
+    assert [m["ts"] for m in ops.slack.thread(OPS, ts) if m.get("subtype") == "thread_broadcast"] == [message["ts"]]

@@ -82,6 +82,8 @@ class Confirmation:
     """BK-JOB user -> the chat users the policy maps to it, so the thread can name who may answer."""
     allowed: Reason | None = None
     """Who the channel's policy (`[operators] confirm`) lets answer it, checked on the chat user who clicks."""
+    answerers: Sequence[str] = ()
+    """Those people and groups by chat ID (the requester, the approvers, the listed), to notify."""
 
     def who_may_answer(self) -> Reason:
         """The channel's policy first (it always applies), then what BK-JOB itself requires, where it says."""

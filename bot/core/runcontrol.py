@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from bot.bkjob import status
 from bot.bkjob.client import BkClient
@@ -401,7 +402,7 @@ class Operations:
         if confirmation is None:
             confirmation = _confirmation(step, number, None)
         if confirmation.allowed is None:
-            confirmation = replace(confirmation, allowed=_allowed(self._policy, launch.channel))
+            confirmation = replace(confirmation, **_allowed(self._policy, launch))
         await self._messenger.post(
             launch.channel, ConfirmationCard(launch=launch, confirmation=confirmation), thread_ts=launch.message_ts
         )
@@ -425,7 +426,7 @@ class Operations:
         for slack_user, bk_user in self._policy.users.items():
             if bk_user in confirmation.users:
                 people.setdefault(bk_user, []).append(slack_user)
-        return replace(confirmation, people=people, allowed=_allowed(self._policy, launch.channel))
+        return replace(confirmation, people=people, **_allowed(self._policy, launch))
 
     async def _say(self, launch: LaunchRecord, reason: Reason) -> None:
         if launch.message_ts is not None:
@@ -485,22 +486,29 @@ def _confirmation(step: StepInstance, number: int, plan_step: PlanStep | None) -
     )
 
 
-def _allowed(policy: Policy, channel: str) -> Reason:
-    """Who the channel's `[operators] confirm` lets answer a confirmation, in words (the approvers by name)."""
-    listed = policy.for_channel(channel)
+def _allowed(policy: Policy, launch: LaunchRecord) -> dict[str, Any]:
+    """Who the channel's `[operators] confirm` lets answer a confirmation: in words (each by name, to notify
+    them), and their chat IDs (`Confirmation.allowed`, `.answerers`)."""
+    listed = policy.for_channel(launch.channel)
     parts: list[str] = []
     slots: dict[str, Slot] = {}
+    answerers: list[str] = []
     for who in listed.operators.confirm:
         if who == REQUESTER:
-            parts.append("the requester")
+            parts.append("the requester ({requester})")
+            slots["requester"] = Person(launch.requester)
+            answerers.append(launch.requester)
         elif who == APPROVERS and listed.approvers:
             parts.append("the channel's approvers ({approvers})")
             slots["approvers"] = People(listed.approvers)
+            answerers.extend(listed.approvers)
     named = tuple(a for a in listed.operators.confirm if a not in (REQUESTER, APPROVERS))
     if named:
         parts.append("{listed}")
         slots["listed"] = People(named)
-    return Reason(", ".join(parts) or "nobody (the channel's `[operators] confirm` names no one)", slots)
+        answerers.extend(named)
+    words = Reason(", ".join(parts) or "nobody (the channel's `[operators] confirm` names no one)", slots)
+    return {"allowed": words, "answerers": tuple(dict.fromkeys(answerers))}
 
 
 def _values(launch: LaunchRecord) -> dict[str, str]:

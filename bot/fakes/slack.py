@@ -584,6 +584,9 @@ class FakeSlack(FakeServer, _FileUploads):
         for key in ("blocks", "attachments", "thread_ts", "metadata"):
             if args.get(key) is not None:
                 message[key] = args[key]
+        if args.get("thread_ts") and args.get("reply_broadcast") in (True, "true", "1"):
+            # chat.postMessage: with thread_ts, the reply is also shown to everyone in the channel
+            message["subtype"] = "thread_broadcast"
         self._messages[channel].append(message)
         return {"ok": True, "channel": channel, "ts": message["ts"], "message": dict(message)}
 

@@ -11,7 +11,7 @@ from bot.core.cards import (
     Note,
     ResultCard,
 )
-from bot.core.reasons import Reason
+from bot.core.reasons import People, Reason, say
 from bot.slack.blocks.approvals import approval_message
 from bot.slack.blocks.digest import sections
 from bot.slack.blocks.launch import launch_message
@@ -50,7 +50,11 @@ class SlackMessenger:
                 logs_button=card.logs_button,
             )
         if isinstance(card, ConfirmationCard):
-            return confirmation_message(card.launch, card.confirmation, who=words(card.confirmation.who_may_answer()))
+            confirmation = card.confirmation
+            mentions = words(say("{who}", who=People(tuple(confirmation.answerers)))) if confirmation.answerers else ""
+            return confirmation_message(
+                card.launch, confirmation, who=words(confirmation.who_may_answer()), mentions=mentions
+            )
         if isinstance(card, ConfirmationDecided):
             return confirmation_decided(card.step_number, card.step_name, by=card.by, confirmed=card.confirmed)
         assert isinstance(card, Note)

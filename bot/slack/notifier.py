@@ -48,7 +48,9 @@ class Notifier:
         return link
 
     async def post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> str:
-        """Post to a channel (or a thread) and return the new message's ts."""
+        """Post to a channel (or a thread, shown in the channel too when the message says so) and return the new
+        message's ts."""
+        broadcast = {"reply_broadcast": True} if message.broadcast and thread_ts else {}
         response = await self._call(
             "chat.postMessage",
             channel=channel,
@@ -57,6 +59,7 @@ class Notifier:
             thread_ts=thread_ts,
             unfurl_links=False,
             unfurl_media=False,
+            **broadcast,
         )
         return str(response["ts"])
 

@@ -114,6 +114,8 @@ class Outbox:
     ) -> OutboxMessage:
         """A post, built but not stored: `Store.record_result` stores it in the same transaction as the result."""
         payload: dict[str, Any] = {"text": message.text, "blocks": message.blocks, "thread_ts": thread_ts}
+        if message.broadcast and thread_ts:
+            payload["reply_broadcast"] = True
         if on_sent:
             payload["on_sent"] = on_sent
         return self._message(channel, f"{channel}:{thread_ts or ''}", OutboxKind.POST, payload)
@@ -328,7 +330,11 @@ class Outbox:
     async def _send(self, message: OutboxMessage) -> str | None:
         if message.kind is OutboxKind.POST:
             payload = message.payload
-            reply = Message(text=str(payload.get("text") or ""), blocks=list(payload.get("blocks") or []))
+            reply = Message(
+                text=str(payload.get("text") or ""),
+                blocks=list(payload.get("blocks") or []),
+                broadcast=payload.get("reply_broadcast") is True,
+            )
             return await self._post_paced(message.channel, reply, thread_ts=payload.get("thread_ts"), stoppable=True)
         if message.kind is OutboxKind.REFRESH_LAUNCH:
             launch = await self._store.get_launch(str(message.payload.get("launch_id")))

@@ -59,9 +59,10 @@ def run_controls(launch: LaunchRecord, *, url: str | None) -> ActionsBlock | Non
     return ActionsBlock(block_id=f"run:{launch.id}", elements=buttons)
 
 
-def confirmation_message(launch: LaunchRecord, confirmation: Confirmation, *, who: str) -> Message:
-    """In the launch's thread when the job waits in 7: the step's message, who may confirm (`who`: the
-    confirmation's confirmers in words), and two buttons."""
+def confirmation_message(launch: LaunchRecord, confirmation: Confirmation, *, who: str, mentions: str = "") -> Message:
+    """In the launch's thread when the job waits in 7, and shown in the channel too (once: the question is posted
+    once per step run): the step's message, who may confirm (`who`: the confirmation's confirmers in words;
+    `mentions`: the people the channel's policy lets answer, notified), and two buttons."""
     head = (
         f":raised_hand: *Waiting for confirmation* at step {confirmation.step_number} "
         f"(*{untrusted(confirmation.step_name)}*) of {untrusted(launch.plan_name)}, instance {launch.job_instance_id}"
@@ -81,7 +82,9 @@ def confirmation_message(launch: LaunchRecord, confirmation: Confirmation, *, wh
         ),
     ]
     text = f"Waiting for confirmation at step {confirmation.step_number} of {untrusted(launch.plan_name)}"
-    return Message(text=cut(text, 3000), blocks=[b.to_dict() for b in blocks])
+    if mentions:
+        text += f": {mentions}, you may answer it"
+    return Message(text=cut(text, 3000), blocks=[b.to_dict() for b in blocks], broadcast=True)
 
 
 def confirmation_decided(step_number: int, step_name: str, *, by: str, confirmed: bool) -> Message:

@@ -50,6 +50,8 @@ class Message:
 
     text: str
     blocks: list[dict[str, Any]]
+    broadcast: bool = False
+    """A thread reply also shown to the whole channel (chat.postMessage's `reply_broadcast`)."""
 
 
 def job_url(web_root: str | None, job_instance_id: int | None) -> str | None:
