@@ -164,6 +164,9 @@ class StepInstance:
     # A manual-confirmation step's confirmers, as the plan names them (TaskApprovalStepDTO.approvalUser).
     confirm_users: list[str] = field(default_factory=list)
     confirm_roles: list[str] = field(default_factory=list)
+    # A rolling step (the plan's rolling config): in manual mode it waits in 7 between batches for "continue
+    # rolling" (13), which is no manual confirmation (its type is 1 or 2).
+    rolling: bool = False
 
 
 @dataclass
@@ -1167,6 +1170,7 @@ class FakeBkJob(FakeServer, _HostLogs):
                 start_time=now if i == 0 else None,
                 confirm_users=list(step.get("confirm_users") or []),
                 confirm_roles=list(step.get("confirm_roles") or []),
+                rolling=bool(step.get("rolling")),
             )
             for i, step in enumerate(plan.steps)
         ]
@@ -1414,7 +1418,9 @@ class FakeBkJob(FakeServer, _HostLogs):
     def _operate_job_instance(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
         """TaskOperationEnum: 1 terminate, only while the job runs (2) or waits for a user (7), else 1241003; the
         job goes 10 (STOPPING) and then 11 (STOP_SUCCESS), which runs finishJob and so calls back. 2 (start a
-        not-started instance) never applies to an instance execute_job started."""
+        not-started instance) never applies to an instance execute_job started. A job waiting at a manual
+        confirmation goes 10 and stays there: JobListener.stopJob sends the step a stop event that
+        ConfirmStepEventHandler has no case for, so the step stays 7 and nothing ends (no callback)."""
         inst = self._named_instance(params)
         code = _as_int(params.get("operation_code"))
         if code not in (1, 2):
@@ -1422,6 +1428,8 @@ class FakeBkJob(FakeServer, _HostLogs):
         if code == 2 or inst.status not in (2, 7):
             raise _JobError(1241003, "unsupported_operation")
         inst.status = 10
+        if _waiting_confirmation(inst) is not None:
+            return {"job_instance_id": inst.job_instance_id}
         for step in inst.steps:
             if step.status in (2, 7):
                 step.status = 10
@@ -1432,19 +1440,30 @@ class FakeBkJob(FakeServer, _HostLogs):
         return {"job_instance_id": inst.job_instance_id}
 
     async def complete_stop(self, instance_id: int) -> list[int]:
-        """A stop BK-JOB accepted ends: the job and its stopping step in 11, then the callback."""
+        """A stop BK-JOB accepted ends: the job and its stopping step in 11, then the callback (never for a job
+        stopped at a manual confirmation: it stays 10)."""
         await asyncio.sleep(0)  # after the operate answer has gone out, as JOB's engine does it asynchronously
         inst = self.instances[instance_id]
-        if inst.status != 10:
+        if inst.status != 10 or _waiting_confirmation(inst) is not None:
             return []
         statuses = [11 if s.status == 10 else s.status for s in inst.steps]
         return await self.finish(instance_id, 11, statuses)
 
+    def pause_rolling(self, instance_id: int, step_index: int) -> None:
+        """A rolling step in manual mode between two batches: the step and the job wait in 7 (no callback)."""
+        inst = self.instances[instance_id]
+        step = inst.steps[step_index]
+        assert step.rolling, "only a rolling step pauses between batches"
+        step.status = inst.status = 7
+        step.start_time = step.start_time or time.time()
+
     def _operate_step_instance(self, params: JsonDict, operator: str, headers: Mapping[str, str]) -> JsonDict:
-        """StepOperationEnum: 2 retry failed hosts, 8 retry all and 3 ignore error on a failed step of a failed
-        job; 6 confirm and 9 end the confirmation on a step waiting for its confirmer (7), only by a confirmer
-        (1244016) when the step names roles (with none, by anyone). Codes outside the enum are 1241002, an
-        operation the state does not allow is 1241003."""
+        """StepOperationEnum, each checked against the step's own state (TaskExecuteServiceImpl.doStepOperation):
+        2 retry failed hosts and 8 retry all in 4, 9 or 11; 3 ignore error in 4 or 9; 6 confirm and 9 end the
+        confirmation on a manual-confirmation step (type 3) in 7, only by a confirmer (1244016)
+        when the step names roles (with none, by anyone); 10 re-request a
+        confirmation in 13; 11 next step in 11; 12 skip in 10; 13 continue rolling on a rolling step in 7. Codes
+        outside the enum are 1241002, an operation the step's state does not allow is 1241003."""
         inst = self._named_instance(params)
         step_id = _as_int(params.get("step_instance_id"))
         if step_id is None or step_id < 1:
@@ -1455,14 +1474,26 @@ class FakeBkJob(FakeServer, _HostLogs):
         step = next((s for s in inst.steps if s.step_instance_id == step_id), None)
         if step is None:
             raise _JobError(1244007, "no_step")
-        if code in (2, 3, 8) and inst.status == 4 and step.status == 4:
+        if not _step_allows(step, code):
+            raise _JobError(1241003, "unsupported_operation")
+        now = time.time()
+        if code in (2, 3, 8):
             self._revive(inst, step, code)
-        elif code in (6, 9) and inst.status == 7 and step.status == 7:
+        elif code in (6, 9):
             if not self._may_confirm(inst, step, operator):
                 raise _JobError(1244016, "not_confirmer")
             self._confirmed(inst, step, code)
-        else:
-            raise _JobError(1241003, "unsupported_operation")
+        elif code == 10:  # ConfirmStepEventHandler.confirmStepRestart: the step asks again
+            step.status = inst.status = 7
+            step.end_time = inst.end_time = None
+        elif code == 11:  # the stopped step stays 11; the job goes on with the next one
+            inst.end_time = None
+            self._next_step(inst, step, now)
+        elif code == 12:
+            step.status, step.end_time = 5, now
+            self._next_step(inst, step, now)
+        else:  # 13: the next batch runs
+            step.status = inst.status = 2
         return {"job_instance_id": inst.job_instance_id, "step_instance_id": step.step_instance_id}
 
     def _revive(self, inst: Instance, step: StepInstance, code: int) -> None:
@@ -1561,13 +1592,36 @@ def _like(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
 
 
-# StepOperationEnum codes (docs/bkjob.md §run-control); the fake's states allow 2, 3, 6, 8 and 9, the rest answer
-# 1241003.
+# StepOperationEnum codes (docs/bkjob.md §run-control).
 _STEP_OPERATIONS = frozenset({2, 3, 6, 8, 9, 10, 11, 12, 13})
+
+
+def _step_allows(step: StepInstance, code: int) -> bool:
+    """TaskExecuteServiceImpl: which step states (and types) each step operation applies to."""
+    if code in (2, 8):
+        return step.status in (4, 9, 11)
+    if code == 3:
+        return step.status in (4, 9)
+    if code in (6, 9):
+        return step.type == 3 and step.status == 7
+    if code == 10:
+        return step.type == 3 and step.status == 13
+    if code == 11:
+        return step.status == 11
+    if code == 12:
+        return step.status == 10
+    return code == 13 and step.rolling and step.status == 7
+
+
+def _waiting_confirmation(inst: Instance) -> StepInstance | None:
+    """The manual-confirmation step the job waits at, if any."""
+    return next((s for s in inst.steps if s.type == 3 and s.status == 7), None)
+
+
 TRIGGER_USER_ROLE = "JOB_RESOURCE_TRIGGER_USER"
 """JOB's role for "whoever launched the job", which a confirmation step may name as its confirmer."""
 # Keys add_plan takes for the fake's own use; get_job_detail (v2) does not show them.
-_FAKE_STEP_KEYS = frozenset({"execute_type", "confirm_users", "confirm_roles", "notify_channels"})
+_FAKE_STEP_KEYS = frozenset({"execute_type", "confirm_users", "confirm_roles", "notify_channels", "rolling"})
 
 
 def _plan_step_v3(step: Mapping[str, Any]) -> JsonDict:
