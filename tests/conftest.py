@@ -73,6 +73,7 @@ BOTH_API_VERSIONS = (
     "test_flow_logs",
     "test_flow_operations",
     "test_flow_confirm",
+    "test_flow_runstates",
 )
 # Tests that assert v2's exact wire body; their v3 counterparts are in tests/test_bk_v3.py.
 V2_WIRE_ONLY = {

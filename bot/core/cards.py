@@ -24,6 +24,7 @@ __all__ = [
     "LaunchCard",
     "Note",
     "ResultCard",
+    "RollingPause",
 ]
 
 
@@ -144,4 +145,15 @@ class ConfirmationDecided:
     confirmed: bool
 
 
-Card = LaunchCard | ApprovalCard | ResultCard | Note | ConfirmationCard | ConfirmationDecided
+@dataclass(frozen=True)
+class RollingPause:
+    """Posted in the launch's thread when a rolling step waits in 7 between two batches (BK-JOB's manual rolling
+    mode): no question and no confirmers, only a way to run its next batch (or stop the job)."""
+
+    launch: LaunchRecord
+    step_instance_id: int
+    step_number: int
+    step_name: str
+
+
+Card = LaunchCard | ApprovalCard | ResultCard | Note | ConfirmationCard | ConfirmationDecided | RollingPause

@@ -13,7 +13,7 @@ from typing import Any
 from bot.bkjob import status
 from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkError
-from bot.bkjob.models import InstanceSummary, JobInstanceStatus
+from bot.bkjob.models import InstanceSummary, JobInstanceStatus, StepInstance
 from bot.core.background import Background, failure_delay
 from bot.core.cards import Note
 from bot.core.launches import Launches
@@ -280,7 +280,14 @@ def _progress(detail: JobInstanceStatus) -> dict[str, Any]:
         "done": done,
         "total": len(steps),
         "current": (current.name or str(current.step_instance_id)) if current else None,
+        # What a job in 7 waits for: a manual confirmation (type 3; BK-JOB cannot force-stop it there) or a
+        # rolling step's next batch. The launch message offers what BK-JOB allows in each.
+        "waiting": _waiting(current) if current is not None and current.status == 7 else None,
     }
+
+
+def _waiting(step: StepInstance) -> str:
+    return "rolling" if step.type not in (None, 3) else "confirmation"
 
 
 def _elapsed(launch: LaunchRecord, detail: JobInstanceStatus, now: float) -> float:

@@ -15,7 +15,7 @@ from bot.bkjob.errors import BkApiError, BkError
 from bot.bkjob.models import JobInstanceStatus, PlanStep, StepInstance, VariableType
 from bot.core.approvals import Approvals
 from bot.core.audit import Audit
-from bot.core.cards import Confirmation, ConfirmationCard, ConfirmationDecided, Note
+from bot.core.cards import Confirmation, ConfirmationCard, ConfirmationDecided, Note, RollingPause
 from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchRequest
@@ -43,6 +43,8 @@ class Operation(StrEnum):
     RETRY_STEP = "retry_step"
     CONFIRM = "confirm"
     END_CONFIRM = "end_confirmation"
+    NEXT_STEP = "next_step"
+    CONTINUE_ROLLING = "continue_rolling"
     RERUN = "rerun"
 
 
@@ -53,13 +55,26 @@ _STEP_CODES = {
     Operation.RETRY_STEP: 8,
     Operation.CONFIRM: 6,
     Operation.END_CONFIRM: 9,
+    Operation.NEXT_STEP: 11,
+    Operation.CONTINUE_ROLLING: 13,
 }
+# The step states BK-JOB allows each failed-step operation in (TaskExecuteServiceImpl: isStepRetryable,
+# ignoreError, nextStep); 6, 9 and 13 want a step in 7 of the right type (a confirmation, or a rolling step).
+_STEP_STATES = {
+    Operation.RETRY_FAILED: frozenset({4, 9, 11}),
+    Operation.RETRY_STEP: frozenset({4, 9, 11}),
+    Operation.IGNORE: frozenset({4, 9}),
+    Operation.NEXT_STEP: frozenset({11}),
+}
+_CONFIRMATION_TYPE = 3  # StepExecuteTypeEnum: a manual confirmation
 # Which policy list (`[operators]`) governs each: checked on the Slack person who clicks, never on the BK-JOB user.
 _POLICY_KEY = {
     Operation.STOP: "stop",
     Operation.RETRY_FAILED: "retry",
     Operation.RETRY_STEP: "retry",
     Operation.IGNORE: "ignore",
+    Operation.NEXT_STEP: "ignore",
+    Operation.CONTINUE_ROLLING: "retry",
     Operation.RERUN: "rerun",
     Operation.CONFIRM: "confirm",
     Operation.END_CONFIRM: "confirm",
@@ -69,6 +84,8 @@ _VERB = {
     Operation.RETRY_FAILED: "retry",
     Operation.RETRY_STEP: "retry",
     Operation.IGNORE: "ignore errors of",
+    Operation.NEXT_STEP: "skip a stopped step of",
+    Operation.CONTINUE_ROLLING: "continue the rolling of",
     Operation.RERUN: "re-run",
     Operation.CONFIRM: "answer a confirmation step of",
     Operation.END_CONFIRM: "answer a confirmation step of",
@@ -76,6 +93,8 @@ _VERB = {
 _ROLES = {REQUESTER: "the requester", APPROVERS: "the channel's approvers"}
 _FAILED_STEP_OPERATIONS = frozenset({Operation.RETRY_FAILED, Operation.IGNORE, Operation.RETRY_STEP})
 _CONFIRM_OPERATIONS = frozenset({Operation.CONFIRM, Operation.END_CONFIRM})
+# Operations that make a finished job (4, 9, 11) run again.
+_RESUMING = frozenset({Operation.RETRY_FAILED, Operation.RETRY_STEP, Operation.IGNORE, Operation.NEXT_STEP})
 
 
 @dataclass(frozen=True)
@@ -155,17 +174,11 @@ class Operations:
             )
         except BotError as exc:
             return Answer(say("{error}", error=Failure(exc)))
-        target = _target(op, detail, step_instance_id)
+        target, why = _target(op, detail, step_instance_id)
         if target is None:
             await self._messenger.refresh_launch(launch)
-            return Answer(
-                say(
-                    "That no longer applies: the job is {status} now, with no failed step to act on. Nothing was "
-                    "sent; the buttons are refreshed.",
-                    status=status.describe(detail.job_instance.status),
-                )
-            )
-        if op in _CONFIRM_OPERATIONS:
+            return Answer(why or _no_step(detail))
+        if op in _CONFIRM_OPERATIONS and why is None:
             refusal = await self._not_a_named_confirmer(launch, op, user, bk_user, target)
             if refusal is not None:
                 return Answer(refusal)
@@ -174,6 +187,10 @@ class Operations:
             return Answer(
                 say("That was already sent to BK-JOB (a second click, or someone else's); nothing more was sent.")
             )
+        if why is not None:  # BK-JOB would refuse it in this state: the person is told without a call
+            await self._store.release(key)
+            await self._messenger.refresh_launch(launch)
+            return Answer(why)
         answer = await self._send(launch, op, user, bk_user, target)
         if answer.refused:
             await self._store.release(key)  # BK-JOB did nothing: someone else (a confirmer) may still do it
@@ -309,7 +326,7 @@ class Operations:
         """A retried step or an ignored error makes a finished job run again: the launch is running again and the
         poller watches it; otherwise the poller reads the new state at once (a stop, an ended confirmation)."""
         now = self._clock()
-        if op in (Operation.RETRY_FAILED, Operation.RETRY_STEP, Operation.IGNORE) and launch.finished_at is not None:
+        if op in _RESUMING and launch.finished_at is not None:
             await self._store.reopen_launch(launch.id, finished_at=launch.finished_at, job_status=2, now=now)
         elif launch.state is LaunchState.RUNNING:
             await self._store.schedule_poll(launch.id, at=now)
@@ -395,6 +412,16 @@ class Operations:
         if waiting is None or launch.message_ts is None:
             return False
         number, step = waiting
+        if not _is_confirmation(step):  # a rolling step paused between batches: no question, no confirmers
+            key = f"rolling-shown:{launch.id}:{_pause(step)}"
+            if not await self._store.claim(key, now=self._clock()):
+                return False
+            name = step.name or str(step.step_instance_id)
+            pause = RollingPause(
+                launch=launch, step_instance_id=step.step_instance_id, step_number=number, step_name=name
+            )
+            await self._messenger.post(launch.channel, pause, thread_ts=launch.message_ts)
+            return True
         key = f"confirm-shown:{launch.id}:{step.step_instance_id}:{step.execute_count or 0}"
         if not await self._store.claim(key, now=self._clock()):
             return False
@@ -433,19 +460,72 @@ class Operations:
             await self._messenger.post(launch.channel, Note(reason), thread_ts=launch.message_ts)
 
 
-def _target(op: Operation, detail: JobInstanceStatus, step_instance_id: int | None) -> _Target | None:
-    """What the operation acts on in the job as BK-JOB reports it now: the job, its failed step, or the step the
-    confirmation button names. None when there is nothing (a failed step) to act on."""
-    steps = detail.steps
+def _target(
+    op: Operation, detail: JobInstanceStatus, step_instance_id: int | None
+) -> tuple[_Target | None, Reason | None]:
+    """What the operation acts on in the job as BK-JOB reports it now (the job, the step a failed-step operation
+    applies to, or the step a thread button names), and why BK-JOB would refuse it in this state (None: it
+    applies). BK-JOB's own checks (docs/bkjob.md §run-control): terminate in 2 or 7, except at a manual
+    confirmation, where the stop is never carried out; 2 and 8 on a step in 4, 9 or 11, 3 in 4 or 9, 11 in 11;
+    6 and 9 on a confirmation step in 7, 13 on another step in 7 (a rolling pause)."""
+    job = detail.job_instance.status
+    steps = list(enumerate(detail.steps, start=1))
     if op is Operation.STOP:
-        return _Target(step=None, number=0)
-    if op in _CONFIRM_OPERATIONS:
-        found = next(((i, s) for i, s in enumerate(steps, start=1) if s.step_instance_id == step_instance_id), None)
-        return _Target(step=found[1], number=found[0]) if found else None
-    if detail.job_instance.status != 4:
-        return None
-    failed = next(((i, s) for i, s in enumerate(steps, start=1) if s.status == 4), None)
-    return _Target(step=failed[1], number=failed[0]) if failed else None
+        whole = _Target(step=None, number=0)
+        if job not in (2, 7):
+            return whole, _moved_on(job)
+        waiting = next(((i, s) for i, s in steps if s.status == 7 and _is_confirmation(s)), None)
+        if waiting is not None:
+            return whole, say(
+                "The job waits for a confirmation at step {number}: BK-JOB would leave it stopping there for ever. "
+                "Use *Stop here* on the question in the thread instead; nothing was sent.",
+                Tone.INFO,
+                number=str(waiting[0]),
+            )
+        return whole, None
+    if op in _CONFIRM_OPERATIONS or op is Operation.CONTINUE_ROLLING:
+        found = next(((i, s) for i, s in steps if s.step_instance_id == step_instance_id), None)
+        if found is None:
+            return None, say("That button names no step of this job; nothing was sent.")
+        number, step = found
+        confirming = op is not Operation.CONTINUE_ROLLING
+        if step.status == 7 and _is_confirmation(step) == confirming:
+            return _Target(step=step, number=number), None
+        return _Target(step=step, number=number), say(
+            "That no longer applies: step {number} does not wait for {what} now (it is {status}). Nothing was "
+            "sent; the buttons are refreshed.",
+            number=str(number),
+            what="a confirmation" if confirming else "the next batch",
+            status=status.describe(step.status),
+        )
+    states = _STEP_STATES[op]
+    failed = next(((i, s) for i, s in steps if s.status in states), None)
+    return (_Target(step=failed[1], number=failed[0]), None) if failed else (None, None)
+
+
+def _pause(step: StepInstance) -> str:
+    """One pause of a rolling step: its run and how many of its hosts are done (each batch adds some)."""
+    return f"{step.step_instance_id}:{step.execute_count or 0}:{step.host_counts()[0]}"
+
+
+def _is_confirmation(step: StepInstance) -> bool:
+    """A manual-confirmation step (type 3); a step of unknown type in 7 is taken for one, as before."""
+    return step.type is None or step.type == _CONFIRMATION_TYPE
+
+
+def _moved_on(job: int) -> Reason:
+    return say(
+        "That no longer applies: the job is {status} now. Nothing was sent; the buttons are refreshed.",
+        status=status.describe(job),
+    )
+
+
+def _no_step(detail: JobInstanceStatus) -> Reason:
+    return say(
+        "That no longer applies: the job is {status} now, with no failed step to act on. Nothing was "
+        "sent; the buttons are refreshed.",
+        status=status.describe(detail.job_instance.status),
+    )
 
 
 def _claim_key(launch: LaunchRecord, op: Operation, detail: JobInstanceStatus, target: _Target) -> str:
@@ -454,6 +534,8 @@ def _claim_key(launch: LaunchRecord, op: Operation, detail: JobInstanceStatus, t
     if target.step is None:
         runs = sum(s.execute_count or 0 for s in detail.steps) + sum(1 for s in detail.steps if s.status == 6)
         return f"op:{launch.id}:{op.value}:{runs}"
+    if op is Operation.CONTINUE_ROLLING:
+        return f"op:{launch.id}:rolling:{_pause(target.step)}"
     group = "confirm" if op in _CONFIRM_OPERATIONS else "failed"
     return f"op:{launch.id}:{group}:{target.step.step_instance_id}:{target.step.execute_count or 0}"
 
@@ -469,6 +551,8 @@ def _describe(op: Operation, target: _Target) -> str:
         Operation.RETRY_STEP: f"retry {name} on all its hosts",
         Operation.CONFIRM: f"confirm {name} and continue",
         Operation.END_CONFIRM: f"stop the job at {name}",
+        Operation.NEXT_STEP: f"leave the stopped {name} and go on with the next step",
+        Operation.CONTINUE_ROLLING: f"continue the rolling of {name} with its next batch",
         Operation.RERUN: "re-run the launch",
     }[op]
 

@@ -10,13 +10,14 @@ from bot.core.cards import (
     LaunchCard,
     Note,
     ResultCard,
+    RollingPause,
 )
 from bot.core.reasons import People, Reason, say
 from bot.slack.blocks.approvals import approval_message
 from bot.slack.blocks.digest import sections
 from bot.slack.blocks.launch import launch_message
 from bot.slack.blocks.results import result_reply
-from bot.slack.blocks.runcontrol import confirmation_decided, confirmation_message
+from bot.slack.blocks.runcontrol import confirmation_decided, confirmation_message, rolling_pause_message
 from bot.slack.blocks.text import Message, notice, queued
 from bot.slack.notifier import Notifier
 from bot.slack.outbox import Outbox
@@ -57,6 +58,13 @@ class SlackMessenger:
             )
         if isinstance(card, ConfirmationDecided):
             return confirmation_decided(card.step_number, card.step_name, by=card.by, confirmed=card.confirmed)
+        if isinstance(card, RollingPause):
+            return rolling_pause_message(
+                card.launch,
+                step_instance_id=card.step_instance_id,
+                step_number=card.step_number,
+                step_name=card.step_name,
+            )
         assert isinstance(card, Note)
         return notice(words(card.reason))
 

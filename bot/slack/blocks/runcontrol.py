@@ -14,12 +14,15 @@ __all__ = [
     "IGNORE_ACTION",
     "RETRY_STEP_ACTION",
     "RERUN_ACTION",
+    "NEXT_STEP_ACTION",
+    "CONTINUE_ROLLING_ACTION",
     "CONFIRM_ACTION",
     "END_CONFIRM_ACTION",
     "OPEN_ACTION",
     "run_controls",
     "confirmation_message",
     "confirmation_decided",
+    "rolling_pause_message",
 ]
 
 # -- run control: buttons on the launch message and the manual-confirmation message in its thread ----------------
@@ -29,6 +32,8 @@ RETRY_FAILED_ACTION = "bkjob_retry_failed"
 IGNORE_ACTION = "bkjob_ignore_error"
 RETRY_STEP_ACTION = "bkjob_retry_step"
 RERUN_ACTION = "bkjob_rerun"
+NEXT_STEP_ACTION = "bkjob_next_step"
+CONTINUE_ROLLING_ACTION = "bkjob_continue_rolling"
 CONFIRM_ACTION = "bkjob_confirm"
 END_CONFIRM_ACTION = "bkjob_end_confirm"
 OPEN_ACTION = "bkjob_open"
@@ -36,20 +41,26 @@ OPEN_ACTION = "bkjob_open"
 
 
 def run_controls(launch: LaunchRecord, *, url: str | None) -> ActionsBlock | None:
-    """The buttons that fit the launch's state: Stop while it runs, the step operations when it failed, Re-run
-    once it has ended, and the link to BK-JOB whenever there is one. Values name the launch only: what a click
-    does is decided from BK-JOB's status at click time."""
+    """The buttons that fit the launch's state, as BK-JOB allows them (docs/bkjob.md §run-control): Stop while it
+    runs, except at a manual confirmation (BK-JOB never finishes that stop: the question's *Stop here* ends it);
+    retry when it failed (4), ended abnormally (9) or was stopped (11); ignore the error after 4 or 9; go on with
+    the next step after a stop; Re-run once it has ended, and the link to BK-JOB whenever there is one. Values
+    name the launch only: what a click does is decided from BK-JOB's status at click time."""
     buttons: list[ButtonElement] = []
     code = launch.job_status
-    running = (launch.progress or {}).get("status", code)
-    if launch.state is LaunchState.RUNNING and running != 10:
+    progress = launch.progress or {}
+    running = progress.get("status", code)
+    if launch.state is LaunchState.RUNNING and running != 10 and progress.get("waiting") != "confirmation":
         buttons.append(ButtonElement(text="Stop", action_id=STOP_ACTION, value=launch.id, style="danger"))
-    if launch.state is LaunchState.FINISHED and code == 4:
-        buttons += [
-            ButtonElement(text="Retry failed hosts", action_id=RETRY_FAILED_ACTION, value=launch.id, style="primary"),
-            ButtonElement(text="Ignore error and continue", action_id=IGNORE_ACTION, value=launch.id),
-            ButtonElement(text="Retry the step", action_id=RETRY_STEP_ACTION, value=launch.id),
-        ]
+    if launch.state is LaunchState.FINISHED and code in (4, 9, 11):
+        buttons.append(
+            ButtonElement(text="Retry failed hosts", action_id=RETRY_FAILED_ACTION, value=launch.id, style="primary")
+        )
+        if code == 11:
+            buttons.append(ButtonElement(text="Go on with the next step", action_id=NEXT_STEP_ACTION, value=launch.id))
+        else:
+            buttons.append(ButtonElement(text="Ignore error and continue", action_id=IGNORE_ACTION, value=launch.id))
+        buttons.append(ButtonElement(text="Retry the step", action_id=RETRY_STEP_ACTION, value=launch.id))
     if launch.state is LaunchState.FINISHED:
         buttons.append(ButtonElement(text="Re-run", action_id=RERUN_ACTION, value=launch.id))
     if url:
@@ -96,3 +107,28 @@ def confirmation_decided(step_number: int, step_name: str, *, by: str, confirmed
     else:
         text = f":octagonal_sign: Step {step_number} (*{untrusted(step_name)}*): <@{by}> stopped the job here."
     return notice(text)
+
+
+def rolling_pause_message(launch: LaunchRecord, *, step_instance_id: int, step_number: int, step_name: str) -> Message:
+    """In the launch's thread when a rolling step waits between two batches: one button runs the next batch."""
+    head = (
+        f":double_vertical_bar: *Rolling paused* between two batches at step {step_number} (*{untrusted(step_name)}*) "
+        f"of {untrusted(launch.plan_name)}, instance {launch.job_instance_id}. BK-JOB runs the next batch when "
+        "told to continue; *Stop* on the launch message stops the job."
+    )
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=cut(head, MAX_SECTION))),
+        ActionsBlock(
+            block_id=f"rolling:{step_instance_id}",
+            elements=[
+                ButtonElement(
+                    text="Continue rolling",
+                    action_id=CONTINUE_ROLLING_ACTION,
+                    value=f"{launch.id}:{step_instance_id}",
+                    style="primary",
+                )
+            ],
+        ),
+    ]
+    text = f"Rolling paused at step {step_number} of {untrusted(launch.plan_name)}"
+    return Message(text=cut(text, 3000), blocks=[b.to_dict() for b in blocks])

@@ -11,8 +11,10 @@ from bot.core.background import Background
 from bot.core.runcontrol import Operation, Operations
 from bot.slack.blocks.runcontrol import (
     CONFIRM_ACTION,
+    CONTINUE_ROLLING_ACTION,
     END_CONFIRM_ACTION,
     IGNORE_ACTION,
+    NEXT_STEP_ACTION,
     RERUN_ACTION,
     RETRY_FAILED_ACTION,
     RETRY_STEP_ACTION,
@@ -38,6 +40,8 @@ OPERATIONS = {
     RERUN_ACTION: Operation.RERUN,
     CONFIRM_ACTION: Operation.CONFIRM,
     END_CONFIRM_ACTION: Operation.END_CONFIRM,
+    NEXT_STEP_ACTION: Operation.NEXT_STEP,
+    CONTINUE_ROLLING_ACTION: Operation.CONTINUE_ROLLING,
 }
 """Each operation button's action_id and the operation it asks for."""
 
