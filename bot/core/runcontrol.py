@@ -6,10 +6,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any
 
-from bot.bkjob import status
 from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkApiError, BkError
 from bot.bkjob.models import JobInstanceStatus, PlanStep, StepInstance, VariableType
@@ -22,6 +20,15 @@ from bot.core.launches import Launches, LaunchRequest
 from bot.core.policy import APPROVERS, REQUESTER, Policy
 from bot.core.ports import Directory, Messenger
 from bot.core.reasons import Channel, Failure, People, Person, Reason, Slot, Tone, say
+from bot.core.runstates import (
+    CONFIRM_OPERATIONS,
+    Operation,
+    Target,
+    find_target,
+    is_confirmation,
+    no_step,
+    pause_key,
+)
 from bot.errors import BotError
 from bot.store import LaunchRecord, LaunchState, Store
 
@@ -36,18 +43,6 @@ NOT_CONFIRMER = 1244016
 _STOP = 1  # TaskOperationEnum.TERMINATE_JOB
 
 
-class Operation(StrEnum):
-    STOP = "stop"
-    RETRY_FAILED = "retry_failed_hosts"
-    IGNORE = "ignore_error"
-    RETRY_STEP = "retry_step"
-    CONFIRM = "confirm"
-    END_CONFIRM = "end_confirmation"
-    NEXT_STEP = "next_step"
-    CONTINUE_ROLLING = "continue_rolling"
-    RERUN = "rerun"
-
-
 # StepOperationEnum codes (docs/bkjob.md §run-control).
 _STEP_CODES = {
     Operation.RETRY_FAILED: 2,
@@ -58,15 +53,6 @@ _STEP_CODES = {
     Operation.NEXT_STEP: 11,
     Operation.CONTINUE_ROLLING: 13,
 }
-# The step states BK-JOB allows each failed-step operation in (TaskExecuteServiceImpl: isStepRetryable,
-# ignoreError, nextStep); 6, 9 and 13 want a step in 7 of the right type (a confirmation, or a rolling step).
-_STEP_STATES = {
-    Operation.RETRY_FAILED: frozenset({4, 9, 11}),
-    Operation.RETRY_STEP: frozenset({4, 9, 11}),
-    Operation.IGNORE: frozenset({4, 9}),
-    Operation.NEXT_STEP: frozenset({11}),
-}
-_CONFIRMATION_TYPE = 3  # StepExecuteTypeEnum: a manual confirmation
 # Which policy list (`[operators]`) governs each: checked on the Slack person who clicks, never on the BK-JOB user.
 _POLICY_KEY = {
     Operation.STOP: "stop",
@@ -92,7 +78,6 @@ _VERB = {
 }
 _ROLES = {REQUESTER: "the requester", APPROVERS: "the channel's approvers"}
 _FAILED_STEP_OPERATIONS = frozenset({Operation.RETRY_FAILED, Operation.IGNORE, Operation.RETRY_STEP})
-_CONFIRM_OPERATIONS = frozenset({Operation.CONFIRM, Operation.END_CONFIRM})
 # Operations that make a finished job (4, 9, 11) run again.
 _RESUMING = frozenset({Operation.RETRY_FAILED, Operation.RETRY_STEP, Operation.IGNORE, Operation.NEXT_STEP})
 
@@ -106,12 +91,6 @@ class Answer:
     refused: bool = False
     """BK-JOB did nothing for this person (not a confirmer, no permission): the claim is given back, so that
     someone it allows may still do it. A 1241003 keeps it: the state moved on, the operation is spent."""
-
-
-@dataclass(frozen=True)
-class _Target:
-    step: StepInstance | None
-    number: int  # the step's position, from 1; 0 for the whole job
 
 
 class Operations:
@@ -174,11 +153,11 @@ class Operations:
             )
         except BotError as exc:
             return Answer(say("{error}", error=Failure(exc)))
-        target, why = _target(op, detail, step_instance_id)
+        target, why = find_target(op, detail, step_instance_id)
         if target is None:
             await self._messenger.refresh_launch(launch)
-            return Answer(why or _no_step(detail))
-        if op in _CONFIRM_OPERATIONS and why is None:
+            return Answer(why or no_step(detail))
+        if op in CONFIRM_OPERATIONS and why is None:
             refusal = await self._not_a_named_confirmer(launch, op, user, bk_user, target)
             if refusal is not None:
                 return Answer(refusal)
@@ -196,7 +175,7 @@ class Operations:
             await self._store.release(key)  # BK-JOB did nothing: someone else (a confirmer) may still do it
         return answer
 
-    async def _send(self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: _Target) -> Answer:
+    async def _send(self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: Target) -> Answer:
         assert launch.job_instance_id is not None
         what = _describe(op, target)
         try:
@@ -238,7 +217,7 @@ class Operations:
         )
         await self._follow(launch, op)
         replace = None
-        if op in _CONFIRM_OPERATIONS and target.step is not None:
+        if op in CONFIRM_OPERATIONS and target.step is not None:
             replace = ConfirmationDecided(
                 step_number=target.number,
                 step_name=target.step.name or str(target.step.step_instance_id),
@@ -248,7 +227,7 @@ class Operations:
         return Answer(say("BK-JOB accepted: {what}.", Tone.DONE, what=what), replace=replace)
 
     async def _refused(
-        self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: _Target, exc: BkError
+        self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: Target, exc: BkError
     ) -> Answer:
         """Every answer is audited; 1241003 refreshes the buttons, 1244016 names who may confirm."""
         outcome = f"[{exc.code}] {exc.message}" if isinstance(exc, BkApiError) else str(exc)
@@ -296,7 +275,7 @@ class Operations:
         )
 
     async def _not_a_named_confirmer(
-        self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: _Target
+        self, launch: LaunchRecord, op: Operation, user: str, bk_user: str, target: Target
     ) -> Reason | None:
         """Where BK-JOB names the step's confirm users and no role, it lets anyone pass (its confirmer check reads
         the roles only): the clicker's BK-JOB user must be one of those users. Roles named: BK-JOB decides that
@@ -412,8 +391,8 @@ class Operations:
         if waiting is None or launch.message_ts is None:
             return False
         number, step = waiting
-        if not _is_confirmation(step):  # a rolling step paused between batches: no question, no confirmers
-            key = f"rolling-shown:{launch.id}:{_pause(step)}"
+        if not is_confirmation(step):  # a rolling step paused between batches: no question, no confirmers
+            key = f"rolling-shown:{launch.id}:{pause_key(step)}"
             if not await self._store.claim(key, now=self._clock()):
                 return False
             name = step.name or str(step.step_instance_id)
@@ -425,7 +404,7 @@ class Operations:
         key = f"confirm-shown:{launch.id}:{step.step_instance_id}:{step.execute_count or 0}"
         if not await self._store.claim(key, now=self._clock()):
             return False
-        confirmation = await self._confirmation(launch, _Target(step=step, number=number))
+        confirmation = await self._confirmation(launch, Target(step=step, number=number))
         if confirmation is None:
             confirmation = _confirmation(step, number, None)
         if confirmation.allowed is None:
@@ -435,7 +414,7 @@ class Operations:
         )
         return True
 
-    async def _confirmation(self, launch: LaunchRecord, target: _Target) -> Confirmation | None:
+    async def _confirmation(self, launch: LaunchRecord, target: Target) -> Confirmation | None:
         """The plan's step at the same position says what the confirmation asks and of whom."""
         if target.step is None:
             return None
@@ -460,87 +439,19 @@ class Operations:
             await self._messenger.post(launch.channel, Note(reason), thread_ts=launch.message_ts)
 
 
-def _target(
-    op: Operation, detail: JobInstanceStatus, step_instance_id: int | None
-) -> tuple[_Target | None, Reason | None]:
-    """What the operation acts on in the job as BK-JOB reports it now (the job, the step a failed-step operation
-    applies to, or the step a thread button names), and why BK-JOB would refuse it in this state (None: it
-    applies). BK-JOB's own checks (docs/bkjob.md §run-control): terminate in 2 or 7, except at a manual
-    confirmation, where the stop is never carried out; 2 and 8 on a step in 4, 9 or 11, 3 in 4 or 9, 11 in 11;
-    6 and 9 on a confirmation step in 7, 13 on another step in 7 (a rolling pause)."""
-    job = detail.job_instance.status
-    steps = list(enumerate(detail.steps, start=1))
-    if op is Operation.STOP:
-        whole = _Target(step=None, number=0)
-        if job not in (2, 7):
-            return whole, _moved_on(job)
-        waiting = next(((i, s) for i, s in steps if s.status == 7 and _is_confirmation(s)), None)
-        if waiting is not None:
-            return whole, say(
-                "The job waits for a confirmation at step {number}: BK-JOB would leave it stopping there for ever. "
-                "Use *Stop here* on the question in the thread instead; nothing was sent.",
-                Tone.INFO,
-                number=str(waiting[0]),
-            )
-        return whole, None
-    if op in _CONFIRM_OPERATIONS or op is Operation.CONTINUE_ROLLING:
-        found = next(((i, s) for i, s in steps if s.step_instance_id == step_instance_id), None)
-        if found is None:
-            return None, say("That button names no step of this job; nothing was sent.")
-        number, step = found
-        confirming = op is not Operation.CONTINUE_ROLLING
-        if step.status == 7 and _is_confirmation(step) == confirming:
-            return _Target(step=step, number=number), None
-        return _Target(step=step, number=number), say(
-            "That no longer applies: step {number} does not wait for {what} now (it is {status}). Nothing was "
-            "sent; the buttons are refreshed.",
-            number=str(number),
-            what="a confirmation" if confirming else "the next batch",
-            status=status.describe(step.status),
-        )
-    states = _STEP_STATES[op]
-    failed = next(((i, s) for i, s in steps if s.status in states), None)
-    return (_Target(step=failed[1], number=failed[0]), None) if failed else (None, None)
-
-
-def _pause(step: StepInstance) -> str:
-    """One pause of a rolling step: its run and how many of its hosts are done (each batch adds some)."""
-    return f"{step.step_instance_id}:{step.execute_count or 0}:{step.host_counts()[0]}"
-
-
-def _is_confirmation(step: StepInstance) -> bool:
-    """A manual-confirmation step (type 3); a step of unknown type in 7 is taken for one, as before."""
-    return step.type is None or step.type == _CONFIRMATION_TYPE
-
-
-def _moved_on(job: int) -> Reason:
-    return say(
-        "That no longer applies: the job is {status} now. Nothing was sent; the buttons are refreshed.",
-        status=status.describe(job),
-    )
-
-
-def _no_step(detail: JobInstanceStatus) -> Reason:
-    return say(
-        "That no longer applies: the job is {status} now, with no failed step to act on. Nothing was "
-        "sent; the buttons are refreshed.",
-        status=status.describe(detail.job_instance.status),
-    )
-
-
-def _claim_key(launch: LaunchRecord, op: Operation, detail: JobInstanceStatus, target: _Target) -> str:
+def _claim_key(launch: LaunchRecord, op: Operation, detail: JobInstanceStatus, target: Target) -> str:
     """One claim per run of what is acted on: a stop per run of the job, one decision (retry, retry all or
     ignore; confirm or end) per run of a step. A later run (after a retry) can be operated on again."""
     if target.step is None:
         runs = sum(s.execute_count or 0 for s in detail.steps) + sum(1 for s in detail.steps if s.status == 6)
         return f"op:{launch.id}:{op.value}:{runs}"
     if op is Operation.CONTINUE_ROLLING:
-        return f"op:{launch.id}:rolling:{_pause(target.step)}"
-    group = "confirm" if op in _CONFIRM_OPERATIONS else "failed"
+        return f"op:{launch.id}:rolling:{pause_key(target.step)}"
+    group = "confirm" if op in CONFIRM_OPERATIONS else "failed"
     return f"op:{launch.id}:{group}:{target.step.step_instance_id}:{target.step.execute_count or 0}"
 
 
-def _describe(op: Operation, target: _Target) -> str:
+def _describe(op: Operation, target: Target) -> str:
     name = f"step {target.number}"
     if target.step is not None and target.step.name and target.step.name != name:
         name += f" ({target.step.name})"
