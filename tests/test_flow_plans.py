@@ -416,3 +416,27 @@ async def test_a_page_that_comes_back_short_is_not_the_end_of_the_list(pbot: Bot
     answer = offered(await suggest(pbot, view, "web"))
     assert "plan:100" in answer and "plan:203" in answer
     assert "plan:6199" not in offered(await suggest(pbot, view, "1199"))
+
+
+async def test_a_100000_character_keystroke_is_read_only_to_the_query_cap(
+    pbot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pasted page in the picker must not hold the event loop: the finder reads a query only to MAX_QUERY
+    characters (counted here as what the search is asked for, not timed)."""
+    from bot.core.finder import MAX_QUERY, Catalogue
+
+    asked: list[str] = []
+    real = Catalogue.containing
+
+    def counting(self: Catalogue, word: str) -> list[int]:
+        asked.append(word)
+        return real(self, word)
+
+    monkeypatch.setattr(Catalogue, "containing", counting)
+    view = await pbot.open_form("run")
+    assert offered(await suggest(pbot, view, "d" * 100_000)) == []
+    assert offered(await suggest(pbot, view, "deploy " + "x " * 50_000)) == []  # 50,000 words: as many filters
+    # What comes after the cap is not read: "web" here, so both deploy plans are offered.
+    after_cap = await suggest(pbot, view, "deploy" + " " * 100_000 + "web")
+    assert offered(after_cap) == ["preset:deploy-web", "plan:201", "plan:100"]
+    assert asked and max(len(word) for word in asked) <= MAX_QUERY

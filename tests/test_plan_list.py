@@ -220,3 +220,30 @@ async def test_finder_holds_one_list_per_business_whoever_asks(bkc: BkClient, bk
     assert await finder.catalogue(BIZ, "bob", wait=5) is first
     assert [int(r.body["start"]) for r in bk.requests("get_job_list")] == ([0] if bk.api_version == "v3" else [0, 1000])
     await background.close()
+
+
+def test_a_keystroke_costs_work_in_proportion_to_its_length() -> None:
+    """Finding the longest earlier word a keystroke extends must not try every prefix of it (100,000 prefixes of
+    a 100,000-character word is 5 * 10^9 characters hashed): the work counted is linear in the word's length."""
+
+    class Probed(dict[str, list[int]]):
+        """The list's memory of earlier words, counting the characters of every key it is asked about."""
+
+        chars = 0
+
+        def __contains__(self, key: object) -> bool:
+            Probed.chars += len(key) if isinstance(key, str) else 0
+            return super().__contains__(key)
+
+        def get(self, key: str, default: Any = None) -> Any:
+            Probed.chars += len(key)
+            return super().get(key, default)
+
+    catalogue = Catalogue(plans=(PlanSummary(bk_job_id=1, name="deploy web"),), loaded_at=0.0)
+    object.__setattr__(catalogue, "_found", Probed())
+    catalogue.containing("d")
+    catalogue.containing("de")
+    for length in (1_000, 4_000):
+        Probed.chars = 0
+        assert catalogue.containing("de" + "x" * length) == []
+        assert Probed.chars <= 4 * length, (length, Probed.chars)

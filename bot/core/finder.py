@@ -23,7 +23,7 @@ from bot.bkjob.errors import BkError
 from bot.bkjob.models import PlanSummary
 from bot.core.background import Background
 
-__all__ = ["Catalogue", "PlanFinder"]
+__all__ = ["MAX_QUERY", "Catalogue", "PlanFinder", "query_words"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ RETRY_AFTER = 10.0
 FOUND_WORDS = 64
 """Searched words whose matches a list keeps, so the next keystroke narrows them instead of scanning again."""
 STALE_FACTOR = 60
+MAX_QUERY = 200
+"""Characters of a typed query that are read: far longer than any plan name a person types, and short enough that
+a pasted page in the picker costs a keystroke's work, not seconds of the event loop."""
 """A list older than `ttl` is refreshed; one older than `ttl * STALE_FACTOR` is dropped (BK-JOB down that long)."""
 
 
@@ -69,7 +72,9 @@ class Catalogue:
         found = self._found.get(word)
         if found is None:
             names = self.folded
-            shorter = next((word[:n] for n in range(len(word) - 1, 0, -1) if word[:n] in self._found), None)
+            # The longest remembered word this one extends: a look at each of the few remembered words (linear in
+            # the word), not a lookup of each of its prefixes (quadratic).
+            shorter = max((held for held in self._found.keys() if word.startswith(held)), key=len, default=None)
             if shorter is None:
                 found = [i for i, name in enumerate(names) if word in name]
             else:
@@ -149,8 +154,9 @@ class PlanFinder:
     ) -> list[PlanSummary]:
         """Matching plans: `first` (a person's recent plans) in their order, then BK-JOB's order (newest change).
 
-        `allowed` is the channel's plan list (None: any).
+        `allowed` is the channel's plan list (None: any). The words are read to MAX_QUERY characters.
         """
+        words = query_words(" ".join(words))
         permitted = set(allowed) if allowed is not None else None
         folded = [word.casefold() for word in words]
         names = catalogue.folded
@@ -220,6 +226,11 @@ class PlanFinder:
         catalogue = Catalogue(plans=tuple(plans), loaded_at=self._clock(), complete=complete)
         self._lists[bk_biz_id] = catalogue
         return catalogue
+
+
+def query_words(typed: str) -> list[str]:
+    """The words of what a person typed, read to its first MAX_QUERY characters."""
+    return typed[:MAX_QUERY].split()
 
 
 def _containing(catalogue: Catalogue, words: Sequence[str]) -> list[int]:

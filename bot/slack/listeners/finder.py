@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.core.audit import Audit
 from bot.core.background import Background
-from bot.core.finder import PlanFinder
+from bot.core.finder import PlanFinder, query_words
 from bot.core.identity import Identities
 from bot.core.policy import Policy
 from bot.core.presets import Preset
@@ -160,7 +160,7 @@ class FinderListeners:
             log.warning("refused an options request with foreign metadata from %s", body["user"]["id"])
             await ack(options=[])
             return
-        words = str(body.get("value") or "").split() or meta.q.split()
+        words = query_words(str(body.get("value") or "")) or query_words(meta.q)
         presets = [
             PlanChoice.preset(name, preset.description or preset.summary())
             for name, preset in self._usable_presets(meta.c, meta.b, words)
