@@ -39,6 +39,7 @@ from bot.core.tokens import Signer
 from bot.errors import ConfigError
 from bot.logs import request_ids
 from bot.proxy import Proxies, shown
+from bot.slack.authorize import WorkspaceAuthorize
 from bot.slack.directory import Directory
 from bot.slack.http import MAX_SLACK_BODY, SLACK_PATH, SlackEvents
 from bot.slack.listeners import Listeners
@@ -157,6 +158,12 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
     )
     # slack_sdk would send every call through HTTPS_PROXY from the environment, NO_PROXY or not: the session decides.
     slack.proxy = None
+    # Bolt's own client holds no token, so that Bolt authorizes through `WorkspaceAuthorize` (its check of a token
+    # fails every request while Slack's Web API is out of reach); the listeners post through `slack`.
+    bolt_client = AsyncWebClient(
+        base_url=settings.slack_api_base(), session=slack_session, timeout=15, retry_handlers=slack.retry_handlers
+    )
+    bolt_client.proxy = None
     bk = create_bk_client(settings, session)
     heartbeats = Heartbeats()
     notifier = Notifier(client=slack)
@@ -196,7 +203,8 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         log_budget=settings.log_digest_budget,
     )
     bolt = AsyncApp(
-        client=slack,
+        client=bolt_client,
+        authorize=WorkspaceAuthorize(client=slack),
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         # Socket Mode envelopes are not signed (the app token authenticated the connection): Bolt skips them.
         request_verification_enabled=not settings.socket_mode(),

@@ -566,3 +566,14 @@ async def test_every_fake_is_a_loopback_server_on_a_port_of_its_own() -> None:
         with pytest.raises(aiohttp.ClientConnectionError):
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{fake.port}/"):
                 pass
+
+
+async def test_slack_can_be_out_of_reach(slack: FakeSlack) -> None:
+    """An outage: every Web API call's connection drops unanswered (and is recorded), until Slack comes back."""
+    quick = AsyncWebClient(token="xoxb-test", base_url=slack.base_url, retry_handlers=[])
+    slack.go_down()
+    with pytest.raises(aiohttp.ClientError):
+        await quick.auth_test()
+    assert [c.method for c in slack.calls()] == ["auth.test"]
+    slack.come_back()
+    assert (await quick.auth_test())["user_id"] == "U0BOT"

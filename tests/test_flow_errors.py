@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -293,3 +294,31 @@ async def test_bot_not_in_channel_explains_and_launches_nothing(bot: Bot) -> Non
     answer = await ephemeral(bot)
     assert "not in this channel" in answer and "/invite" in answer
     assert_nothing_launched(bot)
+
+
+# -- Slack's Web API out of reach ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outage", ["unreachable", "failing"])
+async def test_slack_web_api_out_of_reach_still_answers_slack_and_logs_one_line(
+    bot: Bot, outage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bolt checks the bot token with auth.test before any listener runs; while Slack's Web API cannot be reached
+    (or answers with an error) that check must not turn every request into a traceback and a 400: requests are
+    acked as usual (what needs the Web API waits in the outbox for it), and the log says so once."""
+    if outage == "unreachable":
+        bot.slack.go_down()
+    else:
+        bot.slack.server_error_next("auth.test", times=100, status=503)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            resp = await bot.command("help")
+            assert resp.status == 200
+        resp = await bot.command(f"run {PLAN} --yes")
+        assert resp.status == 200
+        await bot.bk.wait_for_request("get_job_detail")
+    assert [r for r in caplog.records if r.exc_info] == []
+    assert [r for r in caplog.records if r.name.startswith("slack_bolt") and r.levelno >= logging.WARNING] == []
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("bot.") and "auth.test" in r.getMessage()]
+    assert len(said) == 1, said
+    assert len(bot.slack.calls("auth.test")) == 1  # one attempt shared by the requests, no retries

@@ -210,6 +210,7 @@ class FakeSlack(FakeServer, _FileUploads):
         self._call_observers: list[Callable[[SlackCall, JsonDict], None]] = []
         self._served: dict[str, Callable[[str | None, JsonDict], JsonDict]] = {}
         self._response_observers: list[Callable[[ResponseUrlPost], None]] = []
+        self._down = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -247,6 +248,15 @@ class FakeSlack(FakeServer, _FileUploads):
     def reset_next(self, method: str, times: int = 1) -> None:
         """Drop the connection without an answer, as a load balancer or a flaky network would."""
         self._injections[method].append(_Injection(times=times, kind="reset"))
+
+    def go_down(self) -> None:
+        """Slack's Web API cannot be reached (an outage, a proxy or firewall in the way): every call's connection is
+        dropped without an answer, recorded all the same, until `come_back`. Response URLs are another host
+        (hooks.slack.com) and keep answering."""
+        self._down = True
+
+    def come_back(self) -> None:
+        self._down = False
 
     def server_error_next(self, method: str, times: int = 1, status: int = 500) -> None:
         self._injections[method].append(_Injection(times=times, kind="server_error", status=status))
@@ -427,6 +437,9 @@ class FakeSlack(FakeServer, _FileUploads):
         request[_CALL_KEY] = call
         await self._record(lambda: self._calls.append(call))
 
+        if self._down and request.transport is not None:
+            request.transport.abort()
+            raise asyncio.CancelledError  # nothing answers; aiohttp drops the request
         injected = self._take_injection(method)
         if injected is not None:
             if injected.kind == "ratelimit":
