@@ -52,9 +52,9 @@ from bot.web.callback import CallbackRoute
 from bot.web.connections import QuietParserErrors
 from bot.web.deadline import deadline
 from bot.web.health import Health
-from bot.web.metrics import Scrape
+from bot.web.metrics import Scrape, serve_internal
 
-__all__ = ["BACKGROUND", "HEARTBEATS", "OUTBOX", "SOCKET", "STORE", "create_app"]
+__all__ = ["BACKGROUND", "HEARTBEATS", "METRICS_PORT", "OUTBOX", "SOCKET", "STORE", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ OUTBOX = web.AppKey("outbox", Outbox)
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
 SOCKET = web.AppKey("socket", SocketState)
 """Present in Socket Mode only: the connection's state, for /healthz, /metrics and the tests."""
+METRICS_PORT = web.AppKey("metrics_port", int)
+"""The port the internal /metrics listener is bound to (METRICS_PORT, or the one picked for 0), while it serves."""
 # Each route's handler, built in `_resources` once what it serves from exists (the router is frozen by then).
 _SLACK = web.AppKey("slack_events", SlackEvents)
 _CALLBACK = web.AppKey("callback", CallbackRoute)
@@ -95,7 +97,8 @@ def create_app(settings: Settings, *, policy: Policy | None = None) -> web.Appli
         app.router.add_post(SLACK_PATH, _served_by(_SLACK))
     app.router.add_post("/bkjob/callback/{token}", _served_by(_CALLBACK))
     app.router.add_get("/healthz", _served_by(_HEALTH))
-    if settings.metrics == "on":
+    if settings.metrics == "on" and settings.metrics_token is not None:
+        # Without a token, /metrics is served only on the internal METRICS_PORT (see `_resources`).
         app.router.add_get("/metrics", _served_by(_METRICS))
     return app
 
@@ -319,9 +322,15 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         ),
     ]
     socket = _socket(app, settings, bolt, proxies, tls)
+    internal: web.AppRunner | None = None
     try:
+        if settings.metrics == "on":
+            internal = await serve_internal(app[_METRICS], host=settings.host, port=settings.metrics_port)
+            app[METRICS_PORT] = internal.addresses[0][1]
         yield
     finally:
+        if internal is not None:
+            await internal.cleanup()
         if socket is not None:
             await socket.close()
         for loop in loops[1:]:

@@ -94,9 +94,13 @@ class Settings(BaseSettings):
     """Hosts reached directly: names, `.domain` suffixes, `host:port`, or `*`."""
 
     metrics: Literal["on", "off"] = "on"
-    """GET /metrics in Prometheus' text format; `off` answers 404."""
+    """GET /metrics in Prometheus' text format; `off` serves it nowhere."""
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """The internal port that serves /metrics alone (on HOST; 0 picks a free one): keep it inside, away from the
+    load balancer that Slack and BK-JOB reach."""
     metrics_token: SecretStr | None = None
-    """When set, /metrics wants `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise)."""
+    """When set, /metrics wants `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise), and is also served on PORT;
+    without it, /metrics is served only on METRICS_PORT."""
     header_timeout: float = Field(default=10.0, gt=0, le=300)
     """Longest a connection may take to send a request's headers, or stay idle between requests."""
     max_connections: int = Field(default=512, ge=8, le=100_000)
@@ -186,6 +190,14 @@ class Settings(BaseSettings):
         """BK-JOB needs an address to call back on, unless callbacks are off and the poller does all the work."""
         if value is None and info.data.get("callback_url") is None and info.data.get("bk_callback", "on") == "on":
             raise PydanticCustomError("missing", "required setting is not set")
+        return value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_apart(cls, value: int, info: ValidationInfo) -> int:
+        """The point of METRICS_PORT is to be another port than the one Slack and BK-JOB reach."""
+        if value and value == info.data.get("port"):
+            raise ValueError("must differ from PORT (the port Slack and BK-JOB reach)")
         return value
 
     @field_validator("database_url")

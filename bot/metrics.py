@@ -174,16 +174,18 @@ def authorized(headers: Mapping[str, str], token: str | None) -> bool:
 
 def render(
     *,
-    outbox_created: list[float],
-    due_polls: list[float],
+    outbox_depth: int,
+    outbox_oldest: float | None,
+    due_poll: float | None,
     socket: Mapping[str, object] | None,
     now: float,
     states: tuple[str, ...] = (),
 ) -> bytes:
-    """Set the gauges from what the store and the socket say now, then render every metric."""
-    OUTBOX_DEPTH.set(len(outbox_created))
-    OUTBOX_OLDEST.set(max(0.0, now - min(outbox_created)) if outbox_created else 0.0)
-    POLLER_LAG.set(max(0.0, now - min(due_polls)) if due_polls else 0.0)
+    """Set the gauges from what the store (its counts: `Store.backlog`) and the socket say now, then render every
+    metric. `outbox_oldest` and `due_poll` are times (None: nothing waits, nothing is due)."""
+    OUTBOX_DEPTH.set(outbox_depth)
+    OUTBOX_OLDEST.set(max(0.0, now - outbox_oldest) if outbox_oldest is not None else 0.0)
+    POLLER_LAG.set(max(0.0, now - due_poll) if due_poll is not None else 0.0)
     if socket is not None:
         for state in states:
             SOCKET_STATE.labels(state).set(1 if socket.get("state") == state else 0)

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from bot.app import BACKGROUND, OUTBOX, SOCKET, create_app
+from bot.app import BACKGROUND, METRICS_PORT, OUTBOX, SOCKET, create_app
 from bot.config import Settings, load_settings
 from bot.fakes.slack_rules import view_problems
 from bot.fakes.socket_mode import FakeSocketMode
@@ -187,6 +187,12 @@ class Bot:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """/metrics on the internal listener (METRICS_PORT), where it is served with or without a token."""
+        assert self.runner is not None
+        return f"http://127.0.0.1:{self.runner.app[METRICS_PORT]}/metrics"
+
     def settings(self) -> Settings:
         env = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -206,6 +212,8 @@ class Bot:
             "DATABASE_URL": f"sqlite:///{self.db_path}",
             # Tests without a policy file run ungoverned; governance tests name a BKJOB_CONFIG.
             "BKJOB_OPEN_MODE": "on",
+            # /metrics' internal listener on a free port (METRICS_PORT's default would be shared by every bot).
+            "METRICS_PORT": "0",
         }
         if self.mode == "socket":
             # What an on-premises site sets: the app token, and the address BK-JOB reaches; no signing secret.

@@ -1,15 +1,23 @@
 """GET /metrics: Prometheus' text format, counting what the bot did (read as differences: the registry is the
-process's, shared by every app a test process runs) and gauges of what is; off or behind a bearer token."""
+process's, shared by every app a test process runs) and gauges of what is; off, behind a bearer token, and without
+one served only on the internal METRICS_PORT."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot import metrics
+from bot.app import METRICS_PORT, STORE
+from bot.errors import ConfigError
 from bot.slack.blocks.approvals import APPROVE_ACTION
+from bot.store import Backlog, OutboxKind, OutboxMessage
 from tests.conftest import CHANNEL, PLAN, Bot
 from tests.fakes import FakeBkJob, FakeSlack
 
@@ -18,7 +26,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 async def scrape(bot: Bot, headers: dict[str, str] | None = None) -> Samples:
     assert bot.http is not None
-    async with bot.http.get(f"{bot.url}/metrics", headers=headers) as resp:
+    async with bot.http.get(bot.metrics_url, headers=headers) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = await resp.text()
@@ -131,10 +139,12 @@ async def test_metrics_behind_a_bearer_token(slack: FakeSlack, bk: FakeBkJob, db
     await bot.start()
     try:
         assert bot.http is not None
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-secret-123"}):
-            async with bot.http.get(f"{bot.url}/metrics", headers=headers) as resp:
-                assert resp.status == 401
-        assert "bkjob_launches_total" in str(await scrape(bot, {"Authorization": "Bearer scrape-secret-123"}))
+        for url in (f"{bot.url}/metrics", bot.metrics_url):  # with a token, on the public port too
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-secret-123"}):
+                async with bot.http.get(url, headers=headers) as resp:
+                    assert resp.status == 401
+            async with bot.http.get(url, headers={"Authorization": "Bearer scrape-secret-123"}) as resp:
+                assert resp.status == 200 and "bkjob_launches_total" in await resp.text()
     finally:
         await bot.close()
 
@@ -146,8 +156,80 @@ async def test_metrics_off_is_not_served(slack: FakeSlack, bk: FakeBkJob, db_pat
         assert bot.http is not None
         async with bot.http.get(f"{bot.url}/metrics") as resp:
             assert resp.status == 404
+        assert bot.runner is not None and METRICS_PORT not in bot.runner.app  # no internal listener either
     finally:
         await bot.close()
+
+
+async def test_without_a_token_metrics_are_only_on_the_internal_port(bot: Bot) -> None:
+    """The port Slack and BK-JOB reach serves no /metrics without METRICS_TOKEN; METRICS_PORT serves it alone."""
+    assert bot.http is not None
+    async with bot.http.get(f"{bot.url}/metrics") as resp:
+        assert resp.status == 404
+    assert "bkjob_launches_total" in str(await scrape(bot))
+    internal = bot.metrics_url.removesuffix("/metrics")
+    for path in ("/healthz", "/slack/events", "/bkjob/callback/x"):
+        async with bot.http.get(f"{internal}{path}") as resp:
+            assert resp.status in (404, 405), path
+
+
+def test_metrics_port_must_be_another_port(db_path: Path, slack: FakeSlack, bk: FakeBkJob) -> None:
+    bot = Bot(slack=slack, bk=bk, db_path=db_path, PORT="3000", METRICS_PORT="3000")
+    with pytest.raises(ConfigError, match="METRICS_PORT: .*must differ from PORT"):
+        bot.settings()
+
+
+async def test_a_scrape_counts_the_backlog_without_loading_it(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """50,000 pending messages once drove 20 concurrent scrapes to 2 GB: the gauges come from the database's
+    counts, and concurrent scrapes share one reading. Counted, not timed: no row is loaded, one query is run."""
+    assert bot.runner is not None
+    store = bot.runner.app[STORE]
+    now = time.time()
+    for i in range(500):
+        await store.enqueue(
+            OutboxMessage(
+                id=f"m{i}",
+                created_at=now - 100 + i,
+                channel="C0ELSEWHERE",
+                order_key=f"k{i}",
+                kind=OutboxKind.POST,
+                payload={"text": "waiting"},
+                next_attempt_at=now + 3600,  # not due: the outbox leaves them be
+            )
+        )
+
+    def loads(*_: object, **__: object) -> None:
+        raise AssertionError("a scrape loaded rows")
+
+    monkeypatch.setattr(store, "outbox_messages", loads)
+    monkeypatch.setattr(store, "unfinished_launches", loads)
+    arrived = 0
+    all_in = asyncio.Event()
+    authorized = metrics.authorized
+
+    def arriving(*args: Any) -> bool:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 20:
+            all_in.set()
+        return authorized(*args)
+
+    readings = 0
+    backlog = store.backlog
+
+    async def counted(*, now: float) -> Backlog:
+        nonlocal readings
+        readings += 1
+        await all_in.wait()  # a slow database: every other scrape arrives meanwhile
+        return await backlog(now=now)
+
+    monkeypatch.setattr(metrics, "authorized", arriving)
+    monkeypatch.setattr(store, "backlog", counted)
+    scrapes = await asyncio.gather(*(scrape(bot) for _ in range(20)))
+    assert readings == 1
+    for samples in scrapes:
+        assert value(samples, "bkjob_outbox_depth") == 500
+        assert value(samples, "bkjob_outbox_oldest_age_seconds") >= 100
 
 
 async def test_socket_state_and_envelopes(slack: FakeSlack, bk: FakeBkJob, db_path: Path) -> None:

@@ -189,6 +189,7 @@ HOT: dict[str, Op] = {
     "outbox_retry": lambda s: s.outbox_retry(message(1, "t1").id, owner="o", error="ratelimited", at=NOW + 5),
     "outbox_dead": lambda s: s.outbox_dead(message(2, "t2").id, owner="o", error="is_archived"),
     "outbox_release": lambda s: s.outbox_release([message(3, "t3").id, message(4, "t4").id], owner="o"),
+    "backlog": lambda s: s.backlog(now=NOW + 10),
     "prune": lambda s: s.prune(claims_before=NOW - 86400, sent_before=NOW - 86400, audit_before=NOW - 1, limit=100),
 }
 

@@ -21,6 +21,7 @@ from bot.store import (
     ApprovalRecord,
     ApprovalState,
     AuditEvent,
+    Backlog,
     LaunchRecord,
     LaunchState,
     OutboxKind,
@@ -297,6 +298,25 @@ async def test_outbox_hands_out_only_the_head_of_each_order_key(store: Store) ->
     assert [m.seq for m in await store.lease_outbox(owner="b", now=NOW, lease=30, limit=10)] == [2]
     (sent,) = await store.outbox_messages(state=OutboxState.SENT.value)
     assert sent.sent_ts == "9.1" and sent.attempts == 1
+
+
+async def test_backlog_is_counted_by_the_database(store: Store) -> None:
+    """What /metrics shows of the store: pending messages (not sent or dead ones), the oldest's age, and the most
+    overdue poll of an unfinished launch (not of a finished one, nor one not yet due)."""
+    assert await store.backlog(now=NOW) == Backlog(pending_messages=0, oldest_pending_at=None, oldest_due_poll_at=None)
+    for seq in range(5):
+        await store.enqueue(message(seq, f"t{seq}", created_at=NOW + 10 + seq))
+    (sent, dead, *_) = await store.lease_outbox(owner="a", now=NOW + 20, lease=30, limit=10)
+    await store.outbox_sent(sent.id, owner="a", ts="9.1", now=NOW + 20)
+    await store.outbox_dead(dead.id, owner="a", error="is_archived")
+    for launch_id, due, state in [("L1", 50.0, LaunchState.RUNNING), ("L2", 30.0, LaunchState.FINISHED)]:
+        await store.create_launch(launch(launch_id, state=state))
+        await store.schedule_poll(launch_id, at=NOW + due)
+    await store.create_launch(launch("L3", state=LaunchState.UNKNOWN))
+    await store.schedule_poll("L3", at=NOW + 500)
+    assert await store.backlog(now=NOW + 100) == Backlog(
+        pending_messages=3, oldest_pending_at=NOW + 12, oldest_due_poll_at=NOW + 50
+    )
 
 
 async def test_outbox_retry_keeps_the_messages_behind_waiting(store: Store) -> None:

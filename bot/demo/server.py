@@ -185,6 +185,7 @@ class Simulator:
                 "PUBLIC_URL": self.bot_url,
                 "DATABASE_URL": f"sqlite:///{database}",
                 "LOG_LEVEL": self.options.log_level,
+                "METRICS_PORT": "0",  # beside another demo or a bot on this machine
             }
         )
         runner = web.AppRunner(create_app(settings, policy=demo_policy()), shutdown_timeout=2.0)

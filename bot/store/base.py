@@ -10,6 +10,7 @@ from bot.store.records import (
     ApprovalRecord,
     ApprovalState,
     AuditEvent,
+    Backlog,
     LaunchRecord,
     LaunchState,
     OutboxMessage,
@@ -221,6 +222,11 @@ class Store(ABC):
         """Delete up to `limit` rows of each table that only grows: claims and sent outbox messages older than
         their cut-offs, audit events older than `audit_before` (None: audit is kept). Returns the rows deleted;
         small batches, so that no sweep holds the database for long."""
+
+    @abstractmethod
+    async def backlog(self, *, now: float) -> Backlog:
+        """How many messages wait for Slack, since when, and how overdue the most overdue poll is: counted by the
+        database, so that a scrape costs the same with 50,000 messages waiting as with none."""
 
     @abstractmethod
     async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.store.records import OutboxMessage
-from bot.store.rows import OUTBOX_COLUMNS, OUTBOX_INSERT_COLUMNS, outbox_from, outbox_insert_values
+from bot.store.records import Backlog, OutboxMessage
+from bot.store.rows import BACKLOG, OUTBOX_COLUMNS, OUTBOX_INSERT_COLUMNS, outbox_from, outbox_insert_values
 
 if TYPE_CHECKING:
     import asyncpg
@@ -119,6 +119,11 @@ class PgOutbox:
             list(message_ids),
             owner,
         )
+
+    async def backlog(self, *, now: float) -> Backlog:
+        row = await self.pool.fetchrow(BACKLOG.format(now="$1"), now)
+        assert row is not None
+        return Backlog(pending_messages=int(row[0]), oldest_pending_at=row[1], oldest_due_poll_at=row[2])
 
     async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:
         if state:

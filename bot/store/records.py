@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -11,6 +12,7 @@ __all__ = [
     "ApprovalRecord",
     "ApprovalState",
     "AuditEvent",
+    "Backlog",
     "LaunchRecord",
     "LaunchState",
     "OutboxKind",
@@ -142,6 +144,17 @@ class AuditEvent(BaseModel):
     launch_id: str | None = None
     job_instance_id: int | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What waits, counted by the database (never by loading rows): for /metrics."""
+
+    pending_messages: int
+    oldest_pending_at: float | None
+    """When the oldest message still waiting for Slack was stored (None: none waits)."""
+    oldest_due_poll_at: float | None
+    """When the most overdue status poll of an unfinished launch fell due (None: none is due)."""
 
 
 class OutboxKind(StrEnum):

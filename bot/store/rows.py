@@ -6,11 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from bot.store.records import ApprovalRecord, AuditEvent, LaunchRecord, OutboxMessage, SentVariable
+from bot.store.records import ApprovalRecord, AuditEvent, LaunchRecord, LaunchState, OutboxMessage, SentVariable
 
 __all__ = [
     "APPROVAL_COLUMNS",
     "AUDIT_COLUMNS",
+    "BACKLOG",
     "LAUNCH_COLUMNS",
     "OUTBOX_COLUMNS",
     "OUTBOX_INSERT_COLUMNS",
@@ -24,6 +25,14 @@ __all__ = [
     "outbox_insert_values",
     "outbox_values",
 ]
+
+_UNFINISHED = ", ".join(f"'{s.value}'" for s in (LaunchState.STARTING, LaunchState.RUNNING, LaunchState.UNKNOWN))
+BACKLOG = (
+    "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),"
+    " (SELECT MIN(created_at) FROM outbox WHERE state = 'pending'),"
+    f" (SELECT MIN(next_poll_at) FROM launches WHERE next_poll_at <= {{now}} AND state IN ({_UNFINISHED}))"
+)
+"""The store's `backlog`, counted and read through indexes (`{now}`: the backend's placeholder)."""
 
 LAUNCH_COLUMNS = (
     "id, created_at, updated_at, requester, channel, message_ts, bk_biz_id, bk_job_id, plan_name, bk_username,"

@@ -17,6 +17,7 @@ from bot.store.records import (
     ApprovalRecord,
     ApprovalState,
     AuditEvent,
+    Backlog,
     LaunchRecord,
     LaunchState,
     OutboxMessage,
@@ -26,6 +27,7 @@ from bot.store.records import (
 from bot.store.rows import (
     APPROVAL_COLUMNS,
     AUDIT_COLUMNS,
+    BACKLOG,
     LAUNCH_COLUMNS,
     OUTBOX_COLUMNS,
     OUTBOX_INSERT_COLUMNS,
@@ -544,6 +546,11 @@ class SqliteStore(Store):
             f" WHERE id IN ({marks}) AND state = 'pending' AND lease_owner = ?",
             (*message_ids, owner),
         )
+
+    async def backlog(self, *, now: float) -> Backlog:
+        row = await self._row(BACKLOG.format(now="?"), (now,))
+        assert row is not None
+        return Backlog(pending_messages=int(row[0]), oldest_pending_at=row[1], oldest_due_poll_at=row[2])
 
     async def outbox_messages(self, *, state: str | None = None) -> list[OutboxMessage]:
         where, args = ("WHERE state = ?", (state,)) if state else ("", ())
