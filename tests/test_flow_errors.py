@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.conftest import APP_CODE, APP_SECRET, BIZ, CHANNEL, PLAN, USER, Bot
@@ -322,3 +323,29 @@ async def test_slack_web_api_out_of_reach_still_answers_slack_and_logs_one_line(
     said = [r.getMessage() for r in caplog.records if r.name.startswith("bot.") and "auth.test" in r.getMessage()]
     assert len(said) == 1, said
     assert len(bot.slack.calls("auth.test")) == 1  # one attempt shared by the requests, no retries
+
+
+async def test_the_bot_token_is_confirmed_once_slack_comes_back(slack: FakeSlack) -> None:
+    """No `auth.test` within RETRY_AFTER of a failed one (requests go on meanwhile); the first after it that
+    succeeds is kept for good."""
+    from slack_bolt.context.async_context import AsyncBoltContext
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.authorize import RETRY_AFTER, WorkspaceAuthorize
+
+    now = 1000.0
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url, session=session)
+        authorize = WorkspaceAuthorize(client=client, clock=lambda: now)
+        ids = {"context": AsyncBoltContext(), "enterprise_id": None, "team_id": "T0TEAM", "user_id": USER}
+        slack.go_down()
+        assert (await authorize(**ids)).bot_user_id is None
+        slack.come_back()
+        meanwhile = await authorize(**ids)
+        assert (meanwhile.bot_user_id, meanwhile.bot_token, meanwhile.user_id) == (None, "xoxb-test", USER)
+        assert len(slack.calls("auth.test")) == 1
+        now += RETRY_AFTER
+        for _ in range(2):
+            confirmed = await authorize(**ids)
+            assert (confirmed.bot_user_id, confirmed.bot_id, confirmed.user_id) == ("U0BOT", "B0BOT", USER)
+        assert len(slack.calls("auth.test")) == 2
