@@ -59,7 +59,8 @@ class Served:
         """`python -m bot`, run from `cwd` so no `.env` of the repository leaks in."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "BK_", "BKJOB_"))}
         env.update(settings)
-        env.update({"HOST": "127.0.0.1", "PORT": str(port)})
+        # /metrics' internal listener on a free port: several bots run at once, beside whatever else is on 9464.
+        env.update({"HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": settings.get("METRICS_PORT", "0")})
         return cls([sys.executable, "-m", "bot"], port=port, env=env, cwd=cwd, log=log)
 
     @classmethod
