@@ -190,6 +190,7 @@ async def _resources(app: web.Application, settings: Settings, governed: Policy 
         identities=identities,
         audit=audit,
         public_root=settings.callback_root(),
+        policy=policy,
         callbacks=settings.bk_callback == "on",
         callback_grace=settings.callback_grace,
         progress_interval=settings.progress_interval,

@@ -440,3 +440,24 @@ async def test_a_100000_character_keystroke_is_read_only_to_the_query_cap(
     after_cap = await suggest(pbot, view, "deploy" + " " * 100_000 + "web")
     assert offered(after_cap) == ["preset:deploy-web", "plan:201", "plan:100"]
     assert asked and max(len(word) for word in asked) <= MAX_QUERY
+
+
+async def test_a_value_a_preset_locks_cannot_be_changed_by_running_its_plan_by_id(pbot: Bot) -> None:
+    """Issue 23, 12: where preset `deploy-web` applies, plan 100 run by ID keeps `env` at the locked `prod`, on
+    the command line and in the form alike; the refusal names the preset."""
+    await pbot.command(f"run {PLAN} --yes env=dev")
+    (post,) = await pbot.slack.wait_for_response()
+    text = post.body["text"]
+    assert "deploy-web" in text and "`env`" in text and "`prod`" in text, text
+    form = await pbot.open_form(f"run {PLAN}")
+    status, _ = await pbot.submit(form, {"env": "staging"})
+    assert status == 200
+    await pbot.idle()
+    (told,) = [c for c in pbot.slack.calls("chat.postEphemeral") if "deploy-web" in str(c.args.get("text"))]
+    assert told.args["user"] == USER and "`env`" in str(told.args["text"])
+    assert pbot.bk.requests("execute_job") == []
+    # Keeping the locked value (or leaving it to the plan's default, `prod` here) is a run like any other.
+    await pbot.command(f"run {PLAN} --yes env=prod version=2.2")
+    (req,) = await pbot.bk.wait_for_request("execute_job")
+    assert req.body["global_vars"] == [{"id": 437, "value": "2.2"}]
+    await pbot.idle()

@@ -10,6 +10,7 @@ import pytest
 
 from bot.app import _announce_policy
 from bot.core.policy import ChannelPolicy, Policy, load_policy, parse_duration
+from bot.core.presets import PresetRefused, check_locks
 from bot.errors import ConfigError
 from bot.slack.words import words
 
@@ -499,3 +500,26 @@ def test_logs_default_to_a_digest_for_anyone_who_may_launch(tmp_path: Path) -> N
     assert policy.for_channel("C0OTHER").logs == "digest" and policy.for_channel("C0OTHER").log_viewers == ("S0ONCALL",)
     assert policy.for_channel("C0OPS").logs == "full" and policy.for_channel("C0OPS").log_viewers == ("S0ONCALL",)
     assert Policy().for_channel("C0X").log_viewers is None
+
+
+def test_a_presets_locks_bind_its_plan_where_it_may_be_used_and_name_every_preset() -> None:
+    policy = Policy.model_validate(
+        {
+            "channels": {"C0DEV": {"allowed_jobs": [7]}},
+            "presets": {
+                "web": {"plan": 7, "bk_biz_id": 3, "values": {"env": "prod"}, "locked": ["env"]},
+                "web-eu": {"plan": 7, "bk_biz_id": 3, "values": {"env": "prod", "region": "eu"}, "locked": ["env"]},
+                "ops-only": {"plan": 7, "bk_biz_id": 3, "values": {"x": "1"}, "locked": ["x"], "channels": ["C0OPS"]},
+                "open": {"plan": 7, "bk_biz_id": 3, "values": {"env": "dev"}},
+            },
+        }
+    )
+    applying = policy.presets_locking("C0DEV", 3, 7)
+    assert [name for name, _ in applying] == ["web", "web-eu"]  # ops-only is not offered here; open locks nothing
+    assert [name for name, _ in policy.presets_locking("C0OPS", 3, 7)] == ["ops-only", "web", "web-eu"]
+    assert policy.presets_locking("C0DEV", 3, 8) == [] and policy.presets_locking("C0DEV", 4, 7) == []
+    check_locks(7, applying, {"env": "prod", "x": "2"})  # kept: nothing to refuse
+    with pytest.raises(PresetRefused) as refused:
+        check_locks(7, applying, {"env": "dev"})
+    text = words(refused.value.reason)
+    assert "`env` (always `prod`, locked by preset `web`, `web-eu`)" in text and "plan 7" in text

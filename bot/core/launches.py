@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from bot.bkjob.client import BkClient
 from bot.bkjob.errors import BkApiError, BkError, BkTimeout, BkUnavailable
 from bot.bkjob.models import ExecuteJobRequest, JobDetail, JobInstanceStatus
-from bot.bkjob.variables import Overrides, build_overrides, check_names
+from bot.bkjob.variables import Overrides, build_overrides, check_names, default_text
 from bot.core.audit import Audit
 from bot.core.cards import LaunchCard
 from bot.core.errors import ChatError
 from bot.core.identity import Identities
+from bot.core.policy import Policy
 from bot.core.ports import Messenger
+from bot.core.presets import check_locks
 from bot.core.tokens import hash_token, new_callback_token
 from bot.store import ApprovalRecord, LaunchRecord, LaunchState, Store
 
@@ -46,6 +48,7 @@ class LaunchRequest:
     bk_biz_id: int
     bk_job_id: int
     values: Mapping[str, str]
+    preset: str | None = None  # launched as this preset (its own locks were applied), not by the plan's ID
 
 
 class LaunchFailed(BkError):
@@ -69,6 +72,7 @@ class Launches:
         identities: Identities,
         audit: Audit,
         public_root: str,
+        policy: Policy | None = None,
         callbacks: bool = True,
         callback_grace: float = 60.0,
         progress_interval: float = 15.0,
@@ -76,6 +80,7 @@ class Launches:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._progress_interval = progress_interval
+        self._policy = policy
         self._messenger = messenger
         self._callbacks = callbacks
         self._callback_grace = callback_grace
@@ -104,6 +109,12 @@ class Launches:
         """Everything checked before anything is recorded or sent: identity, plan, variables."""
         user = bk_username or await self._identities.bk_username(request.requester)
         plan = await self._bk.get_job_detail(bk_biz_id=request.bk_biz_id, bk_job_id=request.bk_job_id, bk_username=user)
+        if self._policy is not None and request.preset is None:
+            applying = self._policy.presets_locking(request.channel, request.bk_biz_id, request.bk_job_id)
+            if applying:
+                # What the run would have: the values given, else the plan's defaults (which BK-JOB then uses).
+                values = {v.name: request.values.get(v.name, default_text(v)) for v in plan.variables}
+                check_locks(request.bk_job_id, applying, values)
         overrides = build_overrides(plan, request.values, host_ids=self._bk.names_hosts_by_id)
         return Prepared(plan=plan, bk_username=user, overrides=overrides)
 

@@ -357,6 +357,17 @@ class Policy(BaseModel):
     def preset(self, name: str) -> Preset | None:
         return self.presets.get(name)
 
+    def presets_locking(self, channel: str, bk_biz_id: int, bk_job_id: int) -> list[tuple[str, Preset]]:
+        """The presets of this plan that may be used in `channel` and lock values: their locks bind any run of
+        the plan there, by ID too (issue 23)."""
+        return [
+            (name, preset)
+            for name, preset in sorted(self.presets.items())
+            if preset.locked
+            and (preset.bk_biz_id, preset.plan) == (bk_biz_id, bk_job_id)
+            and self.preset_refusal(name, preset, channel) is None
+        ]
+
     def preset_refusal(self, name: str, preset: Preset, channel: str) -> Reason | None:
         """Why `channel` may not use the preset: its own channel list first, then the channel's policy."""
         return preset.where_refused(name, channel) or self.for_channel(channel).refusal(

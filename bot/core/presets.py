@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, model_validator
@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from bot.core.errors import Refusal
 from bot.core.reasons import Channel, Reason, say
 
-__all__ = ["MAX_PRESET_NAME", "Preset", "PresetName", "PresetRefused"]
+__all__ = ["MAX_PRESET_NAME", "Preset", "PresetName", "PresetRefused", "check_locks"]
 
 MAX_PRESET_NAME = 64
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -102,3 +102,32 @@ class Preset(BaseModel):
         if self.locked:
             text += "; locked: " + ", ".join(f"{n}={v}" for n, v in sorted(self.locked_values.items()))
         return text
+
+
+def check_locks(bk_job_id: int, applying: Sequence[tuple[str, Preset]], values: Mapping[str, str]) -> None:
+    """A run of the plan by ID where presets apply keeps every value they lock (issue 23): a lock binds the plan in
+    that channel, not only the preset. `values` are the values the run would have (given, else the plan's).
+
+    Raises PresetRefused naming each changed variable, the value it must keep, and the presets that lock it.
+    """
+    broken: dict[str, tuple[str, list[str]]] = {}
+    for name, preset in applying:
+        for variable, locked in preset.locked_values.items():
+            if variable in values and values[variable] != locked:
+                broken.setdefault(variable, (locked, []))[1].append(name)
+    if not broken:
+        return
+    listed = "; ".join(
+        f"`{variable}` (always `{locked}`, locked by preset {', '.join(f'`{n}`' for n in names)})"
+        for variable, (locked, names) in broken.items()
+    )
+    presets = sorted({n for _, names in broken.values() for n in names})
+    raise PresetRefused(
+        say(
+            "plan {plan} here keeps the values its presets lock: {listed}. Keep them, or run the preset "
+            "(`/bkjob run {preset}`)",
+            plan=bk_job_id,
+            listed=listed,
+            preset=presets[0],
+        )
+    )

@@ -127,7 +127,9 @@ class LaunchListeners:
                 await ack(response_action="update", view=error_modal(f"{words(exc.reason)}; nothing was launched."))
                 return
         await ack()
-        request = LaunchRequest(requester=user, channel=meta.c, bk_biz_id=meta.b, bk_job_id=meta.j, values=values)
+        request = LaunchRequest(
+            requester=user, channel=meta.c, bk_biz_id=meta.b, bk_job_id=meta.j, values=values, preset=meta.s
+        )
         self._background.spawn(self._submitted(request, f"view:{view.get('id')}:{view.get('hash')}"), name="run-form")
 
     async def _submitted(self, request: LaunchRequest, claim: str) -> None:
@@ -189,7 +191,12 @@ class LaunchListeners:
             )
             return
         request = LaunchRequest(
-            requester=user, channel=channel, bk_biz_id=preset.bk_biz_id, bk_job_id=preset.plan, values=values
+            requester=user,
+            channel=channel,
+            bk_biz_id=preset.bk_biz_id,
+            bk_job_id=preset.plan,
+            values=values,
+            preset=name,
         )
         try:
             await self._start(request)
