@@ -71,6 +71,7 @@ BOTH_API_VERSIONS = (
     "test_flow_results",
     "test_plan_list",
     "test_flow_logs",
+    "test_flow_masking",
     "test_flow_operations",
     "test_flow_confirm",
     "test_flow_runstates",

@@ -4,14 +4,14 @@ Cheap on BK-JOB: only failed steps, only failed hosts, for a digest only one rep
 batches of at most 500 hosts with at most two calls in flight; whatever is not read within the budget is said
 to be missing rather than waited for. Safe to show: ANSI escapes and control characters are stripped, invalid
 UTF-8 and lone surrogates become U+FFFD, and every secret the bot can know (password defaults BK-JOB reveals,
-values of variables the policy marks secret, `password=…`-style assignments) is replaced by a mask.
+values of variables the policy marks secret, `password=…`-style assignments) is replaced by a mask, in every
+form bot/core/masking.py knows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,52 +30,17 @@ from bot.bkjob.hostlogs import (
 )
 from bot.bkjob.models import JobInstanceStatus, StepInstance
 from bot.core.digest import MAX_GROUPS, FailedStep, FailureReport, group_hosts, host_status
+from bot.core.masking import MASK, Masker, clean
 
 __all__ = ["MASK", "JobLogs", "Masker", "clean", "log_file"]
 
 log = logging.getLogger(__name__)
 
-MASK = "******"
-MIN_SECRET = 3
-"""Shorter values are not masked by value: masking every "1" or "a" would make any log unreadable."""
 DIGEST_TAIL = 4000
 """Characters of a host's log kept for a digest: only its last lines are shown."""
 FILE_TAIL = 256 * 1024
 """Characters of one host's log kept for the uploaded file: the end, where the failure is."""
 _CONCURRENCY = 2
-
-# CSI (colours, cursor moves), OSC (titles, links) and two-character escapes.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
-_SECRET_KEY = r"[A-Za-z0-9_.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|credential)[A-Za-z0-9_.-]*"
-_ASSIGNMENT = re.compile(rf"(?i)(\b{_SECRET_KEY}\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)")
-_FLAG = re.compile(rf"(?i)(--?{_SECRET_KEY}[ =])(\"[^\"]*\"|'[^']*'|[^\s\-][^\s]*)")
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^/\s@]+)(@)")
-
-
-def clean(text: str) -> str:
-    """Text a person can read and Slack accepts: no escapes, no stray control characters, valid UTF-8."""
-    text = _SURROGATE.sub("\ufffd", text)  # in a str every surrogate is a lone one: it cannot be encoded
-    text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", text)
-
-
-class Masker:
-    """Replaces known secret values (longest first) and secret-looking assignments with a mask."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Logs are cleaned before they are masked, so a secret is also looked for as cleaning would leave it.
-        known = {form for s in secrets for form in (s, clean(s))}
-        values = sorted({s for s in known if len(s) >= MIN_SECRET}, key=len, reverse=True)
-        self._values = re.compile("|".join(re.escape(v) for v in values)) if values else None
-
-    def __call__(self, text: str) -> str:
-        if self._values is not None:
-            text = self._values.sub(MASK, text)
-        text = _URL_PASSWORD.sub(rf"\g<1>{MASK}\g<3>", text)
-        text = _ASSIGNMENT.sub(rf"\g<1>{MASK}", text)
-        return _FLAG.sub(rf"\g<1>{MASK}", text)
 
 
 @dataclass
