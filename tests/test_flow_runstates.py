@@ -181,3 +181,56 @@ async def test_a_stop_of_an_ended_job_is_answered_without_a_call(ops: Bot) -> No
     await ops.command(f"retry {instance_id}", user=ALICE, channel=OPS)  # nothing failed: nothing to retry
     await told(ops, "no failed step to act on")
     assert operations(ops, "operate_step_instance") == []
+
+
+# -- point 3: the plan's step that a waiting step is, with disabled steps in v3's plan detail ------------------------
+
+PAIRED_PLAN = 400
+
+
+def _gate(name: str, users: list[str], message: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": 3,
+        "execute_type": 3,
+        "script_content": None,
+        "account": None,
+        "account_id": None,
+        "ip_list": [],
+        "confirm_message": message,
+        "confirm_users": users,
+        "confirm_roles": [],
+        **extra,
+    }
+
+
+async def test_a_disabled_step_before_the_gate_does_not_shift_its_question(ops: Bot) -> None:
+    """v3's plan detail lists disabled steps, which a run does not have: pairing by position shows the wrong one."""
+    steps = [
+        {"name": "build"},
+        _gate("old gate", ["mallory"], "Stale question", disabled=True),
+        _gate("go / no-go", ["bob"], "Canary healthy?"),
+        {"name": "roll out"},
+    ]
+    ops.bk.add_plan(BIZ, PAIRED_PLAN, "Gated release", [], steps)
+    instance_id, ts = await launch(ops, PAIRED_PLAN)
+    assert [s.name for s in ops.bk.instances[instance_id].steps] == ["build", "go / no-go", "roll out"]
+    ops.bk.advance(instance_id, 1)
+    text = json.dumps(await reply_in(ops, ts, "Waiting for confirmation"))
+    assert "Canary healthy?" in text and "Stale question" not in text and "mallory" not in text
+
+
+async def test_an_ambiguous_gate_names_no_confirmers_rather_than_the_wrong_ones(ops: Bot, bk_api_version: str) -> None:
+    steps = [
+        {"name": "build"},
+        _gate("gate", ["mallory"], "First question"),
+        {"name": "deploy"},
+        _gate("gate", ["bob"], "Second question"),
+    ]
+    ops.bk.add_plan(BIZ, PAIRED_PLAN, "Twice gated", [], steps)
+    instance_id, ts = await launch(ops, PAIRED_PLAN)
+    ops.bk.advance(instance_id, 3)  # the second gate waits
+    text = json.dumps(await reply_in(ops, ts, "Waiting for confirmation"))
+    assert "mallory" not in text and "First question" not in text
+    if bk_api_version == "v2":  # v2 pairs by step_id: the right step, even with its name twice
+        assert "Second question" in text

@@ -322,6 +322,8 @@ class PlanStep(_Wire):
     its script source (3: a public script), so a confirmation is told apart by having no script or file; v2
     names no confirmers (only v3's `approval_info` does), and BK-JOB itself checks them (1244016)."""
 
+    step_id: int | None = None
+    """v2's plan step ID, which v2's step instances carry too (v3 has neither)."""
     name: str | None = None
     type: int | None = None
     confirm_message: str | None = None
@@ -388,6 +390,7 @@ class StepIpStatus(_Wire):
 
 class StepInstance(_Wire):
     step_instance_id: int
+    step_id: int | None = None
     name: str | None = None
     status: int
     type: int | None = None

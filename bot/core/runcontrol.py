@@ -415,7 +415,7 @@ class Operations:
         return True
 
     async def _confirmation(self, launch: LaunchRecord, target: Target) -> Confirmation | None:
-        """The plan's step at the same position says what the confirmation asks and of whom."""
+        """The plan's step the waiting step is says what the confirmation asks and of whom."""
         if target.step is None:
             return None
         try:
@@ -425,9 +425,7 @@ class Operations:
         except BkError as exc:
             log.warning("plan %s could not be read for its confirmation step: %s", launch.bk_job_id, exc)
             return _confirmation(target.step, target.number, None)
-        steps = plan.plan_steps()
-        plan_step = steps[target.number - 1] if target.number <= len(steps) else None
-        confirmation = _confirmation(target.step, target.number, plan_step)
+        confirmation = _confirmation(target.step, target.number, _plan_step(plan.plan_steps(), target.step))
         people: dict[str, list[str]] = {}
         for slack_user, bk_user in self._policy.users.items():
             if bk_user in confirmation.users:
@@ -466,6 +464,16 @@ def _describe(op: Operation, target: Target) -> str:
         Operation.CONTINUE_ROLLING: f"continue the rolling of {name} with its next batch",
         Operation.RERUN: "re-run the launch",
     }[op]
+
+
+def _plan_step(steps: Sequence[PlanStep], step: StepInstance) -> PlanStep | None:
+    """v2 by `step_id`; v3 (whose plan detail also lists disabled steps, which a run does not have, and whose
+    steps carry no `step_id`) by name and type, and None where that is ambiguous: no confirmers rather than the
+    wrong ones."""
+    if step.step_id is not None:
+        return next((p for p in steps if p.step_id == step.step_id), None)
+    same = [p for p in steps if p.name == step.name and (step.type is None or p.type == step.type)]
+    return same[0] if len(same) == 1 else None
 
 
 def _confirmation(step: StepInstance, number: int, plan_step: PlanStep | None) -> Confirmation:

@@ -1172,7 +1172,7 @@ class FakeBkJob(FakeServer, _HostLogs):
                 confirm_roles=list(step.get("confirm_roles") or []),
                 rolling=bool(step.get("rolling")),
             )
-            for i, step in enumerate(plan.steps)
+            for i, step in enumerate(s for s in plan.steps if not s.get("disabled"))
         ]
         inst = Instance(
             job_instance_id=next(self._instance_ids),
@@ -1213,7 +1213,10 @@ class FakeBkJob(FakeServer, _HostLogs):
             "last_modify_user": plan.creator,
             "create_time": _fmt_time(plan.create_time),
             "last_modify_time": _fmt_time(plan.create_time),
-            "steps": [{k: v for k, v in s.items() if k not in _FAKE_STEP_KEYS} for s in plan.steps],
+            # Enabled steps only (a disabled step is in v3's `step_list`, with nothing to tell it apart).
+            "steps": [
+                {k: v for k, v in s.items() if k not in _FAKE_STEP_KEYS} for s in plan.steps if not s.get("disabled")
+            ],
             # Host defaults: topology nodes only inside `value`, JOB's TaskTargetDTO JSON (docs/bkjob.md §variables).
             "global_vars": [_v2_plan_var(v) for v in plan.global_vars],
         }
@@ -1621,7 +1624,9 @@ def _waiting_confirmation(inst: Instance) -> StepInstance | None:
 TRIGGER_USER_ROLE = "JOB_RESOURCE_TRIGGER_USER"
 """JOB's role for "whoever launched the job", which a confirmation step may name as its confirmer."""
 # Keys add_plan takes for the fake's own use; get_job_detail (v2) does not show them.
-_FAKE_STEP_KEYS = frozenset({"execute_type", "confirm_users", "confirm_roles", "notify_channels", "rolling"})
+_FAKE_STEP_KEYS = frozenset(
+    {"execute_type", "confirm_users", "confirm_roles", "notify_channels", "rolling", "disabled"}
+)
 
 
 def _plan_step_v3(step: Mapping[str, Any]) -> JsonDict:
