@@ -19,6 +19,7 @@ from bot.core.cards import ApprovalCard, Note
 from bot.core.errors import ChatError, Refusal
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchFailed, LaunchRequest
+from bot.core.membership import is_listed
 from bot.core.policy import ChannelPolicy, Policy
 from bot.core.ports import Directory, Messenger
 from bot.core.reasons import Failure, Moment, Person, Plain, Quoted, Reason, people, say
@@ -194,7 +195,7 @@ class Approvals:
         if user == approval.requester:
             raise Decision(say("You cannot approve or reject your own launch: another approver has to."))
         approvers = self._current_approvers(approval)
-        if not await self._is_approver(approvers, user):
+        if not await is_listed(user, approvers, self._directory):
             # Nobody listed any more reads "Only  may decide", as it always has.
             who = people(approvers) if approvers else ""
             raise Decision(say("Only {who} may decide this request; nothing changed.", who=who))
@@ -363,19 +364,6 @@ class Approvals:
                     at=Moment(approval.decided_at) if approval.decided_at else "earlier",
                 )
             )
-
-    async def _is_approver(self, approvers: Sequence[str], user: str) -> bool:
-        if user in approvers:
-            return True
-        for group in (a for a in approvers if a.startswith("S")):
-            if self._directory is None:
-                continue
-            try:
-                if user in await self._directory.group_members(group):
-                    return True
-            except ChatError as exc:
-                log.warning("members of user group %s could not be read: %s", group, exc.error)
-        return False
 
     async def _refresh(self, approval: ApprovalRecord) -> None:
         """Rendered from the store when sent, so concurrent votes coalesce into one edit."""

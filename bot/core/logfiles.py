@@ -19,6 +19,7 @@ from bot.core.audit import Audit
 from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.joblogs import JobLogs, log_file
+from bot.core.membership import is_listed
 from bot.core.policy import ChannelPolicy, Policy
 from bot.core.ports import Directory, Messenger
 from bot.core.reasons import Channel, Failure, Person, Quoted, Reason, Tone, say
@@ -191,22 +192,9 @@ class LogFiles:
             return refusal
         if launch.job_instance_id is None or launch.message_ts is None:
             return say("That launch has no BK-JOB instance, so it has no logs.")
-        if policy.log_viewers is not None and not await self._is_viewer(user, policy.log_viewers):
+        if policy.log_viewers is not None and not await is_listed(user, policy.log_viewers, self._directory):
             return say(
                 "Only the people this channel's policy lists as `log_viewers` may fetch full logs in {channel}.",
                 channel=Channel(channel),
             )
         return None
-
-    async def _is_viewer(self, user: str, viewers: tuple[str, ...]) -> bool:
-        if user in viewers:
-            return True
-        for group in (v for v in viewers if v.startswith("S")):
-            if self._directory is None:
-                continue
-            try:
-                if user in await self._directory.group_members(group):
-                    return True
-            except BotError as exc:
-                log.warning("members of %s could not be read: %s", group, exc)
-        return False

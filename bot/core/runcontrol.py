@@ -14,9 +14,9 @@ from bot.bkjob.models import JobInstanceStatus, PlanStep, StepInstance, Variable
 from bot.core.approvals import Approvals
 from bot.core.audit import Audit
 from bot.core.cards import Confirmation, ConfirmationCard, ConfirmationDecided, Note, RollingPause
-from bot.core.errors import ChatError
 from bot.core.identity import Identities
 from bot.core.launches import Launches, LaunchRequest
+from bot.core.membership import is_listed
 from bot.core.policy import APPROVERS, REQUESTER, Policy
 from bot.core.ports import Directory, Messenger
 from bot.core.reasons import Channel, Failure, People, Person, Reason, Slot, Tone, say
@@ -324,7 +324,7 @@ class Operations:
         named = [a for a in allowed if a not in (REQUESTER, APPROVERS)]
         if APPROVERS in allowed:
             named += list(policy.approvers)
-        if await self._is_member(named, user):
+        if await is_listed(user, named, self._directory):
             return None
         listed = tuple(a for a in allowed if a not in (REQUESTER, APPROVERS))
         who = [_ROLES[w] for w in allowed if w in (REQUESTER, APPROVERS)] + (["{listed}"] if listed else [])
@@ -335,19 +335,6 @@ class Operations:
             listed=People(listed),
             verb=_VERB[op],
         )
-
-    async def _is_member(self, listed: Sequence[str], user: str) -> bool:
-        if user in listed:
-            return True
-        for group in (a for a in listed if a.startswith("S")):
-            if self._directory is None:
-                continue
-            try:
-                if user in await self._directory.group_members(group):
-                    return True
-            except ChatError as exc:
-                log.warning("members of user group %s could not be read: %s", group, exc.error)
-        return False
 
     async def _rerun(self, launch: LaunchRecord, user: str) -> Answer:
         """A new launch of the same plan with the same values, by the person who clicked, through the channel's
