@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
-from bot.bkjob import wire_v3 as bk_v3
+from bot.bkjob import wire_v3
 from bot.bkjob.client import HINT_APP, BkClient
 from bot.bkjob.errors import BkApiError, BkTimeout, BkUnavailable
 from bot.bkjob.hostlogs import (
@@ -82,21 +82,21 @@ class ApigwV3Client(BkClient):
         }
 
     async def _fetch_job_detail(self, *, bk_biz_id: int, bk_job_id: int, bk_username: str) -> JobDetail:
-        query = bk_v3.plan_detail_query(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id)
+        query = wire_v3.plan_detail_query(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id)
         data = await self._call("get_job_plan_detail", "GET", bk_username=bk_username, query=query)
-        return self._parse("get_job_plan_detail", bk_v3.PlanDetailV3, data).to_domain()
+        return self._parse("get_job_plan_detail", wire_v3.PlanDetailV3, data).to_domain()
 
     async def execute_job(self, request: ExecuteJobRequest, *, bk_username: str) -> ExecuteJobData:
-        body = bk_v3.execute_body(request)
+        body = wire_v3.execute_body(request)
         data = await self._call("execute_job_plan", "POST", bk_username=bk_username, body=body)
         return self._parse("execute_job_plan", ExecuteJobData, data)
 
     async def get_job_instance_status(
         self, *, bk_biz_id: int, job_instance_id: int, bk_username: str
     ) -> JobInstanceStatus:
-        query = bk_v3.instance_status_query(bk_biz_id=bk_biz_id, job_instance_id=job_instance_id)
+        query = wire_v3.instance_status_query(bk_biz_id=bk_biz_id, job_instance_id=job_instance_id)
         data = await self._call("get_job_instance_status", "GET", bk_username=bk_username, query=query)
-        return self._parse("get_job_instance_status", bk_v3.InstanceStatusV3, data).to_domain()
+        return self._parse("get_job_instance_status", wire_v3.InstanceStatusV3, data).to_domain()
 
     async def get_job_instance_list(
         self,
@@ -107,7 +107,7 @@ class ApigwV3Client(BkClient):
         operator: str,
         bk_username: str,
     ) -> InstanceList:
-        query = bk_v3.instance_list_query(
+        query = wire_v3.instance_list_query(
             bk_biz_id=bk_biz_id,
             create_time_start_ms=create_time_start_ms,
             create_time_end_ms=create_time_end_ms,
@@ -119,9 +119,9 @@ class ApigwV3Client(BkClient):
     async def list_plans(
         self, *, bk_biz_id: int, bk_username: str, name: str | None = None, start: int = 0, length: int = 1000
     ) -> PlanPage:
-        query = bk_v3.plan_list_query(bk_biz_id=bk_biz_id, name=name, start=start, length=length)
+        query = wire_v3.plan_list_query(bk_biz_id=bk_biz_id, name=name, start=start, length=length)
         data = await self._call("get_job_plan_list", "GET", bk_username=bk_username, query=query)
-        return self._parse("get_job_plan_list", bk_v3.PlanListV3, data).to_domain()
+        return self._parse("get_job_plan_list", wire_v3.PlanListV3, data).to_domain()
 
     async def failed_host_results(
         self, *, bk_biz_id: int, job_instance_id: int, steps: Sequence[StepInstance], bk_username: str
@@ -140,7 +140,7 @@ class ApigwV3Client(BkClient):
     ) -> list[HostLogEntry]:
         self._check_batch(hosts)
         api = "batch_get_job_instance_ip_log"
-        body = {**bk_v3.scope(bk_biz_id), **batch_log_body(step_instance_id, job_instance_id, hosts)}
+        body = {**wire_v3.scope(bk_biz_id), **batch_log_body(step_instance_id, job_instance_id, hosts)}
         data = await self._call(api, "POST", bk_username=bk_username, body=body, lenient=True)
         return self._parse(api, IpLogsV3, data).entries()
 
@@ -148,7 +148,7 @@ class ApigwV3Client(BkClient):
         self, *, bk_biz_id: int, bk_job_id: int, names: Collection[str], bk_username: str
     ) -> list[str]:
         """v3 masks every password default as `******`: only the named (string) variables' defaults are known."""
-        query = bk_v3.plan_detail_query(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id)
+        query = wire_v3.plan_detail_query(bk_biz_id=bk_biz_id, bk_job_id=bk_job_id)
         data = await self._call("get_job_plan_detail", "GET", bk_username=bk_username, query=query)
         variables = data.get("global_var_list") if isinstance(data, dict) else None
         return self._secret_defaults(variables, type_key="type", names=names)
@@ -156,7 +156,7 @@ class ApigwV3Client(BkClient):
     async def operate_job_instance(
         self, *, bk_biz_id: int, job_instance_id: int, operation_code: int, bk_username: str
     ) -> None:
-        body = bk_v3.operate_job_body(
+        body = wire_v3.operate_job_body(
             bk_biz_id=bk_biz_id, job_instance_id=job_instance_id, operation_code=operation_code
         )
         await self._call("operate_job_instance", "POST", bk_username=bk_username, body=body)
@@ -164,7 +164,7 @@ class ApigwV3Client(BkClient):
     async def operate_step_instance(
         self, *, bk_biz_id: int, job_instance_id: int, step_instance_id: int, operation_code: int, bk_username: str
     ) -> None:
-        body = bk_v3.operate_step_body(
+        body = wire_v3.operate_step_body(
             bk_biz_id=bk_biz_id,
             job_instance_id=job_instance_id,
             step_instance_id=step_instance_id,
